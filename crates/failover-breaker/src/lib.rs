@@ -1,0 +1,146 @@
+#![doc = include_str!("../README.md")]
+
+mod clock;
+mod permit;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use permit::{Permit, PermitSink, PermitToken};
+
+use std::fmt::Debug;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// How a call that held a [`Permit`] ended, from the breaker's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The provider answered.
+    Success,
+    /// The provider is at fault.
+    Failure {
+        /// A stable name of the error kind, kept for the health report.
+        kind: &'static str,
+        /// The provider's retry hint; an open period is never shorter than it.
+        retry_after: Option<Duration>,
+    },
+    /// Neither success nor failure (the caller's mistake, or a cancellation).
+    Ignored,
+}
+
+/// The state of a breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BreakerState {
+    /// Calls flow; outcomes are counted.
+    Closed,
+    /// Calls are rejected until the open period ends.
+    Open,
+    /// A bounded number of probe calls are admitted.
+    HalfOpen,
+    /// Opened by an operator; holds until [`Breaker::reset`].
+    ForcedOpen,
+    /// Disabled by an operator (always admits, counts nothing); holds until
+    /// [`Breaker::reset`].
+    ForcedClosed,
+}
+
+impl BreakerState {
+    /// The seed's spelling: `CLOSED`, `OPEN`, `HALF_OPEN`, `FORCED_OPEN`, `FORCED_CLOSED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "CLOSED",
+            BreakerState::Open => "OPEN",
+            BreakerState::HalfOpen => "HALF_OPEN",
+            BreakerState::ForcedOpen => "FORCED_OPEN",
+            BreakerState::ForcedClosed => "FORCED_CLOSED",
+        }
+    }
+}
+
+impl std::fmt::Display for BreakerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A call was refused because the breaker does not admit it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejected {
+    /// The state that refused.
+    pub state: BreakerState,
+    /// When a probe will next be admitted, if the breaker knows.
+    pub next_probe_at: Option<Instant>,
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "circuit breaker is {}", self.state)
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+/// One state change, kept in the snapshot's recent history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// The state left.
+    pub from: BreakerState,
+    /// The state entered.
+    pub to: BreakerState,
+    /// When, on the breaker's clock.
+    pub at: Instant,
+}
+
+/// A point-in-time view of a breaker for the health report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerSnapshot {
+    /// The current state.
+    pub state: BreakerState,
+    /// Successes in the current window.
+    pub successes: u64,
+    /// Failures in the current window.
+    pub failures: u64,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// Failures / (successes + failures) in the window; 0 when empty.
+    pub failure_rate: f64,
+    /// Calls rejected since creation.
+    pub rejected: u64,
+    /// How many times the breaker tripped open since creation or the last reset.
+    pub trips: u32,
+    /// The kind of the last failure recorded.
+    pub last_error_kind: Option<&'static str>,
+    /// When it last opened.
+    pub opened_at: Option<Instant>,
+    /// When an open breaker will admit its first probe.
+    pub next_probe_at: Option<Instant>,
+    /// The most recent transitions, oldest first (bounded).
+    pub recent_transitions: Vec<Transition>,
+}
+
+/// A circuit breaker guarding one provider.
+///
+/// # Contract
+/// - [`try_acquire`](Breaker::try_acquire) is the only way to call the provider: it returns
+///   a [`Permit`] or a [`Rejected`]. Each permit reports exactly one [`Outcome`]
+///   ([`Permit::record`]); a permit dropped without one reports [`Outcome::Ignored`].
+/// - CLOSED → OPEN when the window's failure rate reaches the threshold after the minimum
+///   number of calls, or after the configured number of consecutive failures.
+/// - OPEN lasts a backed-off, jittered period that is never shorter than the largest
+///   `retry_after` among the failures that tripped it; then HALF_OPEN.
+/// - HALF_OPEN admits at most the configured number of probes at once; their successes
+///   close the breaker, any failure reopens it.
+/// - Outcomes of permits issued before a transition change nothing after it.
+/// - `force_open` / `force_close` hold until `reset`, which returns to a fresh CLOSED.
+pub trait Breaker: Send + Sync + Debug {
+    /// Asks to make one call.
+    fn try_acquire(&self) -> Result<Permit, Rejected>;
+    /// Opens the breaker until [`reset`](Breaker::reset).
+    fn force_open(&self);
+    /// Disables the breaker (always admits) until [`reset`](Breaker::reset).
+    fn force_close(&self);
+    /// Returns to a fresh CLOSED state, releasing any forced state.
+    fn reset(&self);
+    /// The current state and counters.
+    fn snapshot(&self) -> BreakerSnapshot;
+}

@@ -1,0 +1,124 @@
+//! What the adapter hands back: a completion, or a stream of chunks ending in a summary.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorKind;
+use crate::request::RequestId;
+use crate::usage::{TokenUsage, Usd};
+
+/// Why a model stopped generating.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model finished its answer.
+    Stop,
+    /// The output token limit was reached.
+    Length,
+    /// A stop sequence matched.
+    StopSequence,
+    /// The provider's content filter ended the answer.
+    ContentFilter,
+    /// The model asked to call a tool.
+    ToolUse,
+    /// A reason this crate does not know, as the provider spelled it.
+    Other(String),
+}
+
+/// How one attempt on one provider ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum AttemptOutcome {
+    /// The provider answered.
+    Succeeded,
+    /// The provider failed with a classified error.
+    Failed {
+        /// The error's kind.
+        kind: ErrorKind,
+        /// The error's message.
+        message: String,
+    },
+    /// The provider's breaker was open; it was not called.
+    SkippedBreakerOpen,
+    /// The provider cannot serve this request (streaming or JSON mode unsupported).
+    SkippedUnsupported {
+        /// What is missing.
+        reason: String,
+    },
+}
+
+/// One provider the adapter tried (or skipped) for a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// The provider's name.
+    pub provider: String,
+    /// The concrete model routed to.
+    pub model: String,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// Time spent on it.
+    pub latency: Duration,
+}
+
+/// A finished completion: the seed's result dictionary, typed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    /// The request's id.
+    pub request_id: RequestId,
+    /// The provider that answered (`"bedrock"`, `"openai"`), or that answered originally
+    /// when `cached`.
+    pub provider: String,
+    /// The concrete model that answered.
+    pub model: String,
+    /// The generated text.
+    pub content: String,
+    /// Why generation stopped.
+    pub finish_reason: FinishReason,
+    /// Tokens (the seed's `tokens`).
+    pub usage: TokenUsage,
+    /// Estimated cost of the call (the seed's `estimated_cost`); zero for a cache hit.
+    pub estimated_cost: Usd,
+    /// Whether the answer came from the cache.
+    pub cached: bool,
+    /// Time from receiving the request to returning it.
+    pub latency: Duration,
+    /// Every provider tried or skipped, in order; empty for a cache hit.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// The final item of a successful stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamSummary {
+    /// The request's id.
+    pub request_id: RequestId,
+    /// The provider that streamed the answer.
+    pub provider: String,
+    /// The concrete model.
+    pub model: String,
+    /// Why generation stopped.
+    pub finish_reason: FinishReason,
+    /// Tokens consumed.
+    pub usage: TokenUsage,
+    /// Estimated cost.
+    pub estimated_cost: Usd,
+    /// Whether the chunks were replayed from the cache.
+    pub cached: bool,
+    /// Time from receiving the request to the end of the stream.
+    pub latency: Duration,
+    /// Every provider tried or skipped, in order.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// One item of a completion stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum StreamChunk {
+    /// More text.
+    Delta {
+        /// The text.
+        text: String,
+    },
+    /// The stream completed; always the last item of a successful stream.
+    Done(StreamSummary),
+}

@@ -1,0 +1,280 @@
+//! One classified error type for every provider.
+//!
+//! Backends classify once, at their boundary, into an [`ErrorKind`]; the kind alone decides
+//! what the adapter does next. The table is also in `docs/error-taxonomy.md`.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What went wrong, in terms that decide retry, breaker and failover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Rate limited or over a request/token quota that refills (HTTP 429, Bedrock
+    /// `ThrottlingException`, `ServiceQuotaExceededException`).
+    Throttled,
+    /// The service or model cannot serve now (5xx, `ServiceUnavailable`, `ModelNotReady`,
+    /// `InternalServerException`).
+    Unavailable,
+    /// No answer in time: our own per-attempt, first-token or stall time-out, or the
+    /// provider's (`ModelTimeoutException`, HTTP 408).
+    Timeout,
+    /// Connecting, TLS or I/O failed before a response was read.
+    Network,
+    /// A stream ended before its terminal event (no `[DONE]`, no `messageStop`).
+    StreamCut,
+    /// The provider answered with something we cannot parse, or content that breaks the
+    /// requested JSON contract.
+    MalformedResponse,
+    /// The model itself failed on this input (`ModelErrorException`,
+    /// `ModelStreamErrorException`).
+    ModelError,
+    /// The request is wrong for this provider and would be wrong on a retry (HTTP 400,
+    /// `ValidationException` about the content).
+    InvalidRequest,
+    /// The input does not fit the model's context window.
+    ContextTooLong,
+    /// The provider's safety system refused the request or cut the answer.
+    ContentFiltered,
+    /// Credentials, permissions, a missing model or an exhausted account — the provider is
+    /// unusable until an operator acts (401, 403, 404, `insufficient_quota`).
+    AuthOrConfig,
+    /// The caller went away (the future or stream was dropped).
+    Cancelled,
+}
+
+/// How a failed call may be retried on the same provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryPolicy {
+    /// The same call can succeed later (after `retry_after` when given).
+    Temporary,
+    /// Repeating the same call on the same provider will fail the same way.
+    Permanent,
+}
+
+/// What an error means for the provider's circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerEffect {
+    /// The provider is at fault: counts towards opening the breaker.
+    Failure,
+    /// The caller caused it (bad input, cancellation): neither success nor failure.
+    Ignored,
+}
+
+impl ErrorKind {
+    /// Every kind, in table order.
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::Throttled,
+        ErrorKind::Unavailable,
+        ErrorKind::Timeout,
+        ErrorKind::Network,
+        ErrorKind::StreamCut,
+        ErrorKind::MalformedResponse,
+        ErrorKind::ModelError,
+        ErrorKind::InvalidRequest,
+        ErrorKind::ContextTooLong,
+        ErrorKind::ContentFiltered,
+        ErrorKind::AuthOrConfig,
+        ErrorKind::Cancelled,
+    ];
+
+    /// A stable snake_case name for logs, metrics and usage records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Network => "network",
+            ErrorKind::StreamCut => "stream_cut",
+            ErrorKind::MalformedResponse => "malformed_response",
+            ErrorKind::ModelError => "model_error",
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::ContextTooLong => "context_too_long",
+            ErrorKind::ContentFiltered => "content_filtered",
+            ErrorKind::AuthOrConfig => "auth_or_config",
+            ErrorKind::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether repeating the call on the same provider may succeed. Retry is opt-in per
+    /// kind: anything not listed as temporary is permanent.
+    pub fn retry(self) -> RetryPolicy {
+        match self {
+            ErrorKind::Throttled
+            | ErrorKind::Unavailable
+            | ErrorKind::Timeout
+            | ErrorKind::Network
+            | ErrorKind::StreamCut
+            | ErrorKind::ModelError => RetryPolicy::Temporary,
+            _ => RetryPolicy::Permanent,
+        }
+    }
+
+    /// What the error means for the provider's breaker.
+    pub fn breaker_effect(self) -> BreakerEffect {
+        match self {
+            ErrorKind::InvalidRequest
+            | ErrorKind::ContextTooLong
+            | ErrorKind::ContentFiltered
+            | ErrorKind::Cancelled => BreakerEffect::Ignored,
+            _ => BreakerEffect::Failure,
+        }
+    }
+
+    /// Whether the adapter should try the next provider in the chain.
+    ///
+    /// Provider faults fail over. A request the provider judged wrong (`InvalidRequest`)
+    /// or unsafe (`ContentFiltered`) is returned to the caller: another provider is no
+    /// cure, and routing around a safety refusal is a policy decision we do not make
+    /// silently. `ContextTooLong` fails over because the next model's window may be
+    /// larger. `Cancelled` stops everything.
+    pub fn fails_over(self) -> bool {
+        !matches!(
+            self,
+            ErrorKind::InvalidRequest | ErrorKind::ContentFiltered | ErrorKind::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error from one provider call, classified at the backend boundary.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}: {message}{}", code_suffix(.provider_code.as_deref(), *.http_status))]
+pub struct ProviderError {
+    kind: ErrorKind,
+    message: String,
+    provider_code: Option<String>,
+    http_status: Option<u16>,
+    retry_after: Option<Duration>,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+fn code_suffix(code: Option<&str>, status: Option<u16>) -> String {
+    match (code, status) {
+        (Some(code), Some(status)) => format!(" (HTTP {status}, {code})"),
+        (Some(code), None) => format!(" ({code})"),
+        (None, Some(status)) => format!(" (HTTP {status})"),
+        (None, None) => String::new(),
+    }
+}
+
+impl ProviderError {
+    /// A new error of `kind`. The message must never contain a secret.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            provider_code: None,
+            http_status: None,
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// Attaches the provider's own error code (`ThrottlingException`,
+    /// `insufficient_quota`, …).
+    pub fn with_provider_code(mut self, code: impl Into<String>) -> Self {
+        self.provider_code = Some(code.into());
+        self
+    }
+
+    /// Attaches the HTTP status.
+    pub fn with_http_status(mut self, status: u16) -> Self {
+        self.http_status = Some(status);
+        self
+    }
+
+    /// Attaches the provider's retry hint (`Retry-After`).
+    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = Some(retry_after);
+        self
+    }
+
+    /// Attaches the underlying error.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The classified kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The human-readable message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The provider's raw error code, when it gave one.
+    pub fn provider_code(&self) -> Option<&str> {
+        self.provider_code.as_deref()
+    }
+
+    /// The HTTP status, when the error came from an HTTP response.
+    pub fn http_status(&self) -> Option<u16> {
+        self.http_status
+    }
+
+    /// How long the provider asked us to wait, when it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_faults_never_count_against_the_breaker() {
+        for kind in [
+            ErrorKind::InvalidRequest,
+            ErrorKind::Cancelled,
+            ErrorKind::ContentFiltered,
+        ] {
+            assert_eq!(kind.breaker_effect(), BreakerEffect::Ignored, "{kind}");
+            assert!(!kind.fails_over(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn configuration_faults_are_permanent_failures_that_fail_over() {
+        let kind = ErrorKind::AuthOrConfig;
+        assert_eq!(kind.retry(), RetryPolicy::Permanent);
+        assert_eq!(kind.breaker_effect(), BreakerEffect::Failure);
+        assert!(kind.fails_over());
+    }
+
+    #[test]
+    fn display_names_kind_code_and_status() {
+        let error = ProviderError::new(ErrorKind::Throttled, "slow down")
+            .with_provider_code("ThrottlingException")
+            .with_http_status(429)
+            .with_retry_after(Duration::from_secs(3));
+        assert_eq!(
+            error.to_string(),
+            "throttled: slow down (HTTP 429, ThrottlingException)"
+        );
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn kind_names_are_unique() {
+        let mut names: Vec<_> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ErrorKind::ALL.len());
+    }
+}

@@ -1,0 +1,19 @@
+#![doc = include_str!("../README.md")]
+
+mod completion;
+mod error;
+mod message;
+mod provider;
+mod request;
+mod usage;
+
+pub use completion::{
+    AttemptOutcome, AttemptRecord, Completion, FinishReason, StreamChunk, StreamSummary,
+};
+pub use error::{BreakerEffect, ErrorKind, ProviderError, RetryPolicy};
+pub use message::{Message, PromptInput, Role};
+pub use provider::{
+    Capabilities, JsonModeSupport, Provider, ProviderEvent, ProviderResponse, ProviderStream,
+};
+pub use request::{CompletionRequest, ProviderRequest, RequestId, ResponseFormat};
+pub use usage::{TokenUsage, Usd};

@@ -1,0 +1,230 @@
+//! What a caller asks for, and what one provider call receives.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::message::{Message, PromptInput};
+
+/// A request's unique id, carried into usage records, logs and the result.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// A fresh random (UUID v4) id.
+    pub fn random() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// Wraps a caller-chosen id (e.g. from an upstream trace).
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The shape the caller wants the content in (the seed's `response_format`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum ResponseFormat {
+    /// Free text.
+    #[default]
+    Text,
+    /// Any single JSON object.
+    JsonObject,
+    /// JSON matching a JSON Schema.
+    JsonSchema {
+        /// A short name for the schema (OpenAI requires one).
+        name: String,
+        /// The JSON Schema document.
+        schema: serde_json::Value,
+    },
+}
+
+impl ResponseFormat {
+    /// Whether the content must be JSON.
+    pub fn is_json(&self) -> bool {
+        !matches!(self, ResponseFormat::Text)
+    }
+
+    /// Parses the seed's string form: `"text"` or `"json"` / `"json_object"`.
+    pub fn from_seed_name(name: &str) -> Option<Self> {
+        match name {
+            "text" => Some(ResponseFormat::Text),
+            "json" | "json_object" => Some(ResponseFormat::JsonObject),
+            _ => None,
+        }
+    }
+}
+
+/// One completion request, as the application states it.
+///
+/// The seed's `generate_completion(prompt, agent_id, tenant_id, model, temperature,
+/// max_tokens, response_format)` reads, in Rust:
+///
+/// ```
+/// use failover_provider::{CompletionRequest, ResponseFormat};
+/// let request = CompletionRequest::prompt("test_tenant", "test_agent", "gpt-4",
+///         "What is 2+2? Answer with just the number.")
+///     .temperature(0.1)
+///     .max_tokens(10)
+///     .response_format(ResponseFormat::Text);
+/// assert_eq!(request.model, "gpt-4");
+/// ```
+///
+/// Nothing is validated here: the adapter validates every field before it touches a cache
+/// or a provider, and answers a typed error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionRequest {
+    /// The tenant the request is billed to and whose cache space it uses.
+    pub tenant_id: String,
+    /// The agent (application component) making the request.
+    pub agent_id: String,
+    /// The logical model name (`"gpt-4"`), mapped to a concrete model per provider.
+    pub model: String,
+    /// A plain prompt or chat messages.
+    pub input: PromptInput,
+    /// Sampling temperature, `0.0..=2.0`; the provider's default when `None`.
+    pub temperature: Option<f32>,
+    /// Upper bound of output tokens; the provider's default when `None`.
+    pub max_tokens: Option<u32>,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+    /// Text, JSON object or JSON with a schema.
+    pub response_format: ResponseFormat,
+    /// The instant by which the whole request (every attempt) must be answered.
+    pub deadline: Option<Instant>,
+    /// The request's id; the adapter draws a random one when `None`.
+    pub request_id: Option<RequestId>,
+}
+
+impl CompletionRequest {
+    /// A request with a single user prompt and default parameters.
+    pub fn prompt(
+        tenant_id: impl Into<String>,
+        agent_id: impl Into<String>,
+        model: impl Into<String>,
+        prompt: impl Into<String>,
+    ) -> Self {
+        Self::with_input(
+            tenant_id,
+            agent_id,
+            model,
+            PromptInput::Prompt(prompt.into()),
+        )
+    }
+
+    /// A request with chat messages and default parameters.
+    pub fn messages(
+        tenant_id: impl Into<String>,
+        agent_id: impl Into<String>,
+        model: impl Into<String>,
+        messages: Vec<Message>,
+    ) -> Self {
+        Self::with_input(tenant_id, agent_id, model, PromptInput::Messages(messages))
+    }
+
+    fn with_input(
+        tenant_id: impl Into<String>,
+        agent_id: impl Into<String>,
+        model: impl Into<String>,
+        input: PromptInput,
+    ) -> Self {
+        Self {
+            tenant_id: tenant_id.into(),
+            agent_id: agent_id.into(),
+            model: model.into(),
+            input,
+            temperature: None,
+            max_tokens: None,
+            stop: Vec::new(),
+            response_format: ResponseFormat::Text,
+            deadline: None,
+            request_id: None,
+        }
+    }
+
+    /// Sets the temperature.
+    pub fn temperature(mut self, temperature: f32) -> Self {
+        self.temperature = Some(temperature);
+        self
+    }
+
+    /// Sets the output token limit.
+    pub fn max_tokens(mut self, max_tokens: u32) -> Self {
+        self.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Adds a stop sequence.
+    pub fn stop(mut self, sequence: impl Into<String>) -> Self {
+        self.stop.push(sequence.into());
+        self
+    }
+
+    /// Sets the response format.
+    pub fn response_format(mut self, format: ResponseFormat) -> Self {
+        self.response_format = format;
+        self
+    }
+
+    /// Sets the deadline to `timeout` from now.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.deadline = Some(Instant::now() + timeout);
+        self
+    }
+
+    /// Sets an absolute deadline.
+    pub fn deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Sets the request id.
+    pub fn request_id(mut self, id: RequestId) -> Self {
+        self.request_id = Some(id);
+        self
+    }
+}
+
+/// What one provider call receives: the request after validation and routing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderRequest {
+    /// The request's id (the same for every attempt).
+    pub request_id: RequestId,
+    /// The concrete model id for this provider.
+    pub model: String,
+    /// The conversation; a plain prompt arrives as one user message.
+    pub messages: Vec<Message>,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// Output token limit.
+    pub max_tokens: Option<u32>,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+    /// Requested content shape.
+    pub response_format: ResponseFormat,
+    /// When the call must be finished; the provider should not start work it cannot end
+    /// before it (the adapter also enforces it).
+    pub deadline: Option<Instant>,
+}
+
+impl ProviderRequest {
+    /// Time left before the deadline (`None` when there is no deadline).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+}

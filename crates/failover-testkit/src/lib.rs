@@ -1,0 +1,2 @@
+//! The shared test harness.
+pub mod suites;
