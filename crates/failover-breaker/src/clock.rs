@@ -31,7 +31,10 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock frozen at the moment of creation.
     pub fn new() -> Self {
-        Self { base: Instant::now(), offset_nanos: Arc::new(AtomicU64::new(0)) }
+        Self {
+            base: Instant::now(),
+            offset_nanos: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Moves the clock forward.

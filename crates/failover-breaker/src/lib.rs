@@ -1,9 +1,14 @@
 #![doc = include_str!("../README.md")]
 
+mod breaker;
 mod clock;
+mod config;
 mod permit;
+mod window;
 
+pub use breaker::{CircuitBreaker, RECENT_TRANSITIONS};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{BreakerConfig, BreakerConfigError, MAX_WINDOW_SIZE};
 pub use permit::{Permit, PermitSink, PermitToken};
 
 use std::fmt::Debug;

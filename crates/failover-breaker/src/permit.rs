@@ -34,12 +34,21 @@ pub struct Permit {
 impl Permit {
     /// A permit that reports to `sink`. Called by breaker implementations.
     pub fn new(sink: Arc<dyn PermitSink>, token: PermitToken) -> Self {
-        Self { sink: Some(sink), token }
+        Self {
+            sink: Some(sink),
+            token,
+        }
     }
 
     /// A permit that reports nowhere (for a disabled breaker).
     pub fn detached() -> Self {
-        Self { sink: None, token: PermitToken { generation: 0, probe: false } }
+        Self {
+            sink: None,
+            token: PermitToken {
+                generation: 0,
+                probe: false,
+            },
+        }
     }
 
     /// The token this permit carries.
@@ -65,6 +74,8 @@ impl Drop for Permit {
 
 impl std::fmt::Debug for Permit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Permit").field("token", &self.token).finish_non_exhaustive()
+        f.debug_struct("Permit")
+            .field("token", &self.token)
+            .finish_non_exhaustive()
     }
 }

@@ -3,7 +3,7 @@
 mod key;
 mod memory;
 
-pub use key::{CacheKey, CacheKeyInput, KEY_FORMAT_VERSION, KeyDeriver, TenantTag};
+pub use key::{CacheKey, CacheKeyInput, KEY_FORMAT_VERSION, KeyDeriver, TENANT_TAG_LEN, TenantTag};
 pub use memory::{MemoryCache, MemoryCacheConfig};
 
 use std::fmt::Debug;
@@ -59,7 +59,10 @@ pub struct CacheError {
 impl CacheError {
     /// A new error.
     pub fn new(kind: CacheErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 }
 

@@ -149,7 +149,7 @@ impl fmt::Display for ErrorKind {
 
 /// An error from one provider call, classified at the backend boundary.
 #[derive(Debug, thiserror::Error)]
-#[error("{kind}: {message}{}", code_suffix(.provider_code.as_deref(), *.http_status))]
+#[error("{kind}: {}", self.detail())]
 pub struct ProviderError {
     kind: ErrorKind,
     message: String,
@@ -215,6 +215,12 @@ impl ProviderError {
     /// The human-readable message.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The message with the provider's code and HTTP status, without the kind:
+    /// `slow down (HTTP 429, ThrottlingException)`.
+    pub fn detail(&self) -> String {
+        format!("{}{}", self.message, code_suffix(self.provider_code.as_deref(), self.http_status))
     }
 
     /// The provider's raw error code, when it gave one.

@@ -1,0 +1,240 @@
+//! The in-process usage sink: records in a bounded vector behind a short mutex.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use failover_provider::RequestId;
+
+use crate::{SinkHealth, UsageError, UsageQuery, UsageRecord, UsageSink, UsageStats};
+
+/// An in-process [`UsageSink`] for tests, demos and single-process deployments that do not
+/// need usage to outlive the process.
+///
+/// - `record` stores immediately (nothing is queued, so `flush` returns at once) under a
+///   short `std::sync::Mutex` critical section: one hash-set probe and one push.
+/// - Recording the same `(request_id, attempt)` again is accepted and ignored.
+/// - Bounded: once `capacity` distinct records are held, `record` returns
+///   [`UsageError::Overloaded`] (counted in `rejected`) rather than dropping anything.
+/// - Health: `accepted` counts every `Ok` of `record` (duplicates included), `written` the
+///   distinct records held, `queued` is always 0.
+pub struct MemoryUsageSink {
+    state: Mutex<State>,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct State {
+    records: Vec<UsageRecord>,
+    seen: HashSet<(RequestId, u32)>,
+    accepted: u64,
+    rejected: u64,
+}
+
+impl MemoryUsageSink {
+    /// The default bound: 1 000 000 records.
+    pub const DEFAULT_CAPACITY: usize = 1_000_000;
+
+    /// A sink holding up to [`MemoryUsageSink::DEFAULT_CAPACITY`] records.
+    pub fn new() -> Self {
+        Self::with_capacity(Self::DEFAULT_CAPACITY)
+    }
+
+    /// A sink holding up to `capacity` distinct records.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            capacity,
+        }
+    }
+
+    /// The bound.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Distinct records held.
+    pub fn len(&self) -> usize {
+        self.lock().records.len()
+    }
+
+    /// Whether no record is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of every record held, in the order first recorded.
+    pub fn records(&self) -> Vec<UsageRecord> {
+        self.lock().records.clone()
+    }
+
+    /// Aggregates the records matching `query` (what [`UsageSink::stats`] returns).
+    pub fn stats_now(&self, query: &UsageQuery) -> UsageStats {
+        UsageStats::from_records(&self.lock().records, query)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave `State` inconsistent beyond one
+        // record, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for MemoryUsageSink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryUsageSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("MemoryUsageSink")
+            .field("records", &state.records.len())
+            .field("capacity", &self.capacity)
+            .field("accepted", &state.accepted)
+            .field("rejected", &state.rejected)
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl UsageSink for MemoryUsageSink {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    fn record(&self, record: UsageRecord) -> Result<(), UsageError> {
+        let mut state = self.lock();
+        let id = (record.request_id.clone(), record.attempt);
+        if state.seen.contains(&id) {
+            state.accepted += 1;
+            return Ok(());
+        }
+        if state.records.len() >= self.capacity {
+            state.rejected += 1;
+            return Err(UsageError::Overloaded(format!(
+                "memory usage sink holds its capacity of {} records; refused {}",
+                self.capacity,
+                record.idempotency_key()
+            )));
+        }
+        state.seen.insert(id);
+        state.records.push(record);
+        state.accepted += 1;
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), UsageError> {
+        Ok(())
+    }
+
+    async fn stats(&self, query: &UsageQuery) -> Result<UsageStats, UsageError> {
+        Ok(self.stats_now(query))
+    }
+
+    fn health(&self) -> SinkHealth {
+        let state = self.lock();
+        SinkHealth {
+            backend: "memory".to_owned(),
+            accepted: state.accepted,
+            written: state.records.len() as u64,
+            queued: 0,
+            rejected: state.rejected,
+            last_error: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::UsageOutcome;
+    use failover_provider::{TokenUsage, Usd};
+    use rust_decimal::Decimal;
+
+    fn record(id: &str, attempt: u32) -> UsageRecord {
+        UsageRecord {
+            request_id: RequestId::new(id),
+            attempt,
+            tenant_id: "t".into(),
+            agent_id: "a".into(),
+            timestamp_unix_ms: 1,
+            provider: "bedrock".into(),
+            model: "m".into(),
+            logical_model: "gpt-4".into(),
+            usage: TokenUsage::new(3, 4),
+            usage_estimated: false,
+            cost: Usd::new(Decimal::new(1, 2)),
+            latency_ms: 1,
+            outcome: UsageOutcome::Success,
+            cached: false,
+            fallback_used: false,
+            streamed: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn duplicates_count_once() {
+        let sink = MemoryUsageSink::new();
+        sink.record(record("r", 1)).unwrap();
+        sink.record(record("r", 1)).unwrap();
+        sink.record(record("r", 2)).unwrap();
+        assert_eq!(sink.len(), 2);
+        let stats = sink.stats(&UsageQuery::all()).await.unwrap();
+        assert_eq!(stats.records, 2);
+        assert_eq!(stats.cost, Usd::new(Decimal::new(2, 2)));
+        let health = sink.health();
+        assert_eq!(
+            (health.accepted, health.written, health.rejected),
+            (3, 2, 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn full_sink_refuses_with_overloaded_and_never_drops() {
+        let sink = MemoryUsageSink::with_capacity(2);
+        sink.record(record("a", 1)).unwrap();
+        sink.record(record("b", 1)).unwrap();
+        let error = sink.record(record("c", 1)).unwrap_err();
+        assert!(matches!(error, UsageError::Overloaded(_)), "{error}");
+        assert!(error.to_string().contains("c#1"), "{error}");
+        // A duplicate of a held record is still fine when full.
+        sink.record(record("a", 1)).unwrap();
+        assert_eq!(sink.health().rejected, 1);
+        let held: Vec<_> = sink
+            .records()
+            .iter()
+            .map(UsageRecord::idempotency_key)
+            .collect();
+        assert_eq!(held, ["a#1", "b#1"]);
+        sink.flush().await.unwrap();
+        assert!(format!("{sink:?}").contains("rejected: 1"));
+    }
+
+    #[test]
+    fn concurrent_records_are_all_kept() {
+        let sink = std::sync::Arc::new(MemoryUsageSink::new());
+        let handles: Vec<_> = (0..4)
+            .map(|thread| {
+                let sink = sink.clone();
+                std::thread::spawn(move || {
+                    for i in 0..500 {
+                        sink.record(record(&format!("{thread}-{i}"), 1)).unwrap();
+                        sink.record(record(&format!("{thread}-{i}"), 1)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        assert_eq!(sink.len(), 2_000);
+        assert_eq!(sink.health().accepted, 4_000);
+    }
+
+    #[test]
+    fn idempotency_key_is_request_and_attempt() {
+        assert_eq!(record("req-1", 3).idempotency_key(), "req-1#3");
+    }
+}

@@ -1,0 +1,62 @@
+//! The adapter's own overhead: a cache miss answered at once by a scripted provider, and a
+//! cache hit, both with the memory cache and the memory usage sink.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use failover_breaker::BreakerConfig;
+use failover_cache::MemoryCache;
+use failover_core::FailoverAdapter;
+use failover_provider::CompletionRequest;
+use failover_testkit::ScriptedProvider;
+use failover_usage::MemoryUsageSink;
+
+fn adapter() -> FailoverAdapter {
+    FailoverAdapter::builder()
+        .provider(Arc::new(ScriptedProvider::always("bedrock", "4")), BreakerConfig::default())
+        .provider(Arc::new(ScriptedProvider::always("openai", "4")), BreakerConfig::default())
+        .cache(Arc::new(MemoryCache::new()))
+        .usage_sink(Arc::new(MemoryUsageSink::with_capacity(50_000_000)))
+        .build()
+        .expect("bench adapter builds")
+}
+
+fn request(prompt: String) -> CompletionRequest {
+    CompletionRequest::prompt("bench-tenant", "bench-agent", "gpt-4", prompt).temperature(0.1).max_tokens(10)
+}
+
+fn bench_adapter(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let mut group = c.benchmark_group("adapter");
+
+    let miss_adapter = adapter();
+    let counter = AtomicU64::new(0);
+    group.bench_function("cache_miss_provider_answers_at_once", |b| {
+        b.to_async(&runtime).iter(|| {
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            let request = request(format!("What is {n} + 2? Answer with just the number."));
+            let adapter = &miss_adapter;
+            async move { adapter.generate_completion(request).await.unwrap() }
+        })
+    });
+
+    let hit_adapter = adapter();
+    let prompt = "What is 2 + 2? Answer with just the number.".to_owned();
+    runtime.block_on(hit_adapter.generate_completion(request(prompt.clone()))).unwrap();
+    group.bench_function("cache_hit", |b| {
+        b.to_async(&runtime).iter(|| {
+            let request = request(prompt.clone());
+            let adapter = &hit_adapter;
+            async move {
+                let completion = adapter.generate_completion(request).await.unwrap();
+                assert!(completion.cached);
+                completion
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_adapter);
+criterion_main!(benches);

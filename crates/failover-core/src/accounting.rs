@@ -1,0 +1,144 @@
+//! Cost and usage records for every provider call.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use failover_provider::{CompletionRequest, RequestId, TokenUsage, Usd};
+use failover_usage::{PricingTable, UsageOutcome, UsageRecord, UsageSink};
+
+/// Bytes per token assumed when a provider reported no usage (a cancelled or cut stream).
+/// Four bytes per token is the usual English-text average of BPE tokenizers; records built
+/// from it are flagged `usage_estimated`.
+const BYTES_PER_ESTIMATED_TOKEN: usize = 4;
+
+/// A rough token count for text the provider did not count for us.
+pub(crate) fn estimate_tokens(bytes: usize) -> u64 {
+    bytes.div_ceil(BYTES_PER_ESTIMATED_TOKEN) as u64
+}
+
+/// Where usage records go, with the counters the health report shows.
+#[derive(Debug)]
+pub(crate) struct Ledger {
+    pub(crate) sink: Arc<dyn UsageSink>,
+    pub(crate) pricing: PricingTable,
+    refused: AtomicU64,
+}
+
+impl Ledger {
+    pub(crate) fn new(sink: Arc<dyn UsageSink>, pricing: PricingTable) -> Self {
+        Self { sink, pricing, refused: AtomicU64::new(0) }
+    }
+
+    /// The cost of `usage` on (`provider`, `model`); zero when the model is unpriced (the
+    /// builder refuses unpriced routes unless told otherwise).
+    pub(crate) fn cost(&self, provider: &str, model: &str, usage: &TokenUsage) -> Usd {
+        self.pricing.cost(provider, model, usage).unwrap_or(Usd::ZERO)
+    }
+
+    /// Hands a record to the sink without blocking. A refusal is logged and counted: the
+    /// sink's contract is that it never drops silently, so a refusal is a visible event.
+    pub(crate) fn record(&self, record: UsageRecord) {
+        if let Err(error) = self.sink.record(record) {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(sink = self.sink.name(), %error, "usage record refused by the sink");
+        }
+    }
+
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+/// What every usage record of one request shares.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestContext {
+    pub(crate) request_id: RequestId,
+    pub(crate) tenant_id: String,
+    pub(crate) agent_id: String,
+    pub(crate) logical_model: String,
+    pub(crate) streamed: bool,
+    pub(crate) input_bytes: usize,
+}
+
+impl RequestContext {
+    pub(crate) fn new(request: &CompletionRequest, request_id: RequestId, streamed: bool) -> Self {
+        Self {
+            request_id,
+            tenant_id: request.tenant_id.clone(),
+            agent_id: request.agent_id.clone(),
+            logical_model: request.model.clone(),
+            streamed,
+            input_bytes: request.input.text_len(),
+        }
+    }
+}
+
+/// One provider call's facts, turned into a [`UsageRecord`].
+#[derive(Debug, Clone)]
+pub(crate) struct CallFacts<'a> {
+    pub(crate) attempt: u32,
+    pub(crate) provider: &'a str,
+    pub(crate) model: &'a str,
+    pub(crate) usage: TokenUsage,
+    pub(crate) usage_estimated: bool,
+    pub(crate) cost: Usd,
+    pub(crate) latency: Duration,
+    pub(crate) outcome: UsageOutcome,
+    pub(crate) fallback_used: bool,
+}
+
+impl RequestContext {
+    pub(crate) fn usage_record(&self, facts: CallFacts<'_>) -> UsageRecord {
+        UsageRecord {
+            request_id: self.request_id.clone(),
+            attempt: facts.attempt,
+            tenant_id: self.tenant_id.clone(),
+            agent_id: self.agent_id.clone(),
+            timestamp_unix_ms: unix_ms_now(),
+            provider: facts.provider.to_owned(),
+            model: facts.model.to_owned(),
+            logical_model: self.logical_model.clone(),
+            usage: facts.usage,
+            usage_estimated: facts.usage_estimated,
+            cost: facts.cost,
+            latency_ms: u64::try_from(facts.latency.as_millis()).unwrap_or(u64::MAX),
+            outcome: facts.outcome,
+            cached: matches!(facts.outcome, UsageOutcome::CacheHit),
+            fallback_used: facts.fallback_used,
+            streamed: self.streamed,
+        }
+    }
+
+    /// Usage of a call cut short: the provider's figures when it gave them, else an
+    /// estimate from the input and the text received.
+    pub(crate) fn partial_usage(&self, reported: Option<TokenUsage>, received_bytes: usize) -> (TokenUsage, bool) {
+        match reported {
+            Some(usage) => (usage, false),
+            None => (
+                TokenUsage::new(estimate_tokens(self.input_bytes), estimate_tokens(received_bytes)),
+                true,
+            ),
+        }
+    }
+}
+
+pub(crate) fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimates_round_up() {
+        assert_eq!(estimate_tokens(0), 0);
+        assert_eq!(estimate_tokens(1), 1);
+        assert_eq!(estimate_tokens(8), 2);
+        assert_eq!(estimate_tokens(9), 3);
+    }
+}

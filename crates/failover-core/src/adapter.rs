@@ -1,0 +1,363 @@
+//! The failover engine: one request through validation, cache, breakers and providers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use failover_breaker::Breaker;
+use failover_cache::{CacheKey, CachedCompletion};
+use failover_provider::{
+    AttemptOutcome, AttemptRecord, Capabilities, Completion, CompletionRequest, JsonModeSupport,
+    Message, Provider, ProviderRequest, RequestId, ResponseFormat, Usd,
+};
+use failover_usage::{UsageOutcome, UsageQuery, UsageStats};
+
+use crate::accounting::{CallFacts, Ledger, RequestContext, unix_ms_now};
+use crate::builder::AdapterBuilder;
+use crate::cache_layer::CacheLayer;
+use crate::call::{Call, before_deadline, check_response};
+use crate::config::AdapterConfig;
+use crate::error::FailoverError;
+use crate::health::{HealthReport, ProviderHealth};
+use crate::routing::Router;
+use crate::validate::{ValidationError, validate};
+
+/// One provider in the chain with its breaker.
+#[derive(Debug)]
+pub(crate) struct ProviderSlot {
+    pub(crate) name: String,
+    pub(crate) provider: Arc<dyn Provider>,
+    pub(crate) breaker: Arc<dyn Breaker>,
+    pub(crate) capabilities: Capabilities,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) chain: Vec<ProviderSlot>,
+    pub(crate) router: Router,
+    pub(crate) cache: Option<CacheLayer>,
+    pub(crate) ledger: Ledger,
+    pub(crate) config: AdapterConfig,
+}
+
+/// A validated request, ready to try on providers.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) request: CompletionRequest,
+    pub(crate) context: Arc<RequestContext>,
+    pub(crate) messages: Vec<Message>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) started: Instant,
+    pub(crate) cache_key: Option<CacheKey>,
+}
+
+impl Prepared {
+    pub(crate) fn request_id(&self) -> &RequestId {
+        &self.context.request_id
+    }
+
+    pub(crate) fn provider_request(&self, model: &str) -> ProviderRequest {
+        ProviderRequest {
+            request_id: self.context.request_id.clone(),
+            model: model.to_owned(),
+            messages: self.messages.clone(),
+            temperature: self.request.temperature,
+            max_tokens: self.request.max_tokens,
+            stop: self.request.stop.clone(),
+            response_format: self.request.response_format.clone(),
+            deadline: self.deadline,
+        }
+    }
+
+    pub(crate) fn deadline_passed(&self) -> bool {
+        // tokio's clock, like the time-outs that enforce the deadline, so both agree (also
+        // under a paused test clock).
+        self.deadline
+            .is_some_and(|deadline| tokio::time::Instant::now() >= tokio::time::Instant::from_std(deadline))
+    }
+
+    /// The error for a request no provider answered.
+    pub(crate) fn exhausted(&self, attempts: Vec<AttemptRecord>) -> FailoverError {
+        let request_id = self.request_id().clone();
+        if self.deadline_passed() {
+            FailoverError::DeadlineExceeded { request_id, attempts }
+        } else {
+            FailoverError::AllProvidersFailed { request_id, attempts }
+        }
+    }
+}
+
+/// What the chain walk decided for one provider.
+pub(crate) enum Admission {
+    /// Call it.
+    Admitted(Call),
+    /// Skip it (the attempt record says why).
+    Skipped(AttemptRecord),
+    /// It has no route for this model.
+    NotRouted,
+}
+
+impl Inner {
+    pub(crate) fn prepare(&self, request: CompletionRequest, streamed: bool) -> Result<Prepared, FailoverError> {
+        let started = Instant::now();
+        validate(&request, &self.config.limits)?;
+        if !self.chain.iter().any(|slot| self.router.resolve(&request.model, &slot.name).is_some()) {
+            return Err(ValidationError::UnknownModel { model: request.model.clone() }.into());
+        }
+        let request_id = request.request_id.clone().unwrap_or_else(RequestId::random);
+        let deadline = request
+            .deadline
+            .or_else(|| self.config.default_timeout.map(|timeout| started + timeout));
+        let messages = request.input.to_messages();
+        let cache_key = self.cache.as_ref().map(|cache| cache.key(&request, &messages));
+        let context = Arc::new(RequestContext::new(&request, request_id, streamed));
+        Ok(Prepared { request, context, messages, deadline, started, cache_key })
+    }
+
+    /// Decides whether to call `slot` for this request and, if so, takes its permit.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        slot_index: usize,
+        prepared: &Prepared,
+        calls_made: u32,
+        streaming: bool,
+    ) -> Admission {
+        let slot = &self.chain[slot_index];
+        let Some(model) = self.router.resolve(&prepared.request.model, &slot.name) else {
+            return Admission::NotRouted;
+        };
+        let skipped = |outcome| {
+            Admission::Skipped(AttemptRecord {
+                provider: slot.name.clone(),
+                model: model.to_owned(),
+                outcome,
+                latency: std::time::Duration::ZERO,
+            })
+        };
+        if let Some(reason) = unsupported(&slot.capabilities, &prepared.request.response_format, streaming) {
+            return skipped(AttemptOutcome::SkippedUnsupported { reason: reason.to_owned() });
+        }
+        match slot.breaker.try_acquire() {
+            Err(_) => skipped(AttemptOutcome::SkippedBreakerOpen),
+            Ok(permit) => Admission::Admitted(Call::new(
+                Arc::clone(self),
+                Arc::clone(&prepared.context),
+                permit,
+                calls_made + 1,
+                &slot.name,
+                model,
+                slot_index > 0,
+            )),
+        }
+    }
+
+    pub(crate) fn record_cache_hit(&self, prepared: &Prepared, hit: &CachedCompletion) {
+        if !self.config.record_cache_hits {
+            return;
+        }
+        let record = prepared.context.usage_record(CallFacts {
+            attempt: 0,
+            provider: &hit.provider,
+            model: &hit.model,
+            usage: hit.usage,
+            usage_estimated: false,
+            cost: Usd::ZERO,
+            latency: prepared.started.elapsed(),
+            outcome: UsageOutcome::CacheHit,
+            fallback_used: false,
+        });
+        self.ledger.record(record);
+    }
+
+    pub(crate) fn cached_value(
+        &self,
+        provider: &str,
+        model: &str,
+        content: String,
+        finish_reason: failover_provider::FinishReason,
+        usage: failover_provider::TokenUsage,
+        estimated_cost: Usd,
+    ) -> CachedCompletion {
+        CachedCompletion {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            content,
+            finish_reason,
+            usage,
+            estimated_cost,
+            stored_at_unix_ms: unix_ms_now(),
+        }
+    }
+}
+
+/// Why a provider cannot serve a request, if it cannot.
+fn unsupported(capabilities: &Capabilities, format: &ResponseFormat, streaming: bool) -> Option<&'static str> {
+    if streaming && !capabilities.streaming {
+        return Some("streaming unsupported");
+    }
+    let json_support = match format {
+        ResponseFormat::Text => JsonModeSupport::Native,
+        ResponseFormat::JsonObject => capabilities.json_object,
+        ResponseFormat::JsonSchema { .. } => capabilities.json_schema,
+    };
+    (json_support == JsonModeSupport::Unsupported).then_some("JSON mode unsupported")
+}
+
+/// Resilient, cost-aware access to an ordered chain of LLM providers.
+///
+/// Cheap to clone; clones share providers, breakers, cache and sink.
+#[derive(Debug, Clone)]
+pub struct FailoverAdapter {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl FailoverAdapter {
+    /// Starts a builder.
+    pub fn builder() -> AdapterBuilder {
+        AdapterBuilder::default()
+    }
+
+    pub(crate) fn from_inner(inner: Inner) -> Self {
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// Answers one request: validate, cache, then each provider in order until one answers.
+    ///
+    /// The seed's `generate_completion(prompt, agent_id, tenant_id, model, temperature,
+    /// max_tokens, response_format)`; see [`CompletionRequest`].
+    pub async fn generate_completion(&self, request: CompletionRequest) -> Result<Completion, FailoverError> {
+        let inner = &self.inner;
+        let prepared = inner.prepare(request, false)?;
+        if let (Some(cache), Some(key)) = (&inner.cache, &prepared.cache_key)
+            && let Some(hit) = cache.lookup(key).await
+        {
+            inner.record_cache_hit(&prepared, &hit);
+            return Ok(Completion {
+                request_id: prepared.request_id().clone(),
+                provider: hit.provider,
+                model: hit.model,
+                content: hit.content,
+                finish_reason: hit.finish_reason,
+                usage: hit.usage,
+                estimated_cost: Usd::ZERO,
+                cached: true,
+                latency: prepared.started.elapsed(),
+                attempts: Vec::new(),
+            });
+        }
+
+        let mut attempts = Vec::new();
+        let mut calls_made = 0;
+        for slot_index in 0..inner.chain.len() {
+            if prepared.deadline_passed() {
+                break;
+            }
+            let call = match inner.admit(slot_index, &prepared, calls_made, false) {
+                Admission::NotRouted => continue,
+                Admission::Skipped(record) => {
+                    attempts.push(record);
+                    continue;
+                }
+                Admission::Admitted(call) => call,
+            };
+            calls_made += 1;
+            let provider_request = prepared.provider_request(&call.model);
+            let provider = &inner.chain[slot_index].provider;
+            let result = before_deadline(prepared.deadline, provider.complete(provider_request))
+                .await
+                .and_then(|response| check_response(&prepared.request.response_format, response));
+            match result {
+                Ok(response) => {
+                    let (provider_name, model) = (call.provider.clone(), call.model.clone());
+                    let (cost, record) = call.succeeded(response.usage, false);
+                    attempts.push(record);
+                    if let (Some(cache), Some(key)) = (&inner.cache, &prepared.cache_key) {
+                        let value = inner.cached_value(
+                            &provider_name,
+                            &model,
+                            response.content.clone(),
+                            response.finish_reason.clone(),
+                            response.usage,
+                            cost,
+                        );
+                        cache.store(key, value).await;
+                    }
+                    return Ok(Completion {
+                        request_id: prepared.request_id().clone(),
+                        provider: provider_name,
+                        model,
+                        content: response.content,
+                        finish_reason: response.finish_reason,
+                        usage: response.usage,
+                        estimated_cost: cost,
+                        cached: false,
+                        latency: prepared.started.elapsed(),
+                        attempts,
+                    });
+                }
+                Err(error) => {
+                    let provider_name = call.provider.clone();
+                    attempts.push(call.failed(&error, None));
+                    tracing::warn!(
+                        request_id = %prepared.request_id(),
+                        provider = %provider_name,
+                        kind = %error.kind(),
+                        %error,
+                        "provider call failed"
+                    );
+                    if !error.kind().fails_over() {
+                        return Err(FailoverError::Refused {
+                            request_id: prepared.request_id().clone(),
+                            provider: provider_name,
+                            kind: error.kind(),
+                            message: error.detail(),
+                            attempts,
+                        });
+                    }
+                }
+            }
+        }
+        Err(prepared.exhausted(attempts))
+    }
+
+    /// The health of every provider's breaker, the cache and the usage sink.
+    pub fn health(&self) -> HealthReport {
+        let inner = &self.inner;
+        let providers = inner
+            .chain
+            .iter()
+            .map(|slot| ProviderHealth {
+                name: slot.name.clone(),
+                capabilities: slot.capabilities,
+                breaker: slot.breaker.snapshot(),
+            })
+            .collect();
+        HealthReport::new(
+            providers,
+            inner.cache.as_ref().map(CacheLayer::report),
+            inner.ledger.sink.health(),
+            inner.ledger.refused(),
+        )
+    }
+
+    /// Usage statistics from the sink (the seed's usage statistics).
+    pub async fn usage_stats(&self, query: &UsageQuery) -> Result<UsageStats, failover_usage::UsageError> {
+        self.inner.ledger.sink.stats(query).await
+    }
+
+    /// Waits until every usage record so far is stored.
+    pub async fn flush_usage(&self) -> Result<(), failover_usage::UsageError> {
+        self.inner.ledger.sink.flush().await
+    }
+
+    /// The breaker of a provider, to force it open or closed (`force_open`, `force_close`,
+    /// `reset`) or read its state.
+    pub fn breaker(&self, provider: &str) -> Option<&Arc<dyn Breaker>> {
+        self.inner.chain.iter().find(|slot| slot.name == provider).map(|slot| &slot.breaker)
+    }
+
+    /// The names of the providers, in chain order.
+    pub fn provider_names(&self) -> Vec<&str> {
+        self.inner.chain.iter().map(|slot| slot.name.as_str()).collect()
+    }
+}
+

@@ -1,0 +1,192 @@
+//! Assembling a [`FailoverAdapter`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use failover_breaker::{Breaker, BreakerConfig, CircuitBreaker, Clock, SystemClock};
+use failover_cache::{Cache, KeyDeriver};
+use failover_provider::Provider;
+use failover_usage::{MemoryUsageSink, PricingTable, UsageSink};
+
+use crate::accounting::Ledger;
+use crate::adapter::{FailoverAdapter, Inner, ProviderSlot};
+use crate::cache_layer::CacheLayer;
+use crate::config::AdapterConfig;
+use crate::routing::Router;
+
+/// A configuration the adapter refuses to start with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No provider was added.
+    #[error("no providers configured")]
+    NoProviders,
+    /// Two providers share a name.
+    #[error("provider name `{0}` is used twice")]
+    DuplicateProvider(String),
+    /// A breaker configuration is invalid.
+    #[error("circuit breaker for `{provider}`: {message}")]
+    Breaker {
+        /// The provider.
+        provider: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A route targets a model the pricing table does not know.
+    #[error(
+        "no price for model `{model}` on `{provider}` (routed from `{logical}`); add it to the \
+         pricing table or allow unpriced models"
+    )]
+    UnpricedRoute {
+        /// The logical model.
+        logical: String,
+        /// The provider.
+        provider: String,
+        /// The concrete model.
+        model: String,
+    },
+}
+
+enum BreakerChoice {
+    Config(BreakerConfig),
+    Custom(Arc<dyn Breaker>),
+}
+
+/// Builds a [`FailoverAdapter`]. Providers are tried in the order they are added.
+///
+/// Defaults: the embedded routing and pricing tables, no cache, an in-memory usage sink,
+/// the system clock, [`AdapterConfig::default`].
+pub struct AdapterBuilder {
+    providers: Vec<(Arc<dyn Provider>, BreakerChoice)>,
+    router: Router,
+    cache: Option<Arc<dyn Cache>>,
+    key_deriver: KeyDeriver,
+    sink: Option<Arc<dyn UsageSink>>,
+    pricing: PricingTable,
+    config: AdapterConfig,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for AdapterBuilder {
+    fn default() -> Self {
+        Self {
+            providers: Vec::new(),
+            router: Router::embedded(),
+            cache: None,
+            key_deriver: KeyDeriver::default(),
+            sink: None,
+            pricing: PricingTable::embedded(),
+            config: AdapterConfig::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl AdapterBuilder {
+    /// Appends a provider to the chain with its own circuit breaker.
+    pub fn provider(mut self, provider: Arc<dyn Provider>, breaker: BreakerConfig) -> Self {
+        self.providers.push((provider, BreakerChoice::Config(breaker)));
+        self
+    }
+
+    /// Appends a provider guarded by a breaker built elsewhere.
+    pub fn provider_with_breaker(mut self, provider: Arc<dyn Provider>, breaker: Arc<dyn Breaker>) -> Self {
+        self.providers.push((provider, BreakerChoice::Custom(breaker)));
+        self
+    }
+
+    /// Replaces the routing table.
+    pub fn router(mut self, router: Router) -> Self {
+        self.router = router;
+        self
+    }
+
+    /// Uses a response cache.
+    pub fn cache(mut self, cache: Arc<dyn Cache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Sets the secret cache keys are derived with (shared by every replica of a shared cache).
+    pub fn key_deriver(mut self, deriver: KeyDeriver) -> Self {
+        self.key_deriver = deriver;
+        self
+    }
+
+    /// Sets the usage sink.
+    pub fn usage_sink(mut self, sink: Arc<dyn UsageSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Replaces the pricing table.
+    pub fn pricing(mut self, pricing: PricingTable) -> Self {
+        self.pricing = pricing;
+        self
+    }
+
+    /// Sets the adapter settings.
+    pub fn config(mut self, config: AdapterConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the clock of the breakers this builder creates.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Checks the configuration and builds the adapter.
+    pub fn build(self) -> Result<FailoverAdapter, BuildError> {
+        if self.providers.is_empty() {
+            return Err(BuildError::NoProviders);
+        }
+        let mut names = HashSet::new();
+        let mut chain = Vec::with_capacity(self.providers.len());
+        for (provider, choice) in self.providers {
+            let name = provider.name().to_owned();
+            if !names.insert(name.clone()) {
+                return Err(BuildError::DuplicateProvider(name));
+            }
+            let breaker: Arc<dyn Breaker> = match choice {
+                BreakerChoice::Custom(breaker) => breaker,
+                BreakerChoice::Config(config) => {
+                    config
+                        .validate()
+                        .map_err(|e| BuildError::Breaker { provider: name.clone(), message: e.to_string() })?;
+                    Arc::new(CircuitBreaker::with_clock(config, Arc::clone(&self.clock)))
+                }
+            };
+            chain.push(ProviderSlot { name, capabilities: provider.capabilities(), provider, breaker });
+        }
+        if !self.config.allow_unpriced_models {
+            for (logical, provider, model) in self.router.entries() {
+                if names.contains(provider) && self.pricing.price(provider, model).is_none() {
+                    return Err(BuildError::UnpricedRoute {
+                        logical: logical.to_owned(),
+                        provider: provider.to_owned(),
+                        model: model.to_owned(),
+                    });
+                }
+            }
+        }
+        let cache = self.cache.map(|cache| {
+            CacheLayer::new(
+                cache,
+                self.key_deriver,
+                self.config.cache_ttl,
+                self.config.cache_lookup_budget,
+                self.config.cache_write_budget,
+            )
+        });
+        let sink = self.sink.unwrap_or_else(|| Arc::new(MemoryUsageSink::default()));
+        Ok(FailoverAdapter::from_inner(Inner {
+            chain,
+            router: self.router,
+            cache,
+            ledger: Ledger::new(sink, self.pricing),
+            config: self.config,
+        }))
+    }
+}

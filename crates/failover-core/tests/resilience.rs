@@ -1,0 +1,110 @@
+//! Cloud faults are normal weather: a broken cache costs at most its budget, deadlines hold
+//! across attempts, and a dropped call is accounted for without judging the provider.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use failover_breaker::BreakerConfig;
+use failover_core::{AdapterConfig, FailoverAdapter, FailoverError};
+use failover_provider::{AttemptOutcome, CompletionRequest, ErrorKind};
+use failover_testkit::{BrokenCache, CacheFault, ScriptedProvider, Step};
+use failover_usage::{MemoryUsageSink, UsageOutcome};
+
+fn adapter_over(
+    providers: Vec<Arc<ScriptedProvider>>,
+    cache: Option<BrokenCache>,
+    sink: Arc<MemoryUsageSink>,
+) -> FailoverAdapter {
+    let mut builder = FailoverAdapter::builder()
+        .usage_sink(sink)
+        .config(AdapterConfig::default().with_cache_lookup_budget(Duration::from_millis(50)));
+    for provider in providers {
+        builder = builder.provider(provider, BreakerConfig::default());
+    }
+    if let Some(cache) = cache {
+        builder = builder.cache(Arc::new(cache));
+    }
+    builder.build().unwrap()
+}
+
+fn request() -> CompletionRequest {
+    CompletionRequest::prompt("t", "a", "gpt-4", "hello")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_black_holed_cache_costs_one_budget_and_the_request_succeeds() {
+    let provider = Arc::new(ScriptedProvider::always("bedrock", "answer"));
+    let sink = Arc::new(MemoryUsageSink::default());
+    let adapter = adapter_over(vec![provider.clone()], Some(BrokenCache::new(CacheFault::Hang(Duration::from_secs(3600)))), sink);
+    let started = tokio::time::Instant::now();
+    let result = adapter.generate_completion(request()).await.unwrap();
+    assert_eq!(result.content, "answer");
+    assert!(!result.cached);
+    // Paused clock: the only time that passes is the lookup and the write budgets.
+    assert_eq!(started.elapsed(), Duration::from_millis(100));
+    let cache = adapter.health().cache.unwrap();
+    assert_eq!((cache.timeouts, cache.misses, cache.available), (2, 1, false));
+}
+
+#[tokio::test]
+async fn an_unavailable_cache_is_a_miss_not_a_failure() {
+    let provider = Arc::new(ScriptedProvider::always("bedrock", "answer"));
+    let sink = Arc::new(MemoryUsageSink::default());
+    let adapter = adapter_over(vec![provider.clone()], Some(BrokenCache::new(CacheFault::Unavailable)), sink);
+    for _ in 0..3 {
+        assert!(!adapter.generate_completion(request()).await.unwrap().cached);
+    }
+    assert_eq!(provider.call_count(), 3);
+    let cache = adapter.health().cache.unwrap();
+    assert_eq!((cache.errors, cache.misses), (6, 3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_bounds_every_attempt_together() {
+    let slow = Arc::new(ScriptedProvider::new("bedrock").then(Step::reply("late").after(Duration::from_secs(10))));
+    let fallback = Arc::new(ScriptedProvider::always("openai", "never reached in time"));
+    let sink = Arc::new(MemoryUsageSink::default());
+    let adapter = adapter_over(vec![slow.clone(), fallback.clone()], None, sink.clone());
+    let error = adapter
+        .generate_completion(request().timeout(Duration::from_secs(2)))
+        .await
+        .unwrap_err();
+    let FailoverError::DeadlineExceeded { attempts, .. } = &error else { panic!("{error}") };
+    assert_eq!(attempts.len(), 1);
+    assert!(matches!(attempts[0].outcome, AttemptOutcome::Failed { kind: ErrorKind::Timeout, .. }));
+    assert_eq!(fallback.call_count(), 0, "no attempt starts after the deadline");
+    assert_eq!(sink.records()[0].outcome, UsageOutcome::Failed { kind: ErrorKind::Timeout });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_call_is_recorded_as_cancelled_and_judges_nobody() {
+    let slow = Arc::new(ScriptedProvider::new("bedrock").then(Step::reply("late").after(Duration::from_secs(10))));
+    let sink = Arc::new(MemoryUsageSink::default());
+    let adapter = adapter_over(vec![slow.clone()], None, sink.clone());
+    let call = adapter.generate_completion(request());
+    assert!(tokio::time::timeout(Duration::from_secs(1), call).await.is_err());
+    let records = sink.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].outcome, UsageOutcome::Cancelled);
+    assert!(records[0].usage_estimated);
+    let breaker = adapter.breaker("bedrock").unwrap().snapshot();
+    assert_eq!((breaker.successes, breaker.failures), (0, 0));
+}
+
+#[tokio::test]
+async fn builder_refuses_unpriced_routes_and_duplicate_names() {
+    let provider = Arc::new(ScriptedProvider::always("bedrock", "x"));
+    let router = failover_core::Router::embedded().route("gpt-4", "bedrock", "some.unpriced-model-v1:0");
+    let error = FailoverAdapter::builder()
+        .provider(provider.clone(), BreakerConfig::default())
+        .router(router)
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("no price for model `some.unpriced-model-v1:0` on `bedrock`"), "{error}");
+    let error = FailoverAdapter::builder()
+        .provider(provider.clone(), BreakerConfig::default())
+        .provider(provider, BreakerConfig::default())
+        .build()
+        .unwrap_err();
+    assert_eq!(error.to_string(), "provider name `bedrock` is used twice");
+}

@@ -1,0 +1,304 @@
+//! A provider that plays a typed script: replies, errors, delays, stream chunks and cuts.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use failover_provider::{
+    Capabilities, ErrorKind, FinishReason, Provider, ProviderError, ProviderEvent, ProviderRequest,
+    ProviderResponse, ProviderStream, TokenUsage,
+};
+
+/// An error to produce, buildable and cloneable (a [`ProviderError`] is neither).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorSpec {
+    /// The kind.
+    pub kind: ErrorKind,
+    /// The message.
+    pub message: String,
+    /// The provider's code.
+    pub provider_code: Option<String>,
+    /// The HTTP status.
+    pub http_status: Option<u16>,
+    /// The retry hint.
+    pub retry_after: Option<Duration>,
+}
+
+impl ErrorSpec {
+    /// An error of `kind` with a message naming it.
+    pub fn new(kind: ErrorKind) -> Self {
+        Self {
+            kind,
+            message: format!("scripted {kind}"),
+            provider_code: None,
+            http_status: None,
+            retry_after: None,
+        }
+    }
+
+    /// Sets the retry hint.
+    pub fn retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = Some(retry_after);
+        self
+    }
+
+    /// Sets the HTTP status.
+    pub fn http_status(mut self, status: u16) -> Self {
+        self.http_status = Some(status);
+        self
+    }
+
+    /// Builds the error.
+    pub fn to_error(&self) -> ProviderError {
+        let mut error = ProviderError::new(self.kind, self.message.clone());
+        if let Some(code) = &self.provider_code {
+            error = error.with_provider_code(code.clone());
+        }
+        if let Some(status) = self.http_status {
+            error = error.with_http_status(status);
+        }
+        if let Some(retry_after) = self.retry_after {
+            error = error.with_retry_after(retry_after);
+        }
+        error
+    }
+}
+
+/// One event of a scripted stream. A script that ends without [`StreamStep::Finish`] is a
+/// cut stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamStep {
+    /// Emit a text delta.
+    Delta(String),
+    /// Wait before the next step.
+    Pause(Duration),
+    /// Emit the terminal event.
+    Finish {
+        /// Usage reported, if any.
+        usage: Option<TokenUsage>,
+    },
+    /// Emit an error item (the stream ends after it).
+    Fail(ErrorSpec),
+}
+
+/// One scripted answer to one call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Answer with content. Streamed as one delta per word, then `Finish` with the usage.
+    Reply {
+        /// The content.
+        content: String,
+        /// The usage reported.
+        usage: TokenUsage,
+        /// Time before answering.
+        delay: Duration,
+    },
+    /// Fail the call (before any stream event).
+    Fail {
+        /// The error.
+        error: ErrorSpec,
+        /// Time before failing.
+        delay: Duration,
+    },
+    /// Stream exactly these events (for `complete`, the deltas are joined and the call
+    /// fails if the script has no `Finish` or has a `Fail`).
+    Stream(Vec<StreamStep>),
+}
+
+impl Step {
+    /// A reply with content and usage (10 input, 5 output tokens).
+    pub fn reply(content: impl Into<String>) -> Self {
+        Step::Reply { content: content.into(), usage: TokenUsage::new(10, 5), delay: Duration::ZERO }
+    }
+
+    /// A failure of `kind`.
+    pub fn fail(kind: ErrorKind) -> Self {
+        Step::Fail { error: ErrorSpec::new(kind), delay: Duration::ZERO }
+    }
+
+    /// A failure built from `error`.
+    pub fn fail_with(error: ErrorSpec) -> Self {
+        Step::Fail { error, delay: Duration::ZERO }
+    }
+
+    /// Sets the usage of a reply.
+    pub fn with_usage(self, input_tokens: u64, output_tokens: u64) -> Self {
+        match self {
+            Step::Reply { content, delay, .. } => {
+                Step::Reply { content, usage: TokenUsage::new(input_tokens, output_tokens), delay }
+            }
+            other => other,
+        }
+    }
+
+    /// Delays a reply or failure.
+    pub fn after(self, wait: Duration) -> Self {
+        match self {
+            Step::Reply { content, usage, .. } => Step::Reply { content, usage, delay: wait },
+            Step::Fail { error, .. } => Step::Fail { error, delay: wait },
+            other => other,
+        }
+    }
+}
+
+/// A [`Provider`] that answers each call with the next [`Step`] of its script, then with
+/// its `otherwise` step. It records every request it receives.
+#[derive(Debug)]
+pub struct ScriptedProvider {
+    name: String,
+    capabilities: Capabilities,
+    script: Mutex<VecDeque<Step>>,
+    otherwise: Step,
+    requests: Mutex<Vec<ProviderRequest>>,
+}
+
+impl ScriptedProvider {
+    /// A provider named `name` with full capabilities and an empty script; once the script
+    /// is exhausted it fails every call with an `AuthOrConfig` error saying so.
+    pub fn new(name: impl Into<String>) -> Self {
+        let mut exhausted = ErrorSpec::new(ErrorKind::AuthOrConfig);
+        exhausted.message = "the scripted provider has no step left".into();
+        Self {
+            name: name.into(),
+            capabilities: Capabilities::FULL,
+            script: Mutex::new(VecDeque::new()),
+            otherwise: Step::fail_with(exhausted),
+            requests: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A provider that always answers `content`.
+    pub fn always(name: impl Into<String>, content: impl Into<String>) -> Self {
+        Self::new(name).otherwise(Step::reply(content))
+    }
+
+    /// Declares capabilities.
+    pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+
+    /// Appends a step to the script.
+    pub fn then(self, step: Step) -> Self {
+        self.script.lock().unwrap().push_back(step);
+        self
+    }
+
+    /// Appends `step` `times` times.
+    pub fn then_repeat(self, step: Step, times: usize) -> Self {
+        self.script.lock().unwrap().extend(std::iter::repeat_n(step, times));
+        self
+    }
+
+    /// The step used once the script is exhausted.
+    pub fn otherwise(mut self, step: Step) -> Self {
+        self.otherwise = step;
+        self
+    }
+
+    /// Appends a step to a provider already in use.
+    pub fn push(&self, step: Step) {
+        self.script.lock().unwrap().push_back(step);
+    }
+
+    /// Every request received, in order.
+    pub fn requests(&self) -> Vec<ProviderRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// How many calls were made.
+    pub fn call_count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    fn next_step(&self, request: ProviderRequest) -> Step {
+        self.requests.lock().unwrap().push(request);
+        self.script.lock().unwrap().pop_front().unwrap_or_else(|| self.otherwise.clone())
+    }
+}
+
+fn stream_steps_of_reply(content: &str, usage: TokenUsage, delay: Duration) -> Vec<StreamStep> {
+    let mut steps = Vec::new();
+    if !delay.is_zero() {
+        steps.push(StreamStep::Pause(delay));
+    }
+    steps.extend(content.split_inclusive(' ').map(|word| StreamStep::Delta(word.to_owned())));
+    steps.push(StreamStep::Finish { usage: Some(usage) });
+    steps
+}
+
+#[async_trait::async_trait]
+impl Provider for ScriptedProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    async fn complete(&self, request: ProviderRequest) -> Result<ProviderResponse, ProviderError> {
+        let model = request.model.clone();
+        match self.next_step(request) {
+            Step::Reply { content, usage, delay } => {
+                tokio::time::sleep(delay).await;
+                Ok(ProviderResponse { model, content, finish_reason: FinishReason::Stop, usage })
+            }
+            Step::Fail { error, delay } => {
+                tokio::time::sleep(delay).await;
+                Err(error.to_error())
+            }
+            Step::Stream(steps) => {
+                let mut content = String::new();
+                for step in steps {
+                    match step {
+                        StreamStep::Delta(text) => content.push_str(&text),
+                        StreamStep::Pause(wait) => tokio::time::sleep(wait).await,
+                        StreamStep::Fail(error) => return Err(error.to_error()),
+                        StreamStep::Finish { usage } => {
+                            return Ok(ProviderResponse {
+                                model,
+                                content,
+                                finish_reason: FinishReason::Stop,
+                                usage: usage.unwrap_or_default(),
+                            });
+                        }
+                    }
+                }
+                Err(ProviderError::new(ErrorKind::StreamCut, "scripted response ended without finishing"))
+            }
+        }
+    }
+
+    async fn stream(&self, request: ProviderRequest) -> Result<ProviderStream, ProviderError> {
+        let steps = match self.next_step(request) {
+            Step::Reply { content, usage, delay } => stream_steps_of_reply(&content, usage, delay),
+            Step::Fail { error, delay } => {
+                tokio::time::sleep(delay).await;
+                return Err(error.to_error());
+            }
+            Step::Stream(steps) => steps,
+        };
+        let stream = futures::stream::unfold(VecDeque::from(steps), |mut steps| async move {
+            loop {
+                let event = match steps.pop_front()? {
+                    StreamStep::Pause(wait) => {
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    StreamStep::Delta(text) => Ok(ProviderEvent::Delta(text)),
+                    StreamStep::Finish { usage } => {
+                        steps.clear();
+                        Ok(ProviderEvent::Finished { finish_reason: FinishReason::Stop, usage })
+                    }
+                    StreamStep::Fail(error) => {
+                        steps.clear();
+                        Err(error.to_error())
+                    }
+                };
+                return Some((event, steps));
+            }
+        });
+        Ok(Box::pin(stream))
+    }
+}
