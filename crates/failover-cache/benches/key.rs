@@ -34,6 +34,9 @@ fn bench_keys(c: &mut Criterion) {
     group.bench_function(format!("derive_3_messages_{text}_bytes"), |b| {
         b.iter(|| black_box(deriver.derive(black_box(&input))))
     });
+    group.finish();
+
+    let mut group = c.benchmark_group("key_parts");
     group.bench_function("tenant_tag", |b| {
         b.iter(|| black_box(deriver.tenant_tag(black_box("tenant-0042"))))
     });

@@ -277,6 +277,31 @@ mod tests {
     }
 
     #[test]
+    fn taxonomy_table_matches_the_code() {
+        let doc = include_str!("../../../docs/error-taxonomy.md");
+        let rows: Vec<Vec<&str>> = doc
+            .lines()
+            .filter(|line| line.starts_with("| `"))
+            .take_while(|line| !line.contains("ValidationError"))
+            .map(|line| line.split('|').map(str::trim).collect())
+            .collect();
+        assert_eq!(rows.len(), ErrorKind::ALL.len(), "one row per kind");
+        for (row, kind) in rows.iter().zip(ErrorKind::ALL) {
+            assert_eq!(row[1], format!("`{kind}`"));
+            let retry = match kind.retry() {
+                RetryPolicy::Temporary => "temporary",
+                RetryPolicy::Permanent => "permanent",
+            };
+            let breaker = match kind.breaker_effect() {
+                BreakerEffect::Failure => "failure",
+                BreakerEffect::Ignored => "ignored",
+            };
+            let failover = if kind.fails_over() { "yes" } else { "no" };
+            assert_eq!((row[3], row[4], row[5]), (retry, breaker, failover), "row of {kind}");
+        }
+    }
+
+    #[test]
     fn kind_names_are_unique() {
         let mut names: Vec<_> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
         names.sort_unstable();
