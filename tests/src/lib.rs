@@ -49,7 +49,11 @@ impl World {
     }
 
     /// A world with explicit adapter settings.
-    pub fn with_config(bedrock: ScriptedProvider, openai: ScriptedProvider, config: AdapterConfig) -> Self {
+    pub fn with_config(
+        bedrock: ScriptedProvider,
+        openai: ScriptedProvider,
+        config: AdapterConfig,
+    ) -> Self {
         let bedrock = Arc::new(bedrock);
         let openai = Arc::new(openai);
         let cache = Arc::new(MemoryCache::new());
@@ -64,7 +68,14 @@ impl World {
             .config(config)
             .build()
             .expect("the scenario adapter builds");
-        Self { adapter, bedrock, openai, cache, sink, clock }
+        Self {
+            adapter,
+            bedrock,
+            openai,
+            cache,
+            sink,
+            clock,
+        }
     }
 
     /// Both providers always answer.

@@ -54,7 +54,14 @@ async fn same_prompt_from_two_tenants_is_two_provider_calls() {
     let world = World::healthy();
     for tenant in ["tenant-a", "tenant-b"] {
         let request = CompletionRequest::prompt(tenant, "agent", "gpt-4", "same prompt");
-        assert!(!world.adapter.generate_completion(request).await.unwrap().cached);
+        assert!(
+            !world
+                .adapter
+                .generate_completion(request)
+                .await
+                .unwrap()
+                .cached
+        );
     }
     assert_eq!(world.bedrock.call_count(), 2);
 }

@@ -11,15 +11,26 @@ async fn bedrock_completion() {
         ScriptedProvider::new(BEDROCK).then(Step::reply("4").with_usage(18, 1)),
         ScriptedProvider::always(OPENAI, "unused"),
     );
-    let request = CompletionRequest::prompt("t", "a", "gpt-4", "What is 2+2? Answer with just the number.")
-        .temperature(0.1)
-        .max_tokens(10);
+    let request = CompletionRequest::prompt(
+        "t",
+        "a",
+        "gpt-4",
+        "What is 2+2? Answer with just the number.",
+    )
+    .temperature(0.1)
+    .max_tokens(10);
     let result = world.adapter.generate_completion(request).await.unwrap();
-    assert_eq!((result.provider.as_str(), result.content.as_str()), (BEDROCK, "4"));
+    assert_eq!(
+        (result.provider.as_str(), result.content.as_str()),
+        (BEDROCK, "4")
+    );
     let sent = &world.bedrock.requests()[0];
     assert_eq!(sent.temperature, Some(0.1));
     assert_eq!(sent.max_tokens, Some(10));
-    assert_eq!(sent.messages[0].content, "What is 2+2? Answer with just the number.");
+    assert_eq!(
+        sent.messages[0].content,
+        "What is 2+2? Answer with just the number."
+    );
 }
 
 #[tokio::test]
@@ -31,19 +42,34 @@ async fn json_mode_returns_json_and_rejects_non_json_by_failing_over() {
         ScriptedProvider::new(OPENAI).then(Step::reply(r#"{"answer": 4}"#)),
     );
     let request = |prompt: &str| {
-        CompletionRequest::prompt("t", "a", "gpt-4", prompt).response_format(ResponseFormat::JsonObject)
+        CompletionRequest::prompt("t", "a", "gpt-4", prompt)
+            .response_format(ResponseFormat::JsonObject)
     };
-    let ok = world.adapter.generate_completion(request("first")).await.unwrap();
+    let ok = world
+        .adapter
+        .generate_completion(request("first"))
+        .await
+        .unwrap();
     assert_eq!(ok.provider, BEDROCK);
     let parsed: serde_json::Value = serde_json::from_str(&ok.content).unwrap();
     assert_eq!(parsed["answer"], 4);
-    assert_eq!(world.bedrock.requests()[0].response_format, ResponseFormat::JsonObject);
+    assert_eq!(
+        world.bedrock.requests()[0].response_format,
+        ResponseFormat::JsonObject
+    );
 
-    let recovered = world.adapter.generate_completion(request("second")).await.unwrap();
+    let recovered = world
+        .adapter
+        .generate_completion(request("second"))
+        .await
+        .unwrap();
     assert_eq!(recovered.provider, OPENAI);
     assert!(matches!(
         recovered.attempts[0].outcome,
-        AttemptOutcome::Failed { kind: ErrorKind::MalformedResponse, .. }
+        AttemptOutcome::Failed {
+            kind: ErrorKind::MalformedResponse,
+            ..
+        }
     ));
 }
 
@@ -62,8 +88,14 @@ async fn logical_models_route_to_a_concrete_model_per_provider() {
             .generate_completion(CompletionRequest::prompt("t", "a", logical, "route me"))
             .await
             .unwrap();
-        assert_eq!(world.bedrock.requests().last().unwrap().model, bedrock_model);
-        assert_eq!(result.model, logical, "OpenAI serves the logical name as its own model");
+        assert_eq!(
+            world.bedrock.requests().last().unwrap().model,
+            bedrock_model
+        );
+        assert_eq!(
+            result.model, logical,
+            "OpenAI serves the logical name as its own model"
+        );
     }
 }
 
@@ -73,7 +105,11 @@ async fn token_counts_are_reported_and_totalled() {
         ScriptedProvider::new(BEDROCK).then(Step::reply("four").with_usage(25, 3)),
         ScriptedProvider::always(OPENAI, "unused"),
     );
-    let result = world.adapter.generate_completion(CompletionRequest::prompt("t", "a", "gpt-4", "count")).await.unwrap();
+    let result = world
+        .adapter
+        .generate_completion(CompletionRequest::prompt("t", "a", "gpt-4", "count"))
+        .await
+        .unwrap();
     assert_eq!(result.usage.input_tokens, 25);
     assert_eq!(result.usage.output_tokens, 3);
     assert_eq!(result.usage.total_tokens(), 28);

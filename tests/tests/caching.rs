@@ -9,9 +9,14 @@ use failover_scenarios::{BEDROCK, OPENAI, World};
 use failover_testkit::ScriptedProvider;
 
 fn request() -> CompletionRequest {
-    CompletionRequest::prompt("test_tenant", "test_agent", "gpt-4", "What is the capital of France?")
-        .temperature(0.3)
-        .max_tokens(20)
+    CompletionRequest::prompt(
+        "test_tenant",
+        "test_agent",
+        "gpt-4",
+        "What is the capital of France?",
+    )
+    .temperature(0.3)
+    .max_tokens(20)
 }
 
 #[tokio::test]
@@ -30,7 +35,14 @@ async fn tenants_never_share_an_entry() {
     world.adapter.generate_completion(request()).await.unwrap();
     let mut other = request();
     other.tenant_id = "other_tenant".into();
-    assert!(!world.adapter.generate_completion(other).await.unwrap().cached);
+    assert!(
+        !world
+            .adapter
+            .generate_completion(other)
+            .await
+            .unwrap()
+            .cached
+    );
     assert_eq!(world.bedrock.call_count(), 2);
 }
 
@@ -43,21 +55,38 @@ async fn any_parameter_change_is_a_miss() {
         request().max_tokens(21),
         request().stop("\n"),
         request().response_format(ResponseFormat::JsonObject),
-        CompletionRequest::prompt("test_tenant", "test_agent", "gpt-4o", "What is the capital of France?")
-            .temperature(0.3)
-            .max_tokens(20),
-        CompletionRequest::prompt("test_tenant", "test_agent", "gpt-4", "What is the capital of Spain?")
-            .temperature(0.3)
-            .max_tokens(20),
+        CompletionRequest::prompt(
+            "test_tenant",
+            "test_agent",
+            "gpt-4o",
+            "What is the capital of France?",
+        )
+        .temperature(0.3)
+        .max_tokens(20),
+        CompletionRequest::prompt(
+            "test_tenant",
+            "test_agent",
+            "gpt-4",
+            "What is the capital of Spain?",
+        )
+        .temperature(0.3)
+        .max_tokens(20),
     ];
     let world_json = World::new(
         ScriptedProvider::always(BEDROCK, r#"{"capital": "Paris"}"#),
         ScriptedProvider::always(OPENAI, "unused"),
     );
     for (index, variant) in variants.into_iter().enumerate() {
-        let adapter = if variant.response_format.is_json() { &world_json.adapter } else { &world.adapter };
+        let adapter = if variant.response_format.is_json() {
+            &world_json.adapter
+        } else {
+            &world.adapter
+        };
         let result = adapter.generate_completion(variant).await.unwrap();
-        assert!(!result.cached, "variant {index} must not hit the original entry");
+        assert!(
+            !result.cached,
+            "variant {index} must not hit the original entry"
+        );
     }
 }
 
@@ -69,8 +98,22 @@ async fn entries_expire_after_their_ttl() {
         AdapterConfig::default().with_cache_ttl(Duration::from_millis(100)),
     );
     world.adapter.generate_completion(request()).await.unwrap();
-    assert!(world.adapter.generate_completion(request()).await.unwrap().cached);
+    assert!(
+        world
+            .adapter
+            .generate_completion(request())
+            .await
+            .unwrap()
+            .cached
+    );
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert!(!world.adapter.generate_completion(request()).await.unwrap().cached);
+    assert!(
+        !world
+            .adapter
+            .generate_completion(request())
+            .await
+            .unwrap()
+            .cached
+    );
     assert_eq!(world.bedrock.call_count(), 2);
 }

@@ -43,7 +43,11 @@ async fn open_breaker_prevents_calls() {
     for n in 3..10 {
         world.adapter.generate_completion(request(n)).await.unwrap();
     }
-    assert_eq!(world.bedrock.call_count(), 3, "no call reaches an open breaker's provider");
+    assert_eq!(
+        world.bedrock.call_count(),
+        3,
+        "no call reaches an open breaker's provider"
+    );
     assert_eq!(world.openai.call_count(), 10);
 }
 
@@ -61,13 +65,25 @@ async fn breaker_recovers_open_half_open_closed() {
     let breaker = world.adapter.breaker(BEDROCK).unwrap();
     assert_eq!(breaker.snapshot().state, BreakerState::Open);
     world.clock.advance(Duration::from_secs(29));
-    assert_eq!(world.adapter.generate_completion(request(3)).await.unwrap().provider, OPENAI);
+    assert_eq!(
+        world
+            .adapter
+            .generate_completion(request(3))
+            .await
+            .unwrap()
+            .provider,
+        OPENAI
+    );
     world.clock.advance(Duration::from_secs(2));
     let probe = world.adapter.generate_completion(request(4)).await.unwrap();
     assert_eq!(probe.provider, BEDROCK);
     let snapshot = breaker.snapshot();
     assert_eq!(snapshot.state, BreakerState::Closed);
-    let path: Vec<_> = snapshot.recent_transitions.iter().map(|t| (t.from, t.to)).collect();
+    let path: Vec<_> = snapshot
+        .recent_transitions
+        .iter()
+        .map(|t| (t.from, t.to))
+        .collect();
     assert_eq!(
         path,
         vec![
@@ -82,16 +98,34 @@ async fn breaker_recovers_open_half_open_closed() {
 async fn retry_after_longer_than_the_open_period_is_honoured() {
     let throttled = ErrorSpec::new(ErrorKind::Throttled).retry_after(Duration::from_secs(120));
     let world = World::new(
-        ScriptedProvider::new(BEDROCK).then_repeat(Step::fail_with(throttled), 3).otherwise(Step::reply("ok")),
+        ScriptedProvider::new(BEDROCK)
+            .then_repeat(Step::fail_with(throttled), 3)
+            .otherwise(Step::reply("ok")),
         ScriptedProvider::always(OPENAI, "fallback"),
     );
     for n in 0..3 {
         world.adapter.generate_completion(request(n)).await.unwrap();
     }
     world.clock.advance(Duration::from_secs(60));
-    assert_eq!(world.adapter.generate_completion(request(3)).await.unwrap().provider, OPENAI);
+    assert_eq!(
+        world
+            .adapter
+            .generate_completion(request(3))
+            .await
+            .unwrap()
+            .provider,
+        OPENAI
+    );
     world.clock.advance(Duration::from_secs(61));
-    assert_eq!(world.adapter.generate_completion(request(4)).await.unwrap().provider, BEDROCK);
+    assert_eq!(
+        world
+            .adapter
+            .generate_completion(request(4))
+            .await
+            .unwrap()
+            .provider,
+        BEDROCK
+    );
 }
 
 #[tokio::test]
@@ -101,8 +135,18 @@ async fn caller_faults_do_not_count_against_the_breaker_and_do_not_fail_over() {
         ScriptedProvider::always(OPENAI, "unused"),
     );
     for n in 0..5 {
-        let error = world.adapter.generate_completion(request(n)).await.unwrap_err();
-        assert!(matches!(error, failover_core::FailoverError::Refused { kind: ErrorKind::InvalidRequest, .. }));
+        let error = world
+            .adapter
+            .generate_completion(request(n))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            failover_core::FailoverError::Refused {
+                kind: ErrorKind::InvalidRequest,
+                ..
+            }
+        ));
     }
     let snapshot = world.adapter.breaker(BEDROCK).unwrap().snapshot();
     assert_eq!(snapshot.state, BreakerState::Closed);

@@ -12,7 +12,11 @@ async fn cost_in_the_response_is_the_exact_price_of_the_usage() {
         ScriptedProvider::new(BEDROCK).then(Step::reply("x").with_usage(1_000, 500)),
         ScriptedProvider::always(OPENAI, "unused"),
     );
-    let result = world.adapter.generate_completion(CompletionRequest::prompt("t", "a", "gpt-4", "q")).await.unwrap();
+    let result = world
+        .adapter
+        .generate_completion(CompletionRequest::prompt("t", "a", "gpt-4", "q"))
+        .await
+        .unwrap();
     // Claude 3.5 Sonnet on Bedrock: $3 / $15 per million tokens.
     assert_eq!(result.estimated_cost, Usd::new(Decimal::new(105, 4)));
     assert_eq!(
@@ -31,12 +35,21 @@ async fn statistics_sum_costs_exactly() {
     for n in 0..100 {
         let result = world
             .adapter
-            .generate_completion(CompletionRequest::prompt("t", "a", "gpt-4", format!("q{n}")))
+            .generate_completion(CompletionRequest::prompt(
+                "t",
+                "a",
+                "gpt-4",
+                format!("q{n}"),
+            ))
             .await
             .unwrap();
         expected += result.estimated_cost;
     }
-    let stats = world.adapter.usage_stats(&UsageQuery::tenant("t")).await.unwrap();
+    let stats = world
+        .adapter
+        .usage_stats(&UsageQuery::tenant("t"))
+        .await
+        .unwrap();
     assert_eq!(stats.cost, expected);
     // 100 × (3 + 15) / 1e6 exactly.
     assert_eq!(stats.cost, Usd::new(Decimal::new(18, 4)));
@@ -62,6 +75,10 @@ async fn each_model_has_its_own_price() {
     let haiku = cost_of("gpt-3.5-turbo").await;
     assert_eq!(sonnet, Usd::new(Decimal::new(3, 0)));
     assert_eq!(haiku, Usd::new(Decimal::new(25, 2)));
-    let stats = world.adapter.usage_stats(&UsageQuery::default()).await.unwrap();
+    let stats = world
+        .adapter
+        .usage_stats(&UsageQuery::default())
+        .await
+        .unwrap();
     assert_eq!(stats.by_model.len(), 2);
 }

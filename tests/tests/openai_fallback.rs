@@ -12,7 +12,11 @@ async fn openai_answers_when_bedrock_cannot() {
         ScriptedProvider::new(BEDROCK).then(Step::fail(ErrorKind::Timeout)),
         ScriptedProvider::new(OPENAI).then(Step::reply("fallback answer").with_usage(9, 2)),
     );
-    let result = world.adapter.generate_completion(CompletionRequest::prompt("t", "a", "gpt-4", "hi")).await.unwrap();
+    let result = world
+        .adapter
+        .generate_completion(CompletionRequest::prompt("t", "a", "gpt-4", "hi"))
+        .await
+        .unwrap();
     assert_eq!(result.provider, OPENAI);
     assert_eq!(result.content, "fallback answer");
     assert_eq!(world.openai.requests()[0].model, "gpt-4");
@@ -29,7 +33,9 @@ async fn all_providers_failing_returns_every_attempt() {
         .generate_completion(CompletionRequest::prompt("t", "a", "gpt-4", "hi"))
         .await
         .unwrap_err();
-    let FailoverError::AllProvidersFailed { attempts, .. } = &error else { panic!("unexpected {error}") };
+    let FailoverError::AllProvidersFailed { attempts, .. } = &error else {
+        panic!("unexpected {error}")
+    };
     let kinds: Vec<_> = attempts
         .iter()
         .map(|a| match &a.outcome {
@@ -37,7 +43,13 @@ async fn all_providers_failing_returns_every_attempt() {
             other => panic!("unexpected outcome {other:?}"),
         })
         .collect();
-    assert_eq!(kinds, vec![(BEDROCK, ErrorKind::Throttled), (OPENAI, ErrorKind::Unavailable)]);
+    assert_eq!(
+        kinds,
+        vec![
+            (BEDROCK, ErrorKind::Throttled),
+            (OPENAI, ErrorKind::Unavailable)
+        ]
+    );
     assert!(error.to_string().contains("bedrock") && error.to_string().contains("openai"));
 }
 
@@ -49,15 +61,29 @@ async fn fallback_keeps_the_response_structure() {
         ScriptedProvider::always(OPENAI, "OpenAI says 4"),
     );
     let request = || CompletionRequest::prompt("t", "a", "gpt-4", "What is 2+2?").max_tokens(10);
-    let a = primary.adapter.generate_completion(request()).await.unwrap();
-    let b = fallback.adapter.generate_completion(request()).await.unwrap();
+    let a = primary
+        .adapter
+        .generate_completion(request())
+        .await
+        .unwrap();
+    let b = fallback
+        .adapter
+        .generate_completion(request())
+        .await
+        .unwrap();
     for result in [&a, &b] {
         assert!(!result.content.is_empty());
         assert!(result.usage.total_tokens() > 0);
         assert!(result.estimated_cost.amount() > rust_decimal::Decimal::ZERO);
         assert!(!result.cached);
         assert!(!result.request_id.as_str().is_empty());
-        assert_eq!(result.attempts.last().unwrap().outcome, AttemptOutcome::Succeeded);
+        assert_eq!(
+            result.attempts.last().unwrap().outcome,
+            AttemptOutcome::Succeeded
+        );
     }
-    assert_eq!((a.provider.as_str(), b.provider.as_str()), (BEDROCK, OPENAI));
+    assert_eq!(
+        (a.provider.as_str(), b.provider.as_str()),
+        (BEDROCK, OPENAI)
+    );
 }

@@ -21,7 +21,11 @@ async fn scenario_1_normal_operation_answers_from_bedrock_and_caches() {
         ScriptedProvider::new(BEDROCK).then(Step::reply("4").with_usage(20, 1)),
         ScriptedProvider::always(OPENAI, "unused"),
     );
-    let result = world.adapter.generate_completion(seed_request("What is 2+2?")).await.unwrap();
+    let result = world
+        .adapter
+        .generate_completion(seed_request("What is 2+2?"))
+        .await
+        .unwrap();
     assert_eq!(result.provider, BEDROCK);
     assert_eq!(result.content, "4");
     assert!(!result.cached);
@@ -30,7 +34,11 @@ async fn scenario_1_normal_operation_answers_from_bedrock_and_caches() {
     assert_eq!(world.openai.call_count(), 0);
 
     // Cached for future calls: the same request is answered without a provider.
-    let again = world.adapter.generate_completion(seed_request("What is 2+2?")).await.unwrap();
+    let again = world
+        .adapter
+        .generate_completion(seed_request("What is 2+2?"))
+        .await
+        .unwrap();
     assert!(again.cached);
     assert_eq!(again.content, "4");
     assert_eq!(world.bedrock.call_count(), 1);
@@ -50,11 +58,21 @@ async fn scenario_2_bedrock_failure_falls_back_to_openai_and_the_breaker_counts_
         ScriptedProvider::new(BEDROCK).then(Step::fail(ErrorKind::Unavailable)),
         ScriptedProvider::new(OPENAI).then(Step::reply("4 from OpenAI")),
     );
-    let result = world.adapter.generate_completion(seed_request("What is 2+2?")).await.unwrap();
+    let result = world
+        .adapter
+        .generate_completion(seed_request("What is 2+2?"))
+        .await
+        .unwrap();
     assert_eq!(result.provider, OPENAI);
     assert_eq!(result.model, "gpt-4");
     assert_eq!(result.attempts.len(), 2);
-    assert!(matches!(result.attempts[0].outcome, AttemptOutcome::Failed { kind: ErrorKind::Unavailable, .. }));
+    assert!(matches!(
+        result.attempts[0].outcome,
+        AttemptOutcome::Failed {
+            kind: ErrorKind::Unavailable,
+            ..
+        }
+    ));
     assert_eq!(result.attempts[1].outcome, AttemptOutcome::Succeeded);
 
     let bedrock = world.adapter.breaker(BEDROCK).unwrap().snapshot();
@@ -63,10 +81,22 @@ async fn scenario_2_bedrock_failure_falls_back_to_openai_and_the_breaker_counts_
     assert_eq!(bedrock.last_error_kind, Some("unavailable"));
 
     // Cached, and both provider calls are in the ledger.
-    assert!(world.adapter.generate_completion(seed_request("What is 2+2?")).await.unwrap().cached);
+    assert!(
+        world
+            .adapter
+            .generate_completion(seed_request("What is 2+2?"))
+            .await
+            .unwrap()
+            .cached
+    );
     let records = world.usage_records();
     assert_eq!(records.len(), 2);
-    assert_eq!(records[0].outcome, UsageOutcome::Failed { kind: ErrorKind::Unavailable });
+    assert_eq!(
+        records[0].outcome,
+        UsageOutcome::Failed {
+            kind: ErrorKind::Unavailable
+        }
+    );
     assert_eq!((records[0].attempt, records[1].attempt), (1, 2));
     assert!(records[1].fallback_used);
     assert_eq!(records[1].provider, OPENAI);
@@ -76,24 +106,46 @@ async fn scenario_2_bedrock_failure_falls_back_to_openai_and_the_breaker_counts_
 async fn scenario_3_open_breaker_skips_bedrock_without_calling_it() {
     let world = World::healthy();
     world.adapter.breaker(BEDROCK).unwrap().force_open();
-    let result = world.adapter.generate_completion(seed_request("Test fallback")).await.unwrap();
+    let result = world
+        .adapter
+        .generate_completion(seed_request("Test fallback"))
+        .await
+        .unwrap();
     assert_eq!(result.provider, OPENAI);
     assert_eq!(world.bedrock.call_count(), 0);
-    assert_eq!(result.attempts[0].outcome, AttemptOutcome::SkippedBreakerOpen);
+    assert_eq!(
+        result.attempts[0].outcome,
+        AttemptOutcome::SkippedBreakerOpen
+    );
     let health = world.adapter.health();
-    assert_eq!(health.provider(BEDROCK).unwrap().breaker.state, BreakerState::ForcedOpen);
+    assert_eq!(
+        health.provider(BEDROCK).unwrap().breaker.state,
+        BreakerState::ForcedOpen
+    );
     assert!(health.provider(BEDROCK).unwrap().breaker.rejected >= 1);
     world.adapter.breaker(BEDROCK).unwrap().reset();
-    let result = world.adapter.generate_completion(seed_request("Test recovery")).await.unwrap();
+    let result = world
+        .adapter
+        .generate_completion(seed_request("Test recovery"))
+        .await
+        .unwrap();
     assert_eq!(result.provider, BEDROCK);
 }
 
 #[tokio::test]
 async fn scenario_4_cache_hit_calls_no_provider_and_logs_no_usage() {
     let world = World::healthy();
-    let first = world.adapter.generate_completion(seed_request("capital of France?")).await.unwrap();
+    let first = world
+        .adapter
+        .generate_completion(seed_request("capital of France?"))
+        .await
+        .unwrap();
     let records_before = world.usage_records().len();
-    let second = world.adapter.generate_completion(seed_request("capital of France?")).await.unwrap();
+    let second = world
+        .adapter
+        .generate_completion(seed_request("capital of France?"))
+        .await
+        .unwrap();
     assert!(second.cached);
     assert_eq!(second.content, first.content);
     assert_eq!(second.provider, first.provider);
@@ -111,23 +163,60 @@ async fn scenario_5_all_providers_failing_is_one_error_naming_each_attempt() {
         ScriptedProvider::new(OPENAI).otherwise(Step::fail(ErrorKind::Unavailable)),
     );
     world.adapter.breaker(BEDROCK).unwrap().force_open();
-    let error = world.adapter.generate_completion(seed_request("anything")).await.unwrap_err();
+    let error = world
+        .adapter
+        .generate_completion(seed_request("anything"))
+        .await
+        .unwrap_err();
     let message = error.to_string();
-    assert!(matches!(error, FailoverError::AllProvidersFailed { .. }), "{message}");
-    assert!(message.starts_with("all providers failed for request "), "{message}");
-    assert!(message.contains("bedrock (anthropic.claude-3-5-sonnet-20240620-v1:0): skipped, circuit breaker open"), "{message}");
-    assert!(message.contains("openai (gpt-4): unavailable: scripted unavailable"), "{message}");
+    assert!(
+        matches!(error, FailoverError::AllProvidersFailed { .. }),
+        "{message}"
+    );
+    assert!(
+        message.starts_with("all providers failed for request "),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "bedrock (anthropic.claude-3-5-sonnet-20240620-v1:0): skipped, circuit breaker open"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("openai (gpt-4): unavailable: scripted unavailable"),
+        "{message}"
+    );
 
     // OpenAI's breaker opens after its threshold; then nothing is called at all.
     for _ in 0..2 {
-        world.adapter.generate_completion(seed_request("anything")).await.unwrap_err();
+        world
+            .adapter
+            .generate_completion(seed_request("anything"))
+            .await
+            .unwrap_err();
     }
-    assert_eq!(world.adapter.breaker(OPENAI).unwrap().snapshot().state, BreakerState::Open);
+    assert_eq!(
+        world.adapter.breaker(OPENAI).unwrap().snapshot().state,
+        BreakerState::Open
+    );
     let calls = world.openai.call_count();
-    let error = world.adapter.generate_completion(seed_request("anything")).await.unwrap_err();
+    let error = world
+        .adapter
+        .generate_completion(seed_request("anything"))
+        .await
+        .unwrap_err();
     assert_eq!(world.openai.call_count(), calls);
-    assert!(error.attempts().iter().all(|a| a.outcome == AttemptOutcome::SkippedBreakerOpen));
-    assert_eq!(world.adapter.health().status, failover_core::HealthStatus::Unhealthy);
+    assert!(
+        error
+            .attempts()
+            .iter()
+            .all(|a| a.outcome == AttemptOutcome::SkippedBreakerOpen)
+    );
+    assert_eq!(
+        world.adapter.health().status,
+        failover_core::HealthStatus::Unhealthy
+    );
     // Nothing was cached for the failures.
     assert_eq!(world.adapter.health().cache.unwrap().hits, 0);
 }

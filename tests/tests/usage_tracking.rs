@@ -19,12 +19,18 @@ async fn statistics_have_totals_and_breakdowns() {
     for (agent, prompt) in [("agent-1", "one"), ("agent-2", "two"), ("agent-1", "three")] {
         world
             .adapter
-            .generate_completion(CompletionRequest::prompt("tenant-x", agent, "gpt-4", prompt))
+            .generate_completion(CompletionRequest::prompt(
+                "tenant-x", agent, "gpt-4", prompt,
+            ))
             .await
             .unwrap();
     }
     world.adapter.flush_usage().await.unwrap();
-    let stats = world.adapter.usage_stats(&UsageQuery::tenant("tenant-x")).await.unwrap();
+    let stats = world
+        .adapter
+        .usage_stats(&UsageQuery::tenant("tenant-x"))
+        .await
+        .unwrap();
     assert_eq!(stats.records, 4, "three successes and one failed attempt");
     assert_eq!(stats.successes, 3);
     assert_eq!(stats.failures, 1);
@@ -32,7 +38,11 @@ async fn statistics_have_totals_and_breakdowns() {
     assert_eq!(stats.by_provider[BEDROCK].calls, 3);
     assert_eq!(stats.by_provider[OPENAI].calls, 1);
     assert_eq!(stats.by_agent["agent-1"].successes, 2);
-    let none = world.adapter.usage_stats(&UsageQuery::tenant("nobody")).await.unwrap();
+    let none = world
+        .adapter
+        .usage_stats(&UsageQuery::tenant("nobody"))
+        .await
+        .unwrap();
     assert_eq!(none.records, 0);
 }
 
@@ -41,15 +51,23 @@ async fn each_completion_logs_one_record_with_its_facts() {
     let world = World::healthy();
     let result = world
         .adapter
-        .generate_completion(CompletionRequest::prompt("tenant-x", "agent-1", "gpt-4", "hello"))
+        .generate_completion(CompletionRequest::prompt(
+            "tenant-x", "agent-1", "gpt-4", "hello",
+        ))
         .await
         .unwrap();
     let records = world.usage_records();
     assert_eq!(records.len(), 1);
     let record = &records[0];
     assert_eq!(record.request_id, result.request_id);
-    assert_eq!((record.tenant_id.as_str(), record.agent_id.as_str()), ("tenant-x", "agent-1"));
-    assert_eq!((record.provider.as_str(), record.model.as_str()), (BEDROCK, result.model.as_str()));
+    assert_eq!(
+        (record.tenant_id.as_str(), record.agent_id.as_str()),
+        ("tenant-x", "agent-1")
+    );
+    assert_eq!(
+        (record.provider.as_str(), record.model.as_str()),
+        (BEDROCK, result.model.as_str())
+    );
     assert_eq!(record.logical_model, "gpt-4");
     assert_eq!(record.usage, result.usage);
     assert_eq!(record.cost, result.estimated_cost);

@@ -35,11 +35,18 @@ struct Row {
 }
 
 fn breaker_states(adapter: &FailoverAdapter) -> Vec<(String, BreakerState, u64)> {
-    adapter.health().providers.iter().map(|p| (p.name.clone(), p.breaker.state, p.breaker.failures)).collect()
+    adapter
+        .health()
+        .providers
+        .iter()
+        .map(|p| (p.name.clone(), p.breaker.state, p.breaker.failures))
+        .collect()
 }
 
 fn served_by(outcome: &Result<Completion, FailoverError>, provider: &str, cached: bool) -> bool {
-    outcome.as_ref().is_ok_and(|c| c.provider == provider && c.cached == cached)
+    outcome
+        .as_ref()
+        .is_ok_and(|c| c.provider == provider && c.cached == cached)
 }
 
 /// Runs the scenarios and prints the table.
@@ -50,7 +57,9 @@ pub(crate) async fn run() -> Result<(), Box<dyn std::error::Error>> {
             // Scenario 1: answers.
             .then(Step::reply("4").with_usage(21, 1).after(gap))
             // Scenario 2: the service is unavailable.
-            .then(Step::fail_with(ErrorSpec::new(ErrorKind::Unavailable).http_status(503)).after(gap))
+            .then(
+                Step::fail_with(ErrorSpec::new(ErrorKind::Unavailable).http_status(503)).after(gap),
+            )
             .otherwise(Step::reply("Bedrock is back").after(gap)),
     );
     let openai = Arc::new(
@@ -60,7 +69,9 @@ pub(crate) async fn run() -> Result<(), Box<dyn std::error::Error>> {
             // Scenario 3: answers while Bedrock's breaker is open.
             .then(Step::reply("Fallback works").with_usage(12, 3).after(gap))
             // Scenario 5: OpenAI fails too.
-            .otherwise(Step::fail_with(ErrorSpec::new(ErrorKind::Unavailable).http_status(502)).after(gap)),
+            .otherwise(
+                Step::fail_with(ErrorSpec::new(ErrorKind::Unavailable).http_status(502)).after(gap),
+            ),
     );
     let sink = Arc::new(MemoryUsageSink::default());
     let breaker = BreakerConfig::default().with_consecutive_failures(3);
@@ -72,7 +83,9 @@ pub(crate) async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
 
     let mut rows = Vec::new();
-    let outcome = adapter.generate_completion(seed_request("What is 2+2? Answer with just the number.")).await;
+    let outcome = adapter
+        .generate_completion(seed_request("What is 2+2? Answer with just the number."))
+        .await;
     rows.push(Row {
         scenario: "1. Normal operation",
         expected: "Bedrock answers; cached",
@@ -81,12 +94,16 @@ pub(crate) async fn run() -> Result<(), Box<dyn std::error::Error>> {
         breakers: breaker_states(&adapter),
     });
 
-    let outcome = adapter.generate_completion(seed_request("What is 3+1? Answer with just the number.")).await;
+    let outcome = adapter
+        .generate_completion(seed_request("What is 3+1? Answer with just the number."))
+        .await;
     rows.push(Row {
         scenario: "2. Bedrock failure",
         expected: "OpenAI answers; Bedrock failure counted",
         as_expected: served_by(&outcome, "openai", false)
-            && adapter.breaker("bedrock").is_some_and(|b| b.snapshot().failures == 1),
+            && adapter
+                .breaker("bedrock")
+                .is_some_and(|b| b.snapshot().failures == 1),
         outcome,
         breakers: breaker_states(&adapter),
     });
@@ -94,7 +111,9 @@ pub(crate) async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let bedrock_breaker = adapter.breaker("bedrock").ok_or("no bedrock breaker")?;
     bedrock_breaker.force_open();
     let calls_before = bedrock.call_count();
-    let outcome = adapter.generate_completion(seed_request("Test fallback")).await;
+    let outcome = adapter
+        .generate_completion(seed_request("Test fallback"))
+        .await;
     rows.push(Row {
         scenario: "3. Circuit breaker open",
         expected: "OpenAI at once; Bedrock not called",
@@ -104,7 +123,9 @@ pub(crate) async fn run() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     let calls_before = bedrock.call_count() + openai.call_count();
-    let outcome = adapter.generate_completion(seed_request("What is 2+2? Answer with just the number.")).await;
+    let outcome = adapter
+        .generate_completion(seed_request("What is 2+2? Answer with just the number."))
+        .await;
     rows.push(Row {
         scenario: "4. Cache hit",
         expected: "cached; no provider; no cost",
@@ -114,7 +135,9 @@ pub(crate) async fn run() -> Result<(), Box<dyn std::error::Error>> {
         breakers: breaker_states(&adapter),
     });
 
-    let outcome = adapter.generate_completion(seed_request("Everything is down")).await;
+    let outcome = adapter
+        .generate_completion(seed_request("Everything is down"))
+        .await;
     rows.push(Row {
         scenario: "5. All providers fail",
         expected: "one error naming every attempt",
@@ -125,28 +148,60 @@ pub(crate) async fn run() -> Result<(), Box<dyn std::error::Error>> {
     bedrock_breaker.reset();
 
     let mut table = Table::new();
-    let mut header = vec!["scenario".to_owned(), "expected".into(), "provider".into(), "cached".into()];
-    header.extend(["tokens in/out".into(), "cost (USD)".into(), "latency".into()]);
-    header.extend(rows[0].breakers.iter().map(|(name, _, _)| format!("{name} breaker")));
+    let mut header = vec![
+        "scenario".to_owned(),
+        "expected".into(),
+        "provider".into(),
+        "cached".into(),
+    ];
+    header.extend([
+        "tokens in/out".into(),
+        "cost (USD)".into(),
+        "latency".into(),
+    ]);
+    header.extend(
+        rows[0]
+            .breakers
+            .iter()
+            .map(|(name, _, _)| format!("{name} breaker")),
+    );
     header.push("check".into());
-    table.load_style(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_header(header);
+    table
+        .load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header);
     for row in &rows {
         let mut cells = vec![row.scenario.to_owned(), row.expected.to_owned()];
         match &row.outcome {
             Ok(completion) => cells.extend([
                 completion.provider.clone(),
                 completion.cached.to_string(),
-                format!("{}/{}", completion.usage.input_tokens, completion.usage.output_tokens),
+                format!(
+                    "{}/{}",
+                    completion.usage.input_tokens, completion.usage.output_tokens
+                ),
                 completion.estimated_cost.amount().normalize().to_string(),
                 format!("{:.1?}", completion.latency),
             ]),
-            Err(_) => cells.extend(["error".into(), "-".into(), "-".into(), "-".into(), "-".into()]),
+            Err(_) => cells.extend([
+                "error".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]),
         }
-        cells.extend(row.breakers.iter().map(|(_, state, failures)| format!("{state} ({failures} fail)")));
+        cells.extend(
+            row.breakers
+                .iter()
+                .map(|(_, state, failures)| format!("{state} ({failures} fail)")),
+        );
         cells.push(if row.as_expected { "ok" } else { "UNEXPECTED" }.into());
         table.add_row(cells);
     }
-    println!("llm-failover demo: the seed's five scenarios, offline (scripted providers, memory cache and sink)\n");
+    println!(
+        "llm-failover demo: the seed's five scenarios, offline (scripted providers, memory cache and sink)\n"
+    );
     println!("{table}\n");
     for row in &rows {
         match &row.outcome {
@@ -162,9 +217,21 @@ pub(crate) async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     for provider in adapter.health().providers {
-        let transitions: Vec<String> =
-            provider.breaker.recent_transitions.iter().map(|t| format!("{} -> {}", t.from, t.to)).collect();
-        println!("{} breaker transitions: {}", provider.name, if transitions.is_empty() { "none".into() } else { transitions.join(", ") });
+        let transitions: Vec<String> = provider
+            .breaker
+            .recent_transitions
+            .iter()
+            .map(|t| format!("{} -> {}", t.from, t.to))
+            .collect();
+        println!(
+            "{} breaker transitions: {}",
+            provider.name,
+            if transitions.is_empty() {
+                "none".into()
+            } else {
+                transitions.join(", ")
+            }
+        );
     }
 
     adapter.flush_usage().await?;
@@ -186,11 +253,27 @@ pub(crate) async fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let health = adapter.health();
-    let states: Vec<String> = health.providers.iter().map(|p| format!("{} {}", p.name, p.breaker.state)).collect();
-    println!("health after reset: {:?}; {}", health.status, states.join(", "));
-    let unexpected: Vec<&str> = rows.iter().filter(|row| !row.as_expected).map(|row| row.scenario).collect();
+    let states: Vec<String> = health
+        .providers
+        .iter()
+        .map(|p| format!("{} {}", p.name, p.breaker.state))
+        .collect();
+    println!(
+        "health after reset: {:?}; {}",
+        health.status,
+        states.join(", ")
+    );
+    let unexpected: Vec<&str> = rows
+        .iter()
+        .filter(|row| !row.as_expected)
+        .map(|row| row.scenario)
+        .collect();
     if !unexpected.is_empty() {
-        return Err(format!("scenarios not as the seed expects: {}", unexpected.join(", ")).into());
+        return Err(format!(
+            "scenarios not as the seed expects: {}",
+            unexpected.join(", ")
+        )
+        .into());
     }
     Ok(())
 }

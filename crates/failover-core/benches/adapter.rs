@@ -14,8 +14,14 @@ use failover_usage::MemoryUsageSink;
 
 fn adapter() -> FailoverAdapter {
     FailoverAdapter::builder()
-        .provider(Arc::new(ScriptedProvider::always("bedrock", "4")), BreakerConfig::default())
-        .provider(Arc::new(ScriptedProvider::always("openai", "4")), BreakerConfig::default())
+        .provider(
+            Arc::new(ScriptedProvider::always("bedrock", "4")),
+            BreakerConfig::default(),
+        )
+        .provider(
+            Arc::new(ScriptedProvider::always("openai", "4")),
+            BreakerConfig::default(),
+        )
         .cache(Arc::new(MemoryCache::new()))
         .usage_sink(Arc::new(MemoryUsageSink::with_capacity(50_000_000)))
         .build()
@@ -23,11 +29,16 @@ fn adapter() -> FailoverAdapter {
 }
 
 fn request(prompt: String) -> CompletionRequest {
-    CompletionRequest::prompt("bench-tenant", "bench-agent", "gpt-4", prompt).temperature(0.1).max_tokens(10)
+    CompletionRequest::prompt("bench-tenant", "bench-agent", "gpt-4", prompt)
+        .temperature(0.1)
+        .max_tokens(10)
 }
 
 fn bench_adapter(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     let mut group = c.benchmark_group("adapter");
 
     let miss_adapter = adapter();
@@ -43,7 +54,9 @@ fn bench_adapter(c: &mut Criterion) {
 
     let hit_adapter = adapter();
     let prompt = "What is 2 + 2? Answer with just the number.".to_owned();
-    runtime.block_on(hit_adapter.generate_completion(request(prompt.clone()))).unwrap();
+    runtime
+        .block_on(hit_adapter.generate_completion(request(prompt.clone())))
+        .unwrap();
     group.bench_function("cache_hit", |b| {
         b.to_async(&runtime).iter(|| {
             let request = request(prompt.clone());

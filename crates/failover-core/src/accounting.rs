@@ -27,13 +27,19 @@ pub(crate) struct Ledger {
 
 impl Ledger {
     pub(crate) fn new(sink: Arc<dyn UsageSink>, pricing: PricingTable) -> Self {
-        Self { sink, pricing, refused: AtomicU64::new(0) }
+        Self {
+            sink,
+            pricing,
+            refused: AtomicU64::new(0),
+        }
     }
 
     /// The cost of `usage` on (`provider`, `model`); zero when the model is unpriced (the
     /// builder refuses unpriced routes unless told otherwise).
     pub(crate) fn cost(&self, provider: &str, model: &str, usage: &TokenUsage) -> Usd {
-        self.pricing.cost(provider, model, usage).unwrap_or(Usd::ZERO)
+        self.pricing
+            .cost(provider, model, usage)
+            .unwrap_or(Usd::ZERO)
     }
 
     /// Hands a record to the sink without blocking. A refusal is logged and counted: the
@@ -112,11 +118,18 @@ impl RequestContext {
 
     /// Usage of a call cut short: the provider's figures when it gave them, else an
     /// estimate from the input and the text received.
-    pub(crate) fn partial_usage(&self, reported: Option<TokenUsage>, received_bytes: usize) -> (TokenUsage, bool) {
+    pub(crate) fn partial_usage(
+        &self,
+        reported: Option<TokenUsage>,
+        received_bytes: usize,
+    ) -> (TokenUsage, bool) {
         match reported {
             Some(usage) => (usage, false),
             None => (
-                TokenUsage::new(estimate_tokens(self.input_bytes), estimate_tokens(received_bytes)),
+                TokenUsage::new(
+                    estimate_tokens(self.input_bytes),
+                    estimate_tokens(received_bytes),
+                ),
                 true,
             ),
         }

@@ -71,17 +71,24 @@ impl Prepared {
     pub(crate) fn deadline_passed(&self) -> bool {
         // tokio's clock, like the time-outs that enforce the deadline, so both agree (also
         // under a paused test clock).
-        self.deadline
-            .is_some_and(|deadline| tokio::time::Instant::now() >= tokio::time::Instant::from_std(deadline))
+        self.deadline.is_some_and(|deadline| {
+            tokio::time::Instant::now() >= tokio::time::Instant::from_std(deadline)
+        })
     }
 
     /// The error for a request no provider answered.
     pub(crate) fn exhausted(&self, attempts: Vec<AttemptRecord>) -> FailoverError {
         let request_id = self.request_id().clone();
         if self.deadline_passed() {
-            FailoverError::DeadlineExceeded { request_id, attempts }
+            FailoverError::DeadlineExceeded {
+                request_id,
+                attempts,
+            }
         } else {
-            FailoverError::AllProvidersFailed { request_id, attempts }
+            FailoverError::AllProvidersFailed {
+                request_id,
+                attempts,
+            }
         }
     }
 }
@@ -97,20 +104,41 @@ pub(crate) enum Admission {
 }
 
 impl Inner {
-    pub(crate) fn prepare(&self, request: CompletionRequest, streamed: bool) -> Result<Prepared, FailoverError> {
+    pub(crate) fn prepare(
+        &self,
+        request: CompletionRequest,
+        streamed: bool,
+    ) -> Result<Prepared, FailoverError> {
         let started = Instant::now();
         validate(&request, &self.config.limits)?;
-        if !self.chain.iter().any(|slot| self.router.resolve(&request.model, &slot.name).is_some()) {
-            return Err(ValidationError::UnknownModel { model: request.model.clone() }.into());
+        if !self
+            .chain
+            .iter()
+            .any(|slot| self.router.resolve(&request.model, &slot.name).is_some())
+        {
+            return Err(ValidationError::UnknownModel {
+                model: request.model.clone(),
+            }
+            .into());
         }
         let request_id = request.request_id.clone().unwrap_or_else(RequestId::random);
         let deadline = request
             .deadline
             .or_else(|| self.config.default_timeout.map(|timeout| started + timeout));
         let messages = request.input.to_messages();
-        let cache_key = self.cache.as_ref().map(|cache| cache.key(&request, &messages));
+        let cache_key = self
+            .cache
+            .as_ref()
+            .map(|cache| cache.key(&request, &messages));
         let context = Arc::new(RequestContext::new(&request, request_id, streamed));
-        Ok(Prepared { request, context, messages, deadline, started, cache_key })
+        Ok(Prepared {
+            request,
+            context,
+            messages,
+            deadline,
+            started,
+            cache_key,
+        })
     }
 
     /// Decides whether to call `slot` for this request and, if so, takes its permit.
@@ -133,8 +161,14 @@ impl Inner {
                 latency: std::time::Duration::ZERO,
             })
         };
-        if let Some(reason) = unsupported(&slot.capabilities, &prepared.request.response_format, streaming) {
-            return skipped(AttemptOutcome::SkippedUnsupported { reason: reason.to_owned() });
+        if let Some(reason) = unsupported(
+            &slot.capabilities,
+            &prepared.request.response_format,
+            streaming,
+        ) {
+            return skipped(AttemptOutcome::SkippedUnsupported {
+                reason: reason.to_owned(),
+            });
         }
         match slot.breaker.try_acquire() {
             Err(_) => skipped(AttemptOutcome::SkippedBreakerOpen),
@@ -190,7 +224,11 @@ impl Inner {
 }
 
 /// Why a provider cannot serve a request, if it cannot.
-fn unsupported(capabilities: &Capabilities, format: &ResponseFormat, streaming: bool) -> Option<&'static str> {
+fn unsupported(
+    capabilities: &Capabilities,
+    format: &ResponseFormat,
+    streaming: bool,
+) -> Option<&'static str> {
     if streaming && !capabilities.streaming {
         return Some("streaming unsupported");
     }
@@ -217,14 +255,19 @@ impl FailoverAdapter {
     }
 
     pub(crate) fn from_inner(inner: Inner) -> Self {
-        Self { inner: Arc::new(inner) }
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     /// Answers one request: validate, cache, then each provider in order until one answers.
     ///
     /// The seed's `generate_completion(prompt, agent_id, tenant_id, model, temperature,
     /// max_tokens, response_format)`; see [`CompletionRequest`].
-    pub async fn generate_completion(&self, request: CompletionRequest) -> Result<Completion, FailoverError> {
+    pub async fn generate_completion(
+        &self,
+        request: CompletionRequest,
+    ) -> Result<Completion, FailoverError> {
         let inner = &self.inner;
         let prepared = inner.prepare(request, false)?;
         if let (Some(cache), Some(key)) = (&inner.cache, &prepared.cache_key)
@@ -340,7 +383,10 @@ impl FailoverAdapter {
     }
 
     /// Usage statistics from the sink (the seed's usage statistics).
-    pub async fn usage_stats(&self, query: &UsageQuery) -> Result<UsageStats, failover_usage::UsageError> {
+    pub async fn usage_stats(
+        &self,
+        query: &UsageQuery,
+    ) -> Result<UsageStats, failover_usage::UsageError> {
         self.inner.ledger.sink.stats(query).await
     }
 
@@ -352,12 +398,19 @@ impl FailoverAdapter {
     /// The breaker of a provider, to force it open or closed (`force_open`, `force_close`,
     /// `reset`) or read its state.
     pub fn breaker(&self, provider: &str) -> Option<&Arc<dyn Breaker>> {
-        self.inner.chain.iter().find(|slot| slot.name == provider).map(|slot| &slot.breaker)
+        self.inner
+            .chain
+            .iter()
+            .find(|slot| slot.name == provider)
+            .map(|slot| &slot.breaker)
     }
 
     /// The names of the providers, in chain order.
     pub fn provider_names(&self) -> Vec<&str> {
-        self.inner.chain.iter().map(|slot| slot.name.as_str()).collect()
+        self.inner
+            .chain
+            .iter()
+            .map(|slot| slot.name.as_str())
+            .collect()
     }
 }
-

@@ -85,13 +85,19 @@ impl Default for AdapterBuilder {
 impl AdapterBuilder {
     /// Appends a provider to the chain with its own circuit breaker.
     pub fn provider(mut self, provider: Arc<dyn Provider>, breaker: BreakerConfig) -> Self {
-        self.providers.push((provider, BreakerChoice::Config(breaker)));
+        self.providers
+            .push((provider, BreakerChoice::Config(breaker)));
         self
     }
 
     /// Appends a provider guarded by a breaker built elsewhere.
-    pub fn provider_with_breaker(mut self, provider: Arc<dyn Provider>, breaker: Arc<dyn Breaker>) -> Self {
-        self.providers.push((provider, BreakerChoice::Custom(breaker)));
+    pub fn provider_with_breaker(
+        mut self,
+        provider: Arc<dyn Provider>,
+        breaker: Arc<dyn Breaker>,
+    ) -> Self {
+        self.providers
+            .push((provider, BreakerChoice::Custom(breaker)));
         self
     }
 
@@ -152,13 +158,19 @@ impl AdapterBuilder {
             let breaker: Arc<dyn Breaker> = match choice {
                 BreakerChoice::Custom(breaker) => breaker,
                 BreakerChoice::Config(config) => {
-                    config
-                        .validate()
-                        .map_err(|e| BuildError::Breaker { provider: name.clone(), message: e.to_string() })?;
+                    config.validate().map_err(|e| BuildError::Breaker {
+                        provider: name.clone(),
+                        message: e.to_string(),
+                    })?;
                     Arc::new(CircuitBreaker::with_clock(config, Arc::clone(&self.clock)))
                 }
             };
-            chain.push(ProviderSlot { name, capabilities: provider.capabilities(), provider, breaker });
+            chain.push(ProviderSlot {
+                name,
+                capabilities: provider.capabilities(),
+                provider,
+                breaker,
+            });
         }
         if !self.config.allow_unpriced_models {
             for (logical, provider, model) in self.router.entries() {
@@ -180,7 +192,9 @@ impl AdapterBuilder {
                 self.config.cache_write_budget,
             )
         });
-        let sink = self.sink.unwrap_or_else(|| Arc::new(MemoryUsageSink::default()));
+        let sink = self
+            .sink
+            .unwrap_or_else(|| Arc::new(MemoryUsageSink::default()));
         Ok(FailoverAdapter::from_inner(Inner {
             chain,
             router: self.router,

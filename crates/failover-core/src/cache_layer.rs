@@ -61,7 +61,11 @@ impl CacheLayer {
         }
     }
 
-    pub(crate) fn key(&self, request: &CompletionRequest, messages: &[failover_provider::Message]) -> CacheKey {
+    pub(crate) fn key(
+        &self,
+        request: &CompletionRequest,
+        messages: &[failover_provider::Message],
+    ) -> CacheKey {
         self.deriver.derive(&CacheKeyInput {
             tenant_id: &request.tenant_id,
             model: &request.model,
@@ -91,7 +95,11 @@ impl CacheLayer {
                 None
             }
         };
-        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         found
     }
@@ -115,7 +123,11 @@ impl CacheLayer {
     // must not flood the logs.
     fn mark_unavailable(&self, reason: &str) {
         if self.available.swap(false, Ordering::Relaxed) {
-            tracing::warn!(cache = self.cache.name(), reason, "cache unavailable; serving without it");
+            tracing::warn!(
+                cache = self.cache.name(),
+                reason,
+                "cache unavailable; serving without it"
+            );
         }
     }
 

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use failover_breaker::{Outcome, Permit};
 use failover_provider::{
-    AttemptOutcome, AttemptRecord, BreakerEffect, ErrorKind, ProviderError, ProviderResponse, ResponseFormat,
-    TokenUsage, Usd,
+    AttemptOutcome, AttemptRecord, BreakerEffect, ErrorKind, ProviderError, ProviderResponse,
+    ResponseFormat, TokenUsage, Usd,
 };
 use failover_usage::UsageOutcome;
 
@@ -17,7 +17,10 @@ use crate::adapter::Inner;
 /// The breaker outcome an error stands for.
 pub(crate) fn breaker_outcome(error: &ProviderError) -> Outcome {
     match error.kind().breaker_effect() {
-        BreakerEffect::Failure => Outcome::Failure { kind: error.kind().as_str(), retry_after: error.retry_after() },
+        BreakerEffect::Failure => Outcome::Failure {
+            kind: error.kind().as_str(),
+            retry_after: error.retry_after(),
+        },
         BreakerEffect::Ignored => Outcome::Ignored,
     }
 }
@@ -31,7 +34,12 @@ pub(crate) async fn before_deadline<T>(
         None => call.await,
         Some(deadline) => tokio::time::timeout_at(deadline.into(), call)
             .await
-            .unwrap_or_else(|_| Err(ProviderError::new(ErrorKind::Timeout, "the request's deadline passed"))),
+            .unwrap_or_else(|_| {
+                Err(ProviderError::new(
+                    ErrorKind::Timeout,
+                    "the request's deadline passed",
+                ))
+            }),
     }
 }
 
@@ -44,7 +52,10 @@ pub(crate) fn check_json(format: &ResponseFormat, content: &str) -> Result<(), P
     }
     match serde_json::from_str::<serde_json::Value>(content) {
         Ok(value) if value.is_object() => Ok(()),
-        Ok(_) => Err(ProviderError::new(ErrorKind::MalformedResponse, "JSON mode content is not a JSON object")),
+        Ok(_) => Err(ProviderError::new(
+            ErrorKind::MalformedResponse,
+            "JSON mode content is not a JSON object",
+        )),
         Err(error) => Err(ProviderError::new(
             ErrorKind::MalformedResponse,
             format!("JSON mode content is not valid JSON: {error}"),
@@ -53,7 +64,10 @@ pub(crate) fn check_json(format: &ResponseFormat, content: &str) -> Result<(), P
 }
 
 /// Validates a non-streaming answer against the request's format.
-pub(crate) fn check_response(format: &ResponseFormat, response: ProviderResponse) -> Result<ProviderResponse, ProviderError> {
+pub(crate) fn check_response(
+    format: &ResponseFormat,
+    response: ProviderResponse,
+) -> Result<ProviderResponse, ProviderError> {
     check_json(format, &response.content).map(|()| response)
 }
 
@@ -105,7 +119,11 @@ impl Call {
     }
 
     /// Records a success with the provider's usage and returns its cost.
-    pub(crate) fn succeeded(mut self, usage: TokenUsage, usage_estimated: bool) -> (Usd, AttemptRecord) {
+    pub(crate) fn succeeded(
+        mut self,
+        usage: TokenUsage,
+        usage_estimated: bool,
+    ) -> (Usd, AttemptRecord) {
         self.finished = true;
         if let Some(permit) = self.permit.take() {
             permit.record(Outcome::Success);
@@ -116,7 +134,11 @@ impl Call {
     }
 
     /// Records a failure; `reported` is the provider's usage if a stream reported any.
-    pub(crate) fn failed(mut self, error: &ProviderError, reported: Option<TokenUsage>) -> AttemptRecord {
+    pub(crate) fn failed(
+        mut self,
+        error: &ProviderError,
+        reported: Option<TokenUsage>,
+    ) -> AttemptRecord {
         self.finished = true;
         if let Some(permit) = self.permit.take() {
             permit.record(breaker_outcome(error));
@@ -128,8 +150,16 @@ impl Call {
             self.context.partial_usage(reported, self.received_bytes)
         };
         let cost = self.inner.ledger.cost(&self.provider, &self.model, &usage);
-        self.write_usage(usage, estimated, cost, UsageOutcome::Failed { kind: error.kind() });
-        self.attempt_record(AttemptOutcome::Failed { kind: error.kind(), message: error.detail() })
+        self.write_usage(
+            usage,
+            estimated,
+            cost,
+            UsageOutcome::Failed { kind: error.kind() },
+        );
+        self.attempt_record(AttemptOutcome::Failed {
+            kind: error.kind(),
+            message: error.detail(),
+        })
     }
 
     fn attempt_record(&self, outcome: AttemptOutcome) -> AttemptRecord {
@@ -141,7 +171,13 @@ impl Call {
         }
     }
 
-    fn write_usage(&self, usage: TokenUsage, usage_estimated: bool, cost: Usd, outcome: UsageOutcome) {
+    fn write_usage(
+        &self,
+        usage: TokenUsage,
+        usage_estimated: bool,
+        cost: Usd,
+        outcome: UsageOutcome,
+    ) {
         let record = self.context.usage_record(CallFacts {
             attempt: self.attempt,
             provider: &self.provider,

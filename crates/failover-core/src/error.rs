@@ -14,7 +14,10 @@ pub enum FailoverError {
     #[error("invalid request: {0}")]
     Invalid(#[from] ValidationError),
     /// Every provider was tried or skipped, and none answered.
-    #[error("all providers failed for request {request_id}: {}", Attempts(attempts))]
+    #[error(
+        "all providers failed for request {request_id}: {}",
+        Attempts(attempts)
+    )]
     AllProvidersFailed {
         /// The request's id.
         request_id: RequestId,
@@ -89,7 +92,9 @@ impl fmt::Display for Attempts<'_> {
             match &attempt.outcome {
                 AttemptOutcome::Succeeded => f.write_str("succeeded")?,
                 AttemptOutcome::Failed { kind, message } => write!(f, "{kind}: {message}")?,
-                AttemptOutcome::SkippedBreakerOpen => f.write_str("skipped, circuit breaker open")?,
+                AttemptOutcome::SkippedBreakerOpen => {
+                    f.write_str("skipped, circuit breaker open")?
+                }
                 AttemptOutcome::SkippedUnsupported { reason } => write!(f, "skipped, {reason}")?,
             }
         }
@@ -117,7 +122,10 @@ mod tests {
                 AttemptRecord {
                     provider: "openai".into(),
                     model: "gpt-4".into(),
-                    outcome: AttemptOutcome::Failed { kind: ErrorKind::Unavailable, message: "HTTP 503".into() },
+                    outcome: AttemptOutcome::Failed {
+                        kind: ErrorKind::Unavailable,
+                        message: "HTTP 503".into(),
+                    },
                     latency: Duration::from_millis(3),
                 },
             ],

@@ -60,7 +60,13 @@ impl HealthReport {
         } else {
             HealthStatus::Unhealthy
         };
-        Self { status, providers, cache, usage, usage_records_refused }
+        Self {
+            status,
+            providers,
+            cache,
+            usage,
+            usage_records_refused,
+        }
     }
 
     /// One provider's health by name.

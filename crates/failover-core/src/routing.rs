@@ -85,7 +85,9 @@ impl Router {
 
     /// Whether any provider serves `logical`.
     pub fn knows(&self, logical: &str) -> bool {
-        self.routes.get(logical).is_some_and(|targets| !targets.is_empty())
+        self.routes
+            .get(logical)
+            .is_some_and(|targets| !targets.is_empty())
     }
 
     /// Every (logical, provider, model) triple, sorted.
@@ -94,9 +96,9 @@ impl Router {
             .routes
             .iter()
             .flat_map(|(logical, targets)| {
-                targets
-                    .iter()
-                    .map(move |(provider, model)| (logical.as_str(), provider.as_str(), model.as_str()))
+                targets.iter().map(move |(provider, model)| {
+                    (logical.as_str(), provider.as_str(), model.as_str())
+                })
             })
             .collect();
         entries.sort_unstable();
@@ -111,21 +113,36 @@ mod tests {
     #[test]
     fn embedded_table_routes_gpt4_to_claude_on_bedrock_and_gpt4_on_openai() {
         let router = Router::embedded();
-        assert!(router.resolve("gpt-4", "bedrock").unwrap().contains("anthropic.claude"));
+        assert!(
+            router
+                .resolve("gpt-4", "bedrock")
+                .unwrap()
+                .contains("anthropic.claude")
+        );
         assert_eq!(router.resolve("gpt-4", "openai"), Some("gpt-4"));
         assert_eq!(router.resolve("no-such-model", "openai"), None);
     }
 
     #[test]
     fn overrides_win_and_keep_other_entries() {
-        let router = Router::embedded().merge(Router::empty().route("gpt-4", "bedrock", "amazon.nova-pro-v1:0"));
-        assert_eq!(router.resolve("gpt-4", "bedrock"), Some("amazon.nova-pro-v1:0"));
+        let router = Router::embedded().merge(Router::empty().route(
+            "gpt-4",
+            "bedrock",
+            "amazon.nova-pro-v1:0",
+        ));
+        assert_eq!(
+            router.resolve("gpt-4", "bedrock"),
+            Some("amazon.nova-pro-v1:0")
+        );
         assert_eq!(router.resolve("gpt-4", "openai"), Some("gpt-4"));
     }
 
     #[test]
     fn empty_model_is_rejected_with_its_entry_named() {
         let error = Router::from_toml_str("[models.x]\nbedrock = \" \"\n").unwrap_err();
-        assert_eq!(error.to_string(), "routing table entry `x` -> `bedrock` has an empty model id");
+        assert_eq!(
+            error.to_string(),
+            "routing table entry `x` -> `bedrock` has an empty model id"
+        );
     }
 }

@@ -10,8 +10,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use failover_provider::{
-    AttemptRecord, CompletionRequest, ErrorKind, FinishReason, ProviderError, ProviderEvent, ProviderStream,
-    StreamChunk, StreamSummary, TokenUsage, Usd,
+    AttemptRecord, CompletionRequest, ErrorKind, FinishReason, ProviderError, ProviderEvent,
+    ProviderStream, StreamChunk, StreamSummary, TokenUsage, Usd,
 };
 use futures::{Stream, StreamExt};
 
@@ -34,7 +34,10 @@ impl FailoverAdapter {
     /// dropping the stream (with the tokens consumed so far, estimated when the provider
     /// did not report them). Only a stream that ended cleanly is cached; a cache hit is
     /// replayed as one delta and a `Done`.
-    pub async fn stream_completion(&self, request: CompletionRequest) -> Result<CompletionStream, FailoverError> {
+    pub async fn stream_completion(
+        &self,
+        request: CompletionRequest,
+    ) -> Result<CompletionStream, FailoverError> {
         let inner = &self.inner;
         let prepared = inner.prepare(request, true)?;
         if let (Some(cache), Some(key)) = (&inner.cache, &prepared.cache_key)
@@ -76,7 +79,11 @@ impl FailoverAdapter {
             };
             calls_made += 1;
             let provider = Arc::clone(&inner.chain[slot_index].provider);
-            let opened = before_deadline(prepared.deadline, provider.stream(prepared.provider_request(&call.model))).await;
+            let opened = before_deadline(
+                prepared.deadline,
+                provider.stream(prepared.provider_request(&call.model)),
+            )
+            .await;
             let first = match opened {
                 Ok(mut stream) => match first_event(&prepared, &mut stream).await {
                     Ok(event) => Ok((stream, event)),
@@ -96,9 +103,10 @@ impl FailoverAdapter {
                         attempts,
                         finished: false,
                     };
-                    return Ok(Box::pin(futures::stream::unfold(committed, |mut state| async move {
-                        state.next_chunk().await.map(|item| (item, state))
-                    })));
+                    return Ok(Box::pin(futures::stream::unfold(
+                        committed,
+                        |mut state| async move { state.next_chunk().await.map(|item| (item, state)) },
+                    )));
                 }
                 Err(error) => {
                     let provider_name = call.provider.clone();
@@ -128,13 +136,19 @@ impl FailoverAdapter {
 
 /// Waits for the first event that commits the stream: a non-empty delta, or the terminal
 /// event of an empty answer. Anything else before it is a failure that may fail over.
-async fn first_event(prepared: &Prepared, stream: &mut ProviderStream) -> Result<ProviderEvent, ProviderError> {
+async fn first_event(
+    prepared: &Prepared,
+    stream: &mut ProviderStream,
+) -> Result<ProviderEvent, ProviderError> {
     loop {
         match before_deadline(prepared.deadline, next_event(stream)).await? {
             Some(ProviderEvent::Delta(text)) if text.is_empty() => continue,
             Some(event) => return Ok(event),
             None => {
-                return Err(ProviderError::new(ErrorKind::StreamCut, "the stream ended before its first event"));
+                return Err(ProviderError::new(
+                    ErrorKind::StreamCut,
+                    "the stream ended before its first event",
+                ));
             }
         }
     }
@@ -174,7 +188,10 @@ impl Committed {
                     }
                     Ok(StreamChunk::Delta { text })
                 }
-                Ok(Some(ProviderEvent::Finished { finish_reason, usage })) => self.finish(finish_reason, usage).await,
+                Ok(Some(ProviderEvent::Finished {
+                    finish_reason,
+                    usage,
+                })) => self.finish(finish_reason, usage).await,
                 Ok(None) => Err(self.interrupt(ProviderError::new(
                     ErrorKind::StreamCut,
                     "the stream ended without its terminal event",
@@ -193,8 +210,14 @@ impl Committed {
             return Err(self.interrupt(error));
         }
         self.finished = true;
-        let call = self.call.take().expect("a committed stream holds its call until it finishes");
-        let (usage, estimated) = self.prepared.context.partial_usage(reported, self.text.len());
+        let call = self
+            .call
+            .take()
+            .expect("a committed stream holds its call until it finishes");
+        let (usage, estimated) = self
+            .prepared
+            .context
+            .partial_usage(reported, self.text.len());
         let (provider, model) = (call.provider.clone(), call.model.clone());
         let (cost, record) = call.succeeded(usage, estimated);
         self.attempts.push(record);
@@ -224,7 +247,10 @@ impl Committed {
 
     fn interrupt(&mut self, error: ProviderError) -> FailoverError {
         self.finished = true;
-        let call = self.call.take().expect("a committed stream holds its call until it finishes");
+        let call = self
+            .call
+            .take()
+            .expect("a committed stream holds its call until it finishes");
         let provider = call.provider.clone();
         tracing::warn!(
             request_id = %self.prepared.request_id(),

@@ -147,11 +147,17 @@ pub fn validate(request: &CompletionRequest, limits: &Limits) -> Result<(), Vali
     if let Some(value) = request.max_tokens
         && (value == 0 || value > limits.max_output_tokens)
     {
-        return Err(ValidationError::MaxTokens { value, max: limits.max_output_tokens });
+        return Err(ValidationError::MaxTokens {
+            value,
+            max: limits.max_output_tokens,
+        });
     }
     validate_stop(&request.stop, limits)?;
     validate_format(&request.response_format)?;
-    if request.deadline.is_some_and(|d| d <= std::time::Instant::now()) {
+    if request
+        .deadline
+        .is_some_and(|d| d <= std::time::Instant::now())
+    {
         return Err(ValidationError::DeadlinePassed);
     }
     Ok(())
@@ -162,7 +168,11 @@ fn validate_id(field: &'static str, id: &str, limits: &Limits) -> Result<(), Val
         return Err(ValidationError::EmptyId { field });
     }
     if id.len() > limits.max_id_len {
-        return Err(ValidationError::IdTooLong { field, len: id.len(), max: limits.max_id_len });
+        return Err(ValidationError::IdTooLong {
+            field,
+            len: id.len(),
+            max: limits.max_id_len,
+        });
     }
     // Ids end up in log lines, metrics labels and storage keys: a closed alphabet keeps
     // them from ever acting as separators or control characters there.
@@ -170,7 +180,11 @@ fn validate_id(field: &'static str, id: &str, limits: &Limits) -> Result<(), Val
         .char_indices()
         .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-')))
     {
-        return Err(ValidationError::IdCharacter { field, found, position });
+        return Err(ValidationError::IdCharacter {
+            field,
+            found,
+            position,
+        });
     }
     Ok(())
 }
@@ -192,10 +206,15 @@ fn validate_input(input: &PromptInput, limits: &Limits) -> Result<(), Validation
                     max: limits.max_messages,
                 });
             }
-            if let Some((index, message)) =
-                messages.iter().enumerate().find(|(_, m)| m.content.trim().is_empty())
+            if let Some((index, message)) = messages
+                .iter()
+                .enumerate()
+                .find(|(_, m)| m.content.trim().is_empty())
             {
-                return Err(ValidationError::EmptyMessage { index, role: message.role.as_str() });
+                return Err(ValidationError::EmptyMessage {
+                    index,
+                    role: message.role.as_str(),
+                });
             }
             if !messages.iter().any(|m| m.role == Role::User) {
                 return Err(ValidationError::NoUserMessage);
@@ -204,7 +223,10 @@ fn validate_input(input: &PromptInput, limits: &Limits) -> Result<(), Validation
     }
     let bytes = input.text_len();
     if bytes > limits.max_input_bytes {
-        return Err(ValidationError::InputTooLarge { bytes, max: limits.max_input_bytes });
+        return Err(ValidationError::InputTooLarge {
+            bytes,
+            max: limits.max_input_bytes,
+        });
     }
     Ok(())
 }
@@ -212,12 +234,18 @@ fn validate_input(input: &PromptInput, limits: &Limits) -> Result<(), Validation
 fn validate_stop(stop: &[String], limits: &Limits) -> Result<(), ValidationError> {
     if stop.len() > limits.max_stop_sequences {
         return Err(ValidationError::Stop {
-            reason: format!("{} given; the limit is {}", stop.len(), limits.max_stop_sequences),
+            reason: format!(
+                "{} given; the limit is {}",
+                stop.len(),
+                limits.max_stop_sequences
+            ),
         });
     }
     for (index, sequence) in stop.iter().enumerate() {
         if sequence.is_empty() {
-            return Err(ValidationError::Stop { reason: format!("sequence {index} is empty") });
+            return Err(ValidationError::Stop {
+                reason: format!("sequence {index} is empty"),
+            });
         }
         if sequence.len() > limits.max_stop_len {
             return Err(ValidationError::Stop {
@@ -235,7 +263,9 @@ fn validate_stop(stop: &[String], limits: &Limits) -> Result<(), ValidationError
 fn validate_format(format: &ResponseFormat) -> Result<(), ValidationError> {
     if let ResponseFormat::JsonSchema { name, schema } = format {
         if name.trim().is_empty() {
-            return Err(ValidationError::ResponseFormat { reason: "the schema name is empty".into() });
+            return Err(ValidationError::ResponseFormat {
+                reason: "the schema name is empty".into(),
+            });
         }
         if !schema.is_object() {
             return Err(ValidationError::ResponseFormat {
@@ -266,39 +296,83 @@ mod tests {
         request.tenant_id = "a:b".into();
         assert_eq!(
             validate(&request, &Limits::default()),
-            Err(ValidationError::IdCharacter { field: "tenant_id", found: ':', position: 1 })
+            Err(ValidationError::IdCharacter {
+                field: "tenant_id",
+                found: ':',
+                position: 1
+            })
         );
         request.tenant_id = "ab".into();
         request.agent_id = "x\0".into();
         assert!(matches!(
             validate(&request, &Limits::default()),
-            Err(ValidationError::IdCharacter { field: "agent_id", found: '\0', position: 1 })
+            Err(ValidationError::IdCharacter {
+                field: "agent_id",
+                found: '\0',
+                position: 1
+            })
         ));
     }
 
     #[test]
     fn ranges_are_enforced() {
         let limits = Limits::default();
-        assert!(matches!(validate(&ok_request().temperature(2.5), &limits), Err(ValidationError::Temperature { .. })));
-        assert!(matches!(validate(&ok_request().temperature(f32::NAN), &limits), Err(ValidationError::Temperature { .. })));
-        assert!(matches!(validate(&ok_request().max_tokens(0), &limits), Err(ValidationError::MaxTokens { .. })));
-        assert!(matches!(validate(&ok_request().max_tokens(200_000), &limits), Err(ValidationError::MaxTokens { .. })));
-        assert_eq!(validate(&ok_request().temperature(0.0).max_tokens(1), &limits), Ok(()));
+        assert!(matches!(
+            validate(&ok_request().temperature(2.5), &limits),
+            Err(ValidationError::Temperature { .. })
+        ));
+        assert!(matches!(
+            validate(&ok_request().temperature(f32::NAN), &limits),
+            Err(ValidationError::Temperature { .. })
+        ));
+        assert!(matches!(
+            validate(&ok_request().max_tokens(0), &limits),
+            Err(ValidationError::MaxTokens { .. })
+        ));
+        assert!(matches!(
+            validate(&ok_request().max_tokens(200_000), &limits),
+            Err(ValidationError::MaxTokens { .. })
+        ));
+        assert_eq!(
+            validate(&ok_request().temperature(0.0).max_tokens(1), &limits),
+            Ok(())
+        );
     }
 
     #[test]
     fn messages_need_a_user_turn_and_content() {
         let limits = Limits::default();
-        let only_system = CompletionRequest::messages("t", "a", "gpt-4", vec![Message::system("be brief")]);
-        assert_eq!(validate(&only_system, &limits), Err(ValidationError::NoUserMessage));
-        let empty = CompletionRequest::messages("t", "a", "gpt-4", vec![Message::user("hi"), Message::assistant(" ")]);
-        assert_eq!(validate(&empty, &limits), Err(ValidationError::EmptyMessage { index: 1, role: "assistant" }));
+        let only_system =
+            CompletionRequest::messages("t", "a", "gpt-4", vec![Message::system("be brief")]);
+        assert_eq!(
+            validate(&only_system, &limits),
+            Err(ValidationError::NoUserMessage)
+        );
+        let empty = CompletionRequest::messages(
+            "t",
+            "a",
+            "gpt-4",
+            vec![Message::user("hi"), Message::assistant(" ")],
+        );
+        assert_eq!(
+            validate(&empty, &limits),
+            Err(ValidationError::EmptyMessage {
+                index: 1,
+                role: "assistant"
+            })
+        );
     }
 
     #[test]
     fn oversized_input_is_refused() {
-        let limits = Limits { max_input_bytes: 10, ..Limits::default() };
+        let limits = Limits {
+            max_input_bytes: 10,
+            ..Limits::default()
+        };
         let request = CompletionRequest::prompt("t", "a", "gpt-4", "x".repeat(11));
-        assert_eq!(validate(&request, &limits), Err(ValidationError::InputTooLarge { bytes: 11, max: 10 }));
+        assert_eq!(
+            validate(&request, &limits),
+            Err(ValidationError::InputTooLarge { bytes: 11, max: 10 })
+        );
     }
 }

@@ -35,7 +35,13 @@ fn request() -> CompletionRequest {
 async fn a_black_holed_cache_costs_one_budget_and_the_request_succeeds() {
     let provider = Arc::new(ScriptedProvider::always("bedrock", "answer"));
     let sink = Arc::new(MemoryUsageSink::default());
-    let adapter = adapter_over(vec![provider.clone()], Some(BrokenCache::new(CacheFault::Hang(Duration::from_secs(3600)))), sink);
+    let adapter = adapter_over(
+        vec![provider.clone()],
+        Some(BrokenCache::new(CacheFault::Hang(Duration::from_secs(
+            3600,
+        )))),
+        sink,
+    );
     let started = tokio::time::Instant::now();
     let result = adapter.generate_completion(request()).await.unwrap();
     assert_eq!(result.content, "answer");
@@ -43,14 +49,21 @@ async fn a_black_holed_cache_costs_one_budget_and_the_request_succeeds() {
     // Paused clock: the only time that passes is the lookup and the write budgets.
     assert_eq!(started.elapsed(), Duration::from_millis(100));
     let cache = adapter.health().cache.unwrap();
-    assert_eq!((cache.timeouts, cache.misses, cache.available), (2, 1, false));
+    assert_eq!(
+        (cache.timeouts, cache.misses, cache.available),
+        (2, 1, false)
+    );
 }
 
 #[tokio::test]
 async fn an_unavailable_cache_is_a_miss_not_a_failure() {
     let provider = Arc::new(ScriptedProvider::always("bedrock", "answer"));
     let sink = Arc::new(MemoryUsageSink::default());
-    let adapter = adapter_over(vec![provider.clone()], Some(BrokenCache::new(CacheFault::Unavailable)), sink);
+    let adapter = adapter_over(
+        vec![provider.clone()],
+        Some(BrokenCache::new(CacheFault::Unavailable)),
+        sink,
+    );
     for _ in 0..3 {
         assert!(!adapter.generate_completion(request()).await.unwrap().cached);
     }
@@ -61,7 +74,9 @@ async fn an_unavailable_cache_is_a_miss_not_a_failure() {
 
 #[tokio::test(start_paused = true)]
 async fn the_deadline_bounds_every_attempt_together() {
-    let slow = Arc::new(ScriptedProvider::new("bedrock").then(Step::reply("late").after(Duration::from_secs(10))));
+    let slow = Arc::new(
+        ScriptedProvider::new("bedrock").then(Step::reply("late").after(Duration::from_secs(10))),
+    );
     let fallback = Arc::new(ScriptedProvider::always("openai", "never reached in time"));
     let sink = Arc::new(MemoryUsageSink::default());
     let adapter = adapter_over(vec![slow.clone(), fallback.clone()], None, sink.clone());
@@ -69,20 +84,43 @@ async fn the_deadline_bounds_every_attempt_together() {
         .generate_completion(request().timeout(Duration::from_secs(2)))
         .await
         .unwrap_err();
-    let FailoverError::DeadlineExceeded { attempts, .. } = &error else { panic!("{error}") };
+    let FailoverError::DeadlineExceeded { attempts, .. } = &error else {
+        panic!("{error}")
+    };
     assert_eq!(attempts.len(), 1);
-    assert!(matches!(attempts[0].outcome, AttemptOutcome::Failed { kind: ErrorKind::Timeout, .. }));
-    assert_eq!(fallback.call_count(), 0, "no attempt starts after the deadline");
-    assert_eq!(sink.records()[0].outcome, UsageOutcome::Failed { kind: ErrorKind::Timeout });
+    assert!(matches!(
+        attempts[0].outcome,
+        AttemptOutcome::Failed {
+            kind: ErrorKind::Timeout,
+            ..
+        }
+    ));
+    assert_eq!(
+        fallback.call_count(),
+        0,
+        "no attempt starts after the deadline"
+    );
+    assert_eq!(
+        sink.records()[0].outcome,
+        UsageOutcome::Failed {
+            kind: ErrorKind::Timeout
+        }
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_call_is_recorded_as_cancelled_and_judges_nobody() {
-    let slow = Arc::new(ScriptedProvider::new("bedrock").then(Step::reply("late").after(Duration::from_secs(10))));
+    let slow = Arc::new(
+        ScriptedProvider::new("bedrock").then(Step::reply("late").after(Duration::from_secs(10))),
+    );
     let sink = Arc::new(MemoryUsageSink::default());
     let adapter = adapter_over(vec![slow.clone()], None, sink.clone());
     let call = adapter.generate_completion(request());
-    assert!(tokio::time::timeout(Duration::from_secs(1), call).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), call)
+            .await
+            .is_err()
+    );
     let records = sink.records();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].outcome, UsageOutcome::Cancelled);
@@ -94,13 +132,19 @@ async fn a_dropped_call_is_recorded_as_cancelled_and_judges_nobody() {
 #[tokio::test]
 async fn builder_refuses_unpriced_routes_and_duplicate_names() {
     let provider = Arc::new(ScriptedProvider::always("bedrock", "x"));
-    let router = failover_core::Router::embedded().route("gpt-4", "bedrock", "some.unpriced-model-v1:0");
+    let router =
+        failover_core::Router::embedded().route("gpt-4", "bedrock", "some.unpriced-model-v1:0");
     let error = FailoverAdapter::builder()
         .provider(provider.clone(), BreakerConfig::default())
         .router(router)
         .build()
         .unwrap_err();
-    assert!(error.to_string().contains("no price for model `some.unpriced-model-v1:0` on `bedrock`"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("no price for model `some.unpriced-model-v1:0` on `bedrock`"),
+        "{error}"
+    );
     let error = FailoverAdapter::builder()
         .provider(provider.clone(), BreakerConfig::default())
         .provider(provider, BreakerConfig::default())

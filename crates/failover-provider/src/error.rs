@@ -220,7 +220,11 @@ impl ProviderError {
     /// The message with the provider's code and HTTP status, without the kind:
     /// `slow down (HTTP 429, ThrottlingException)`.
     pub fn detail(&self) -> String {
-        format!("{}{}", self.message, code_suffix(self.provider_code.as_deref(), self.http_status))
+        format!(
+            "{}{}",
+            self.message,
+            code_suffix(self.provider_code.as_deref(), self.http_status)
+        )
     }
 
     /// The provider's raw error code, when it gave one.
@@ -297,7 +301,11 @@ mod tests {
                 BreakerEffect::Ignored => "ignored",
             };
             let failover = if kind.fails_over() { "yes" } else { "no" };
-            assert_eq!((row[3], row[4], row[5]), (retry, breaker, failover), "row of {kind}");
+            assert_eq!(
+                (row[3], row[4], row[5]),
+                (retry, breaker, failover),
+                "row of {kind}"
+            );
         }
     }
 

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use failover_cache::{Cache, CacheError, CacheErrorKind, CacheHealth, CacheKey, CachedCompletion, TenantTag};
+use failover_cache::{
+    Cache, CacheError, CacheErrorKind, CacheHealth, CacheKey, CachedCompletion, TenantTag,
+};
 
 /// How a [`BrokenCache`] misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +29,10 @@ impl BrokenCache {
 
     async fn fail<T>(&self) -> Result<T, CacheError> {
         match self.fault {
-            CacheFault::Unavailable => Err(CacheError::new(CacheErrorKind::Unavailable, "connection refused")),
+            CacheFault::Unavailable => Err(CacheError::new(
+                CacheErrorKind::Unavailable,
+                "connection refused",
+            )),
             CacheFault::Hang(wait) => {
                 tokio::time::sleep(wait).await;
                 Err(CacheError::new(CacheErrorKind::Timeout, "no answer"))
@@ -46,7 +51,12 @@ impl Cache for BrokenCache {
         self.fail().await
     }
 
-    async fn put(&self, _key: &CacheKey, _value: CachedCompletion, _ttl: Duration) -> Result<(), CacheError> {
+    async fn put(
+        &self,
+        _key: &CacheKey,
+        _value: CachedCompletion,
+        _ttl: Duration,
+    ) -> Result<(), CacheError> {
         self.fail().await
     }
 
@@ -55,6 +65,10 @@ impl Cache for BrokenCache {
     }
 
     fn health(&self) -> CacheHealth {
-        CacheHealth { backend: "broken".into(), available: false, ..CacheHealth::default() }
+        CacheHealth {
+            backend: "broken".into(),
+            available: false,
+            ..CacheHealth::default()
+        }
     }
 }

@@ -108,25 +108,37 @@ pub enum Step {
 impl Step {
     /// A reply with content and usage (10 input, 5 output tokens).
     pub fn reply(content: impl Into<String>) -> Self {
-        Step::Reply { content: content.into(), usage: TokenUsage::new(10, 5), delay: Duration::ZERO }
+        Step::Reply {
+            content: content.into(),
+            usage: TokenUsage::new(10, 5),
+            delay: Duration::ZERO,
+        }
     }
 
     /// A failure of `kind`.
     pub fn fail(kind: ErrorKind) -> Self {
-        Step::Fail { error: ErrorSpec::new(kind), delay: Duration::ZERO }
+        Step::Fail {
+            error: ErrorSpec::new(kind),
+            delay: Duration::ZERO,
+        }
     }
 
     /// A failure built from `error`.
     pub fn fail_with(error: ErrorSpec) -> Self {
-        Step::Fail { error, delay: Duration::ZERO }
+        Step::Fail {
+            error,
+            delay: Duration::ZERO,
+        }
     }
 
     /// Sets the usage of a reply.
     pub fn with_usage(self, input_tokens: u64, output_tokens: u64) -> Self {
         match self {
-            Step::Reply { content, delay, .. } => {
-                Step::Reply { content, usage: TokenUsage::new(input_tokens, output_tokens), delay }
-            }
+            Step::Reply { content, delay, .. } => Step::Reply {
+                content,
+                usage: TokenUsage::new(input_tokens, output_tokens),
+                delay,
+            },
             other => other,
         }
     }
@@ -134,7 +146,11 @@ impl Step {
     /// Delays a reply or failure.
     pub fn after(self, wait: Duration) -> Self {
         match self {
-            Step::Reply { content, usage, .. } => Step::Reply { content, usage, delay: wait },
+            Step::Reply { content, usage, .. } => Step::Reply {
+                content,
+                usage,
+                delay: wait,
+            },
             Step::Fail { error, .. } => Step::Fail { error, delay: wait },
             other => other,
         }
@@ -186,7 +202,10 @@ impl ScriptedProvider {
 
     /// Appends `step` `times` times.
     pub fn then_repeat(self, step: Step, times: usize) -> Self {
-        self.script.lock().unwrap().extend(std::iter::repeat_n(step, times));
+        self.script
+            .lock()
+            .unwrap()
+            .extend(std::iter::repeat_n(step, times));
         self
     }
 
@@ -213,7 +232,11 @@ impl ScriptedProvider {
 
     fn next_step(&self, request: ProviderRequest) -> Step {
         self.requests.lock().unwrap().push(request);
-        self.script.lock().unwrap().pop_front().unwrap_or_else(|| self.otherwise.clone())
+        self.script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| self.otherwise.clone())
     }
 }
 
@@ -222,7 +245,11 @@ fn stream_steps_of_reply(content: &str, usage: TokenUsage, delay: Duration) -> V
     if !delay.is_zero() {
         steps.push(StreamStep::Pause(delay));
     }
-    steps.extend(content.split_inclusive(' ').map(|word| StreamStep::Delta(word.to_owned())));
+    steps.extend(
+        content
+            .split_inclusive(' ')
+            .map(|word| StreamStep::Delta(word.to_owned())),
+    );
     steps.push(StreamStep::Finish { usage: Some(usage) });
     steps
 }
@@ -240,9 +267,18 @@ impl Provider for ScriptedProvider {
     async fn complete(&self, request: ProviderRequest) -> Result<ProviderResponse, ProviderError> {
         let model = request.model.clone();
         match self.next_step(request) {
-            Step::Reply { content, usage, delay } => {
+            Step::Reply {
+                content,
+                usage,
+                delay,
+            } => {
                 tokio::time::sleep(delay).await;
-                Ok(ProviderResponse { model, content, finish_reason: FinishReason::Stop, usage })
+                Ok(ProviderResponse {
+                    model,
+                    content,
+                    finish_reason: FinishReason::Stop,
+                    usage,
+                })
             }
             Step::Fail { error, delay } => {
                 tokio::time::sleep(delay).await;
@@ -265,14 +301,21 @@ impl Provider for ScriptedProvider {
                         }
                     }
                 }
-                Err(ProviderError::new(ErrorKind::StreamCut, "scripted response ended without finishing"))
+                Err(ProviderError::new(
+                    ErrorKind::StreamCut,
+                    "scripted response ended without finishing",
+                ))
             }
         }
     }
 
     async fn stream(&self, request: ProviderRequest) -> Result<ProviderStream, ProviderError> {
         let steps = match self.next_step(request) {
-            Step::Reply { content, usage, delay } => stream_steps_of_reply(&content, usage, delay),
+            Step::Reply {
+                content,
+                usage,
+                delay,
+            } => stream_steps_of_reply(&content, usage, delay),
             Step::Fail { error, delay } => {
                 tokio::time::sleep(delay).await;
                 return Err(error.to_error());
@@ -289,7 +332,10 @@ impl Provider for ScriptedProvider {
                     StreamStep::Delta(text) => Ok(ProviderEvent::Delta(text)),
                     StreamStep::Finish { usage } => {
                         steps.clear();
-                        Ok(ProviderEvent::Finished { finish_reason: FinishReason::Stop, usage })
+                        Ok(ProviderEvent::Finished {
+                            finish_reason: FinishReason::Stop,
+                            usage,
+                        })
                     }
                     StreamStep::Fail(error) => {
                         steps.clear();
