@@ -90,6 +90,7 @@ impl Expiry<CacheKey, Entry> for PerEntryTtl {
 ///   evictions and expiries. It returns the exact number of live entries it removed; an
 ///   entry put concurrently with the purge may survive it.
 /// - Never fails: every method returns `Ok`.
+/// - Clones share the same entries and counters.
 #[derive(Clone)]
 pub struct MemoryCache {
     inner: moka::future::Cache<CacheKey, Entry>,

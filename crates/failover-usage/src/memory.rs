@@ -1,4 +1,4 @@
-//! The in-process usage sink: records in a bounded vector behind a short mutex.
+//! The in-process usage sink: records in bounded, chunked storage behind a short mutex.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -16,6 +16,8 @@ use crate::{SinkHealth, UsageError, UsageQuery, UsageRecord, UsageSink, UsageSta
 /// - Recording the same `(request_id, attempt)` again is accepted and ignored.
 /// - Bounded: once `capacity` distinct records are held, `record` returns
 ///   [`UsageError::Overloaded`] (counted in `rejected`) rather than dropping anything.
+/// - `stats` aggregates under the lock (O(records)); recording waits meanwhile, which is
+///   fine for the sizes this sink is meant for.
 /// - Health: `accepted` counts every `Ok` of `record` (duplicates included), `written` the
 ///   distinct records held, `queued` is always 0.
 pub struct MemoryUsageSink {
@@ -25,10 +27,33 @@ pub struct MemoryUsageSink {
 
 #[derive(Default)]
 struct State {
-    records: Vec<UsageRecord>,
+    /// Records in fixed-size chunks, so growing never copies the records already held
+    /// while the lock is taken (a plain `Vec` would move every record on reallocation).
+    chunks: Vec<Vec<UsageRecord>>,
+    len: usize,
     seen: HashSet<(RequestId, u32)>,
     accepted: u64,
     rejected: u64,
+}
+
+const CHUNK: usize = 4_096;
+
+impl State {
+    fn push(&mut self, record: UsageRecord) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK => chunk.push(record),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                chunk.push(record);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &UsageRecord> {
+        self.chunks.iter().flatten()
+    }
 }
 
 impl MemoryUsageSink {
@@ -55,7 +80,7 @@ impl MemoryUsageSink {
 
     /// Distinct records held.
     pub fn len(&self) -> usize {
-        self.lock().records.len()
+        self.lock().len
     }
 
     /// Whether no record is held.
@@ -65,12 +90,12 @@ impl MemoryUsageSink {
 
     /// A copy of every record held, in the order first recorded.
     pub fn records(&self) -> Vec<UsageRecord> {
-        self.lock().records.clone()
+        self.lock().iter().cloned().collect()
     }
 
     /// Aggregates the records matching `query` (what [`UsageSink::stats`] returns).
     pub fn stats_now(&self, query: &UsageQuery) -> UsageStats {
-        UsageStats::from_records(&self.lock().records, query)
+        UsageStats::from_records(self.lock().iter(), query)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -90,7 +115,7 @@ impl fmt::Debug for MemoryUsageSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.lock();
         f.debug_struct("MemoryUsageSink")
-            .field("records", &state.records.len())
+            .field("records", &state.len)
             .field("capacity", &self.capacity)
             .field("accepted", &state.accepted)
             .field("rejected", &state.rejected)
@@ -111,7 +136,7 @@ impl UsageSink for MemoryUsageSink {
             state.accepted += 1;
             return Ok(());
         }
-        if state.records.len() >= self.capacity {
+        if state.len >= self.capacity {
             state.rejected += 1;
             return Err(UsageError::Overloaded(format!(
                 "memory usage sink holds its capacity of {} records; refused {}",
@@ -120,7 +145,7 @@ impl UsageSink for MemoryUsageSink {
             )));
         }
         state.seen.insert(id);
-        state.records.push(record);
+        state.push(record);
         state.accepted += 1;
         Ok(())
     }
@@ -138,7 +163,7 @@ impl UsageSink for MemoryUsageSink {
         SinkHealth {
             backend: "memory".to_owned(),
             accepted: state.accepted,
-            written: state.records.len() as u64,
+            written: state.len as u64,
             queued: 0,
             rejected: state.rejected,
             last_error: None,
@@ -231,6 +256,26 @@ mod tests {
         }
         assert_eq!(sink.len(), 2_000);
         assert_eq!(sink.health().accepted, 4_000);
+    }
+
+    #[test]
+    fn records_span_chunks_in_order() {
+        let sink = MemoryUsageSink::with_capacity(CHUNK * 2 + 1);
+        for i in 0..=CHUNK * 2 {
+            sink.record(record(&i.to_string(), 1)).unwrap();
+        }
+        assert!(sink.record(record("one too many", 1)).is_err());
+        let held = sink.records();
+        assert_eq!(held.len(), CHUNK * 2 + 1);
+        assert!(
+            held.iter()
+                .enumerate()
+                .all(|(i, r)| r.request_id.as_str() == i.to_string())
+        );
+        assert_eq!(
+            sink.stats_now(&UsageQuery::all()).records,
+            CHUNK as u64 * 2 + 1
+        );
     }
 
     #[test]
