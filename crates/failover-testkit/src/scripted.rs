@@ -240,6 +240,14 @@ impl ScriptedProvider {
     }
 }
 
+/// Waits `wait`; a zero wait does not touch the timer (a zero-length tokio sleep still waits
+/// for the next timer tick, about a millisecond, which would swamp any measurement).
+async fn pause(wait: Duration) {
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+}
+
 fn stream_steps_of_reply(content: &str, usage: TokenUsage, delay: Duration) -> Vec<StreamStep> {
     let mut steps = Vec::new();
     if !delay.is_zero() {
@@ -272,7 +280,7 @@ impl Provider for ScriptedProvider {
                 usage,
                 delay,
             } => {
-                tokio::time::sleep(delay).await;
+                pause(delay).await;
                 Ok(ProviderResponse {
                     model,
                     content,
@@ -281,7 +289,7 @@ impl Provider for ScriptedProvider {
                 })
             }
             Step::Fail { error, delay } => {
-                tokio::time::sleep(delay).await;
+                pause(delay).await;
                 Err(error.to_error())
             }
             Step::Stream(steps) => {
@@ -289,7 +297,7 @@ impl Provider for ScriptedProvider {
                 for step in steps {
                     match step {
                         StreamStep::Delta(text) => content.push_str(&text),
-                        StreamStep::Pause(wait) => tokio::time::sleep(wait).await,
+                        StreamStep::Pause(wait) => pause(wait).await,
                         StreamStep::Fail(error) => return Err(error.to_error()),
                         StreamStep::Finish { usage } => {
                             return Ok(ProviderResponse {
@@ -317,7 +325,7 @@ impl Provider for ScriptedProvider {
                 delay,
             } => stream_steps_of_reply(&content, usage, delay),
             Step::Fail { error, delay } => {
-                tokio::time::sleep(delay).await;
+                pause(delay).await;
                 return Err(error.to_error());
             }
             Step::Stream(steps) => steps,
