@@ -35,7 +35,7 @@ fn ci() -> Result<(), String> {
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {
-    let mut args = vec!["bench", "--workspace"];
+    let mut args = vec!["bench", "--workspace", "--bench", "*"];
     if !extra.is_empty() {
         args.push("--");
         args.extend(extra.iter().map(String::as_str));

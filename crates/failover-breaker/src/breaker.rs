@@ -454,7 +454,12 @@ impl Core {
         let cfg = &self.config;
         let exponent = i32::try_from(g.streak.saturating_sub(1)).unwrap_or(i32::MAX);
         let max = cfg.max_open_duration.as_nanos() as f64;
-        let mut nanos = cfg.open_duration.as_nanos() as f64 * cfg.backoff_multiplier.powi(exponent);
+        let base = cfg.open_duration.as_nanos() as f64;
+        let mut nanos = if base == 0.0 {
+            0.0
+        } else {
+            base * cfg.backoff_multiplier.powi(exponent)
+        };
         if nanos.is_nan() || nanos > max {
             nanos = max;
         }

@@ -136,6 +136,7 @@ pub struct BreakerSnapshot {
 /// - HALF_OPEN admits at most the configured number of probes at once; their successes
 ///   close the breaker, any failure reopens it.
 /// - Outcomes of permits issued before a transition change nothing after it.
+/// - [`Outcome::Ignored`] counts neither way; an ignored or dropped probe frees its slot.
 /// - `force_open` / `force_close` hold until `reset`, which returns to a fresh CLOSED.
 pub trait Breaker: Send + Sync + Debug {
     /// Asks to make one call.

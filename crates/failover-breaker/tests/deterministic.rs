@@ -533,3 +533,20 @@ fn invalid_config_is_refused() {
         "{message}"
     );
 }
+
+#[test]
+fn a_zero_open_duration_probes_at_once_however_often_it_trips() {
+    let (b, _) = breaker(
+        config()
+            .with_open_duration(Duration::ZERO)
+            .with_half_open_max_probes(1)
+            .with_half_open_successes_to_close(1),
+    );
+    trip(&b);
+    for _ in 0..2_000 {
+        assert_eq!(period(&b), Duration::ZERO);
+        b.try_acquire().unwrap().record(fail());
+    }
+    b.try_acquire().unwrap().record(S);
+    assert_eq!(b.state(), BreakerState::Closed);
+}

@@ -7,7 +7,7 @@ use failover_breaker::Breaker;
 use failover_cache::{CacheKey, CachedCompletion};
 use failover_provider::{
     AttemptOutcome, AttemptRecord, Capabilities, Completion, CompletionRequest, JsonModeSupport,
-    Message, Provider, ProviderRequest, RequestId, ResponseFormat, Usd,
+    Message, Provider, ProviderError, ProviderRequest, RequestId, ResponseFormat, Usd,
 };
 use failover_usage::{UsageOutcome, UsageQuery, UsageStats};
 
@@ -93,16 +93,6 @@ impl Prepared {
     }
 }
 
-/// What the chain walk decided for one provider.
-pub(crate) enum Admission {
-    /// Call it.
-    Admitted(Call),
-    /// Skip it (the attempt record says why).
-    Skipped(AttemptRecord),
-    /// It has no route for this model.
-    NotRouted,
-}
-
 impl Inner {
     pub(crate) fn prepare(
         &self,
@@ -141,49 +131,6 @@ impl Inner {
         })
     }
 
-    /// Decides whether to call `slot` for this request and, if so, takes its permit.
-    pub(crate) fn admit(
-        self: &Arc<Self>,
-        slot_index: usize,
-        prepared: &Prepared,
-        calls_made: u32,
-        streaming: bool,
-    ) -> Admission {
-        let slot = &self.chain[slot_index];
-        let Some(model) = self.router.resolve(&prepared.request.model, &slot.name) else {
-            return Admission::NotRouted;
-        };
-        let skipped = |outcome| {
-            Admission::Skipped(AttemptRecord {
-                provider: slot.name.clone(),
-                model: model.to_owned(),
-                outcome,
-                latency: std::time::Duration::ZERO,
-            })
-        };
-        if let Some(reason) = unsupported(
-            &slot.capabilities,
-            &prepared.request.response_format,
-            streaming,
-        ) {
-            return skipped(AttemptOutcome::SkippedUnsupported {
-                reason: reason.to_owned(),
-            });
-        }
-        match slot.breaker.try_acquire() {
-            Err(_) => skipped(AttemptOutcome::SkippedBreakerOpen),
-            Ok(permit) => Admission::Admitted(Call::new(
-                Arc::clone(self),
-                Arc::clone(&prepared.context),
-                permit,
-                calls_made + 1,
-                &slot.name,
-                model,
-                slot_index > 0,
-            )),
-        }
-    }
-
     pub(crate) fn record_cache_hit(&self, prepared: &Prepared, hit: &CachedCompletion) {
         if !self.config.record_cache_hits {
             return;
@@ -220,6 +167,126 @@ impl Inner {
             estimated_cost,
             stored_at_unix_ms: unix_ms_now(),
         }
+    }
+}
+
+/// The walk down the provider chain for one request: which provider to call next, and the
+/// record of every provider tried or skipped. Shared by plain and streaming completions so
+/// both apply the same rules.
+pub(crate) struct ChainWalk {
+    next_slot: usize,
+    calls_made: u32,
+    streaming: bool,
+    attempts: Vec<AttemptRecord>,
+}
+
+impl ChainWalk {
+    pub(crate) fn new(streaming: bool) -> Self {
+        Self {
+            next_slot: 0,
+            calls_made: 0,
+            streaming,
+            attempts: Vec::new(),
+        }
+    }
+
+    /// The next provider to call, with its admitted [`Call`]. Providers without a route are
+    /// passed over; unsupported ones and open breakers are recorded as skipped. `None` once
+    /// the chain or the deadline is exhausted.
+    pub(crate) fn next_call(
+        &mut self,
+        inner: &Arc<Inner>,
+        prepared: &Prepared,
+    ) -> Option<(Arc<dyn Provider>, Call)> {
+        while self.next_slot < inner.chain.len() && !prepared.deadline_passed() {
+            let slot_index = self.next_slot;
+            self.next_slot += 1;
+            let slot = &inner.chain[slot_index];
+            let Some(model) = inner.router.resolve(&prepared.request.model, &slot.name) else {
+                continue;
+            };
+            let skip = match unsupported(
+                &slot.capabilities,
+                &prepared.request.response_format,
+                self.streaming,
+            ) {
+                Some(reason) => Some(AttemptOutcome::SkippedUnsupported {
+                    reason: reason.to_owned(),
+                }),
+                None => match slot.breaker.try_acquire() {
+                    Err(_) => Some(AttemptOutcome::SkippedBreakerOpen),
+                    Ok(permit) => {
+                        self.calls_made += 1;
+                        let call = Call::new(
+                            Arc::clone(inner),
+                            Arc::clone(&prepared.context),
+                            permit,
+                            self.calls_made,
+                            &slot.name,
+                            model,
+                            slot_index > 0,
+                        );
+                        return Some((Arc::clone(&slot.provider), call));
+                    }
+                },
+            };
+            if let Some(outcome) = skip {
+                self.attempts.push(AttemptRecord {
+                    provider: slot.name.clone(),
+                    model: model.to_owned(),
+                    outcome,
+                    latency: std::time::Duration::ZERO,
+                });
+            }
+        }
+        None
+    }
+
+    /// Records a successful call and returns its cost with every attempt made.
+    pub(crate) fn succeeded(
+        mut self,
+        call: Call,
+        usage: failover_provider::TokenUsage,
+        usage_estimated: bool,
+    ) -> (Usd, Vec<AttemptRecord>) {
+        let (cost, record) = call.succeeded(usage, usage_estimated);
+        self.attempts.push(record);
+        (cost, self.attempts)
+    }
+
+    /// Records a failed call. Returns the error to stop with when its kind does not fail
+    /// over; otherwise the walk goes on.
+    pub(crate) fn failed(
+        &mut self,
+        prepared: &Prepared,
+        call: Call,
+        error: &ProviderError,
+    ) -> Result<(), FailoverError> {
+        let provider = call.provider.clone();
+        self.attempts.push(call.failed(error, None));
+        tracing::warn!(
+            request_id = %prepared.request_id(),
+            provider = %provider,
+            kind = %error.kind(),
+            streaming = self.streaming,
+            %error,
+            "provider call failed"
+        );
+        if error.kind().fails_over() {
+            return Ok(());
+        }
+        Err(FailoverError::Refused {
+            request_id: prepared.request_id().clone(),
+            provider,
+            kind: error.kind(),
+            message: error.detail(),
+            attempts: std::mem::take(&mut self.attempts),
+        })
+    }
+
+    /// The error for a request no provider answered.
+    pub(crate) fn exhausted(self, prepared: &Prepared) -> FailoverError {
+        prepared.exhausted(self.attempts)
     }
 }
 
@@ -288,78 +355,46 @@ impl FailoverAdapter {
             });
         }
 
-        let mut attempts = Vec::new();
-        let mut calls_made = 0;
-        for slot_index in 0..inner.chain.len() {
-            if prepared.deadline_passed() {
-                break;
-            }
-            let call = match inner.admit(slot_index, &prepared, calls_made, false) {
-                Admission::NotRouted => continue,
-                Admission::Skipped(record) => {
-                    attempts.push(record);
-                    continue;
-                }
-                Admission::Admitted(call) => call,
-            };
-            calls_made += 1;
+        let mut walk = ChainWalk::new(false);
+        while let Some((provider, call)) = walk.next_call(inner, &prepared) {
             let provider_request = prepared.provider_request(&call.model);
-            let provider = &inner.chain[slot_index].provider;
             let result = before_deadline(prepared.deadline, provider.complete(provider_request))
                 .await
                 .and_then(|response| check_response(&prepared.request.response_format, response));
-            match result {
-                Ok(response) => {
-                    let (provider_name, model) = (call.provider.clone(), call.model.clone());
-                    let (cost, record) = call.succeeded(response.usage, false);
-                    attempts.push(record);
-                    if let (Some(cache), Some(key)) = (&inner.cache, &prepared.cache_key) {
-                        let value = inner.cached_value(
-                            &provider_name,
-                            &model,
-                            response.content.clone(),
-                            response.finish_reason.clone(),
-                            response.usage,
-                            cost,
-                        );
-                        cache.store(key, value).await;
-                    }
-                    return Ok(Completion {
-                        request_id: prepared.request_id().clone(),
-                        provider: provider_name,
-                        model,
-                        content: response.content,
-                        finish_reason: response.finish_reason,
-                        usage: response.usage,
-                        estimated_cost: cost,
-                        cached: false,
-                        latency: prepared.started.elapsed(),
-                        attempts,
-                    });
-                }
+            let response = match result {
+                Ok(response) => response,
                 Err(error) => {
-                    let provider_name = call.provider.clone();
-                    attempts.push(call.failed(&error, None));
-                    tracing::warn!(
-                        request_id = %prepared.request_id(),
-                        provider = %provider_name,
-                        kind = %error.kind(),
-                        %error,
-                        "provider call failed"
-                    );
-                    if !error.kind().fails_over() {
-                        return Err(FailoverError::Refused {
-                            request_id: prepared.request_id().clone(),
-                            provider: provider_name,
-                            kind: error.kind(),
-                            message: error.detail(),
-                            attempts,
-                        });
-                    }
+                    walk.failed(&prepared, call, &error)?;
+                    continue;
                 }
+            };
+            let (provider_name, model) = (call.provider.clone(), call.model.clone());
+            let (cost, attempts) = walk.succeeded(call, response.usage, false);
+            if let (Some(cache), Some(key)) = (&inner.cache, &prepared.cache_key) {
+                let value = inner.cached_value(
+                    &provider_name,
+                    &model,
+                    response.content.clone(),
+                    response.finish_reason.clone(),
+                    response.usage,
+                    cost,
+                );
+                cache.store(key, value).await;
             }
+            return Ok(Completion {
+                request_id: prepared.request_id().clone(),
+                provider: provider_name,
+                model,
+                content: response.content,
+                finish_reason: response.finish_reason,
+                usage: response.usage,
+                estimated_cost: cost,
+                cached: false,
+                latency: prepared.started.elapsed(),
+                attempts,
+            });
         }
-        Err(prepared.exhausted(attempts))
+        Err(walk.exhausted(&prepared))
     }
 
     /// The health of every provider's breaker, the cache and the usage sink.

@@ -10,12 +10,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use failover_provider::{
-    AttemptRecord, CompletionRequest, ErrorKind, FinishReason, ProviderError, ProviderEvent,
-    ProviderStream, StreamChunk, StreamSummary, TokenUsage, Usd,
+    CompletionRequest, ErrorKind, FinishReason, ProviderError, ProviderEvent, ProviderStream,
+    StreamChunk, StreamSummary, TokenUsage, Usd,
 };
 use futures::{Stream, StreamExt};
 
-use crate::adapter::{Admission, FailoverAdapter, Inner, Prepared};
+use crate::adapter::{ChainWalk, FailoverAdapter, Inner, Prepared};
 use crate::call::{Call, before_deadline, check_json};
 use crate::error::FailoverError;
 
@@ -63,32 +63,17 @@ impl FailoverAdapter {
             return Ok(Box::pin(futures::stream::iter(chunks)));
         }
 
-        let mut attempts = Vec::new();
-        let mut calls_made = 0;
-        for slot_index in 0..inner.chain.len() {
-            if prepared.deadline_passed() {
-                break;
-            }
-            let call = match inner.admit(slot_index, &prepared, calls_made, true) {
-                Admission::NotRouted => continue,
-                Admission::Skipped(record) => {
-                    attempts.push(record);
-                    continue;
-                }
-                Admission::Admitted(call) => call,
-            };
-            calls_made += 1;
-            let provider = Arc::clone(&inner.chain[slot_index].provider);
+        let mut walk = ChainWalk::new(true);
+        while let Some((provider, call)) = walk.next_call(inner, &prepared) {
             let opened = before_deadline(
                 prepared.deadline,
                 provider.stream(prepared.provider_request(&call.model)),
             )
             .await;
             let first = match opened {
-                Ok(mut stream) => match first_event(&prepared, &mut stream).await {
-                    Ok(event) => Ok((stream, event)),
-                    Err(error) => Err(error),
-                },
+                Ok(mut stream) => first_event(&prepared, &mut stream)
+                    .await
+                    .map(|event| (stream, event)),
                 Err(error) => Err(error),
             };
             match first {
@@ -100,7 +85,7 @@ impl FailoverAdapter {
                         stream,
                         pending: Some(event),
                         text: String::new(),
-                        attempts,
+                        walk: Some(walk),
                         finished: false,
                     };
                     return Ok(Box::pin(futures::stream::unfold(
@@ -108,29 +93,10 @@ impl FailoverAdapter {
                         |mut state| async move { state.next_chunk().await.map(|item| (item, state)) },
                     )));
                 }
-                Err(error) => {
-                    let provider_name = call.provider.clone();
-                    attempts.push(call.failed(&error, None));
-                    tracing::warn!(
-                        request_id = %prepared.request_id(),
-                        provider = %provider_name,
-                        kind = %error.kind(),
-                        %error,
-                        "provider stream failed before its first chunk"
-                    );
-                    if !error.kind().fails_over() {
-                        return Err(FailoverError::Refused {
-                            request_id: prepared.request_id().clone(),
-                            provider: provider_name,
-                            kind: error.kind(),
-                            message: error.detail(),
-                            attempts,
-                        });
-                    }
-                }
+                Err(error) => walk.failed(&prepared, call, &error)?,
             }
         }
-        Err(prepared.exhausted(attempts))
+        Err(walk.exhausted(&prepared))
     }
 }
 
@@ -163,7 +129,8 @@ struct Committed {
     stream: ProviderStream,
     pending: Option<ProviderEvent>,
     text: String,
-    attempts: Vec<AttemptRecord>,
+    /// The attempts so far; consumed by the terminal event.
+    walk: Option<ChainWalk>,
     finished: bool,
 }
 
@@ -219,8 +186,11 @@ impl Committed {
             .context
             .partial_usage(reported, self.text.len());
         let (provider, model) = (call.provider.clone(), call.model.clone());
-        let (cost, record) = call.succeeded(usage, estimated);
-        self.attempts.push(record);
+        let walk = self
+            .walk
+            .take()
+            .expect("a committed stream holds its walk until it finishes");
+        let (cost, attempts) = walk.succeeded(call, usage, estimated);
         if let (Some(cache), Some(key)) = (&self.inner.cache, &self.prepared.cache_key) {
             let value = self.inner.cached_value(
                 &provider,
@@ -241,7 +211,7 @@ impl Committed {
             estimated_cost: cost,
             cached: false,
             latency: self.prepared.started.elapsed(),
-            attempts: std::mem::take(&mut self.attempts),
+            attempts,
         }))
     }
 
