@@ -15,6 +15,7 @@ use crate::accounting::{CallFacts, Ledger, RequestContext, unix_ms_now};
 use crate::builder::AdapterBuilder;
 use crate::cache_layer::CacheLayer;
 use crate::call::{Call, before_deadline, check_response};
+use crate::coalesce::{Flights, Leader, Role, follow};
 use crate::config::AdapterConfig;
 use crate::error::FailoverError;
 use crate::health::{HealthReport, ProviderHealth};
@@ -37,6 +38,7 @@ pub(crate) struct Inner {
     pub(crate) cache: Option<CacheLayer>,
     pub(crate) ledger: Ledger,
     pub(crate) config: AdapterConfig,
+    pub(crate) flights: Arc<Flights>,
 }
 
 /// A validated request, ready to try on providers.
@@ -131,6 +133,40 @@ impl Inner {
         })
     }
 
+    /// Answers without calling a provider when the cache or an identical request in flight
+    /// can. Otherwise says whether this request leads a flight others will wait for.
+    pub(crate) async fn shortcut(&self, prepared: &Prepared) -> Shortcut {
+        let (Some(cache), Some(key)) = (&self.cache, &prepared.cache_key) else {
+            return Shortcut::Call(None);
+        };
+        if let Some(hit) = cache.lookup(key).await {
+            self.record_cache_hit(prepared, &hit);
+            return Shortcut::Answered(hit);
+        }
+        match self.flights.join(key) {
+            Role::Leader(leader) => Shortcut::Call(Some(leader)),
+            Role::Follower(flight) => {
+                let answer = match prepared.deadline {
+                    Some(deadline) => tokio::time::timeout_at(deadline.into(), follow(flight))
+                        .await
+                        .ok()
+                        .flatten(),
+                    None => follow(flight).await,
+                };
+                match answer {
+                    Some(answer) => {
+                        cache.count_coalesced();
+                        let answer = Arc::unwrap_or_clone(answer);
+                        self.record_cache_hit(prepared, &answer);
+                        Shortcut::Answered(answer)
+                    }
+                    // The leader ended without an answer: try on our own.
+                    None => Shortcut::Call(None),
+                }
+            }
+        }
+    }
+
     pub(crate) fn record_cache_hit(&self, prepared: &Prepared, hit: &CachedCompletion) {
         if !self.config.record_cache_hits {
             return;
@@ -166,6 +202,47 @@ impl Inner {
             usage,
             estimated_cost,
             stored_at_unix_ms: unix_ms_now(),
+        }
+    }
+}
+
+/// How a request gets its answer.
+pub(crate) enum Shortcut {
+    /// From the cache, or from an identical request that was in flight.
+    Answered(CachedCompletion),
+    /// From the providers; as the leader of a flight when it holds one.
+    Call(Option<Leader>),
+}
+
+impl Prepared {
+    /// A completion served without a provider call of its own.
+    pub(crate) fn completion_from_cache(&self, hit: CachedCompletion) -> Completion {
+        Completion {
+            request_id: self.request_id().clone(),
+            provider: hit.provider,
+            model: hit.model,
+            content: hit.content,
+            finish_reason: hit.finish_reason,
+            usage: hit.usage,
+            estimated_cost: Usd::ZERO,
+            cached: true,
+            latency: self.started.elapsed(),
+            attempts: Vec::new(),
+        }
+    }
+
+    /// Stores a fresh answer and hands it to the followers of this request's flight.
+    pub(crate) async fn remember(
+        &self,
+        inner: &Inner,
+        answer: CachedCompletion,
+        leader: Option<Leader>,
+    ) {
+        if let (Some(cache), Some(key)) = (&inner.cache, &self.cache_key) {
+            cache.store(key, answer.clone()).await;
+        }
+        if let Some(leader) = leader {
+            leader.publish(answer);
         }
     }
 }
@@ -337,23 +414,10 @@ impl FailoverAdapter {
     ) -> Result<Completion, FailoverError> {
         let inner = &self.inner;
         let prepared = inner.prepare(request, false)?;
-        if let (Some(cache), Some(key)) = (&inner.cache, &prepared.cache_key)
-            && let Some(hit) = cache.lookup(key).await
-        {
-            inner.record_cache_hit(&prepared, &hit);
-            return Ok(Completion {
-                request_id: prepared.request_id().clone(),
-                provider: hit.provider,
-                model: hit.model,
-                content: hit.content,
-                finish_reason: hit.finish_reason,
-                usage: hit.usage,
-                estimated_cost: Usd::ZERO,
-                cached: true,
-                latency: prepared.started.elapsed(),
-                attempts: Vec::new(),
-            });
-        }
+        let leader = match inner.shortcut(&prepared).await {
+            Shortcut::Answered(hit) => return Ok(prepared.completion_from_cache(hit)),
+            Shortcut::Call(leader) => leader,
+        };
 
         let mut walk = ChainWalk::new(false);
         while let Some((provider, call)) = walk.next_call(inner, &prepared) {
@@ -370,8 +434,8 @@ impl FailoverAdapter {
             };
             let (provider_name, model) = (call.provider.clone(), call.model.clone());
             let (cost, attempts) = walk.succeeded(call, response.usage, false);
-            if let (Some(cache), Some(key)) = (&inner.cache, &prepared.cache_key) {
-                let value = inner.cached_value(
+            if prepared.cache_key.is_some() {
+                let answer = inner.cached_value(
                     &provider_name,
                     &model,
                     response.content.clone(),
@@ -379,7 +443,7 @@ impl FailoverAdapter {
                     response.usage,
                     cost,
                 );
-                cache.store(key, value).await;
+                prepared.remember(inner, answer, leader).await;
             }
             return Ok(Completion {
                 request_id: prepared.request_id().clone(),

@@ -201,6 +201,7 @@ impl AdapterBuilder {
             cache,
             ledger: Ledger::new(sink, self.pricing),
             config: self.config,
+            flights: Default::default(),
         }))
     }
 }

@@ -21,6 +21,9 @@ pub struct CacheReport {
     pub errors: u64,
     /// Lookups or writes that ran out of their budget.
     pub timeouts: u64,
+    /// Requests answered by an identical request that was in flight (no provider call of
+    /// their own); also counted as misses, since the cache did not have the answer.
+    pub coalesced: u64,
     /// Whether the last operation succeeded.
     pub available: bool,
 }
@@ -37,6 +40,7 @@ pub(crate) struct CacheLayer {
     misses: AtomicU64,
     errors: AtomicU64,
     timeouts: AtomicU64,
+    coalesced: AtomicU64,
 }
 
 impl CacheLayer {
@@ -58,6 +62,7 @@ impl CacheLayer {
             misses: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
+            coalesced: AtomicU64::new(0),
         }
     }
 
@@ -119,6 +124,10 @@ impl CacheLayer {
         }
     }
 
+    pub(crate) fn count_coalesced(&self) {
+        self.coalesced.fetch_add(1, Ordering::Relaxed);
+    }
+
     // One log line per change of state, not one per request: a cache outage under load
     // must not flood the logs.
     fn mark_unavailable(&self, reason: &str) {
@@ -144,6 +153,7 @@ impl CacheLayer {
             misses: self.misses.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
+            coalesced: self.coalesced.load(Ordering::Relaxed),
             available: self.available.load(Ordering::Relaxed),
         }
     }

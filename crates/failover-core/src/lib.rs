@@ -5,6 +5,7 @@ mod adapter;
 mod builder;
 mod cache_layer;
 mod call;
+mod coalesce;
 mod config;
 mod error;
 mod health;

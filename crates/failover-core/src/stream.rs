@@ -15,9 +15,11 @@ use failover_provider::{
 };
 use futures::{Stream, StreamExt};
 
-use crate::adapter::{ChainWalk, FailoverAdapter, Inner, Prepared};
+use crate::adapter::{ChainWalk, FailoverAdapter, Inner, Prepared, Shortcut};
 use crate::call::{Call, before_deadline, check_json};
+use crate::coalesce::Leader;
 use crate::error::FailoverError;
+use failover_cache::CachedCompletion;
 
 /// A stream of chunks: text deltas, then one [`StreamChunk::Done`], or an error item.
 pub type CompletionStream = Pin<Box<dyn Stream<Item = Result<StreamChunk, FailoverError>> + Send>>;
@@ -40,28 +42,10 @@ impl FailoverAdapter {
     ) -> Result<CompletionStream, FailoverError> {
         let inner = &self.inner;
         let prepared = inner.prepare(request, true)?;
-        if let (Some(cache), Some(key)) = (&inner.cache, &prepared.cache_key)
-            && let Some(hit) = cache.lookup(key).await
-        {
-            inner.record_cache_hit(&prepared, &hit);
-            let summary = StreamSummary {
-                request_id: prepared.request_id().clone(),
-                provider: hit.provider,
-                model: hit.model,
-                finish_reason: hit.finish_reason,
-                usage: hit.usage,
-                estimated_cost: Usd::ZERO,
-                cached: true,
-                latency: prepared.started.elapsed(),
-                attempts: Vec::new(),
-            };
-            let mut chunks = Vec::with_capacity(2);
-            if !hit.content.is_empty() {
-                chunks.push(Ok(StreamChunk::Delta { text: hit.content }));
-            }
-            chunks.push(Ok(StreamChunk::Done(summary)));
-            return Ok(Box::pin(futures::stream::iter(chunks)));
-        }
+        let leader = match inner.shortcut(&prepared).await {
+            Shortcut::Answered(hit) => return Ok(replay(&prepared, hit)),
+            Shortcut::Call(leader) => leader,
+        };
 
         let mut walk = ChainWalk::new(true);
         while let Some((provider, call)) = walk.next_call(inner, &prepared) {
@@ -86,6 +70,7 @@ impl FailoverAdapter {
                         pending: Some(event),
                         text: String::new(),
                         walk: Some(walk),
+                        leader,
                         finished: false,
                     };
                     return Ok(Box::pin(futures::stream::unfold(
@@ -98,6 +83,28 @@ impl FailoverAdapter {
         }
         Err(walk.exhausted(&prepared))
     }
+}
+
+/// A stream served without a provider call of its own: the whole text as one delta, then
+/// the summary.
+fn replay(prepared: &Prepared, hit: CachedCompletion) -> CompletionStream {
+    let summary = StreamSummary {
+        request_id: prepared.request_id().clone(),
+        provider: hit.provider,
+        model: hit.model,
+        finish_reason: hit.finish_reason,
+        usage: hit.usage,
+        estimated_cost: Usd::ZERO,
+        cached: true,
+        latency: prepared.started.elapsed(),
+        attempts: Vec::new(),
+    };
+    let mut chunks = Vec::with_capacity(2);
+    if !hit.content.is_empty() {
+        chunks.push(Ok(StreamChunk::Delta { text: hit.content }));
+    }
+    chunks.push(Ok(StreamChunk::Done(summary)));
+    Box::pin(futures::stream::iter(chunks))
 }
 
 /// Waits for the first event that commits the stream: a non-empty delta, or the terminal
@@ -131,6 +138,8 @@ struct Committed {
     text: String,
     /// The attempts so far; consumed by the terminal event.
     walk: Option<ChainWalk>,
+    /// Set when identical requests wait for this stream's answer.
+    leader: Option<Leader>,
     finished: bool,
 }
 
@@ -191,8 +200,8 @@ impl Committed {
             .take()
             .expect("a committed stream holds its walk until it finishes");
         let (cost, attempts) = walk.succeeded(call, usage, estimated);
-        if let (Some(cache), Some(key)) = (&self.inner.cache, &self.prepared.cache_key) {
-            let value = self.inner.cached_value(
+        if self.prepared.cache_key.is_some() {
+            let answer = self.inner.cached_value(
                 &provider,
                 &model,
                 std::mem::take(&mut self.text),
@@ -200,7 +209,9 @@ impl Committed {
                 usage,
                 cost,
             );
-            cache.store(key, value).await;
+            self.prepared
+                .remember(&self.inner, answer, self.leader.take())
+                .await;
         }
         Ok(StreamChunk::Done(StreamSummary {
             request_id: self.prepared.request_id().clone(),
