@@ -117,3 +117,40 @@ async fn entries_expire_after_their_ttl() {
     );
     assert_eq!(world.bedrock.call_count(), 2);
 }
+
+#[tokio::test]
+async fn purging_a_tenant_leaves_other_tenants_cached() {
+    let world = World::healthy();
+    let mut other = request();
+    other.tenant_id = "other_tenant".into();
+    world.adapter.generate_completion(request()).await.unwrap();
+    world
+        .adapter
+        .generate_completion(other.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        world
+            .adapter
+            .purge_tenant_cache("test_tenant")
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        !world
+            .adapter
+            .generate_completion(request())
+            .await
+            .unwrap()
+            .cached
+    );
+    assert!(
+        world
+            .adapter
+            .generate_completion(other)
+            .await
+            .unwrap()
+            .cached
+    );
+}

@@ -504,6 +504,18 @@ impl FailoverAdapter {
             .map(|slot| &slot.breaker)
     }
 
+    /// Removes every cached answer of `tenant_id` (and no other tenant's); returns how many
+    /// entries were removed where the backend knows. `Ok(0)` when no cache is configured.
+    pub async fn purge_tenant_cache(
+        &self,
+        tenant_id: &str,
+    ) -> Result<u64, failover_cache::CacheError> {
+        match &self.inner.cache {
+            Some(cache) => cache.purge_tenant(tenant_id).await,
+            None => Ok(0),
+        }
+    }
+
     /// The names of the providers, in chain order.
     pub fn provider_names(&self) -> Vec<&str> {
         self.inner

@@ -124,6 +124,16 @@ impl CacheLayer {
         }
     }
 
+    /// Removes every cached answer of one tenant.
+    pub(crate) async fn purge_tenant(
+        &self,
+        tenant_id: &str,
+    ) -> Result<u64, failover_cache::CacheError> {
+        self.cache
+            .purge_tenant(&self.deriver.tenant_tag(tenant_id))
+            .await
+    }
+
     pub(crate) fn count_coalesced(&self) {
         self.coalesced.fetch_add(1, Ordering::Relaxed);
     }
