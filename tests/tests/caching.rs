@@ -95,7 +95,7 @@ async fn entries_expire_after_their_ttl() {
     let world = World::with_config(
         ScriptedProvider::always(BEDROCK, "Paris"),
         ScriptedProvider::always(OPENAI, "unused"),
-        AdapterConfig::default().with_cache_ttl(Duration::from_millis(100)),
+        AdapterConfig::default().with_cache_ttl(Duration::from_secs(1)),
     );
     world.adapter.generate_completion(request()).await.unwrap();
     assert!(
@@ -106,7 +106,7 @@ async fn entries_expire_after_their_ttl() {
             .unwrap()
             .cached
     );
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         !world
             .adapter

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use failover_provider::{CompletionRequest, ErrorKind, StreamChunk};
 use failover_scenarios::{BEDROCK, OPENAI, World};
-use failover_testkit::{ScriptedProvider, Step};
+use failover_testkit::{ErrorSpec, ScriptedProvider, Step, StreamStep};
 use futures::StreamExt;
 
 fn request(tenant: &str) -> CompletionRequest {
     CompletionRequest::prompt(tenant, "agent", "gpt-4", "the same question")
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn concurrent_identical_requests_share_one_provider_call() {
     let world = World::new(
         ScriptedProvider::new(BEDROCK)
@@ -38,7 +38,7 @@ async fn concurrent_identical_requests_share_one_provider_call() {
     assert_eq!(world.adapter.health().cache.unwrap().coalesced, 7);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn tenants_never_share_a_flight() {
     let world = World::new(
         ScriptedProvider::new(BEDROCK)
@@ -53,7 +53,7 @@ async fn tenants_never_share_a_flight() {
     assert_eq!(world.bedrock.call_count(), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failed_leader_releases_its_followers_to_try_themselves() {
     let world = World::new(
         ScriptedProvider::new(BEDROCK)
@@ -70,9 +70,10 @@ async fn a_failed_leader_releases_its_followers_to_try_themselves() {
     assert_eq!(follower.content, "second try");
     assert!(!follower.cached);
     assert_eq!(world.bedrock.call_count(), 2);
+    assert_eq!(world.adapter.health().cache.unwrap().coalesced, 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_stream_leader_answers_waiting_streams_and_plain_calls() {
     let world = World::new(
         ScriptedProvider::new(BEDROCK)
@@ -109,4 +110,35 @@ async fn a_stream_leader_answers_waiting_streams_and_plain_calls() {
     assert_eq!(second, "streamed once");
     assert_eq!(plain.content, "streamed once");
     assert_eq!(world.bedrock.call_count(), 1);
+    assert_eq!(world.adapter.health().cache.unwrap().coalesced, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_stream_releases_its_followers_even_while_the_caller_holds_it() {
+    let world = World::new(
+        ScriptedProvider::new(BEDROCK)
+            .then(Step::Stream(vec![
+                StreamStep::Delta("partial".into()),
+                StreamStep::Pause(Duration::from_millis(100)),
+                StreamStep::Fail(ErrorSpec::new(ErrorKind::ModelError)),
+            ]))
+            .otherwise(Step::reply("the follower's own answer")),
+        ScriptedProvider::always(OPENAI, "unused"),
+    );
+    let mut leader = world.adapter.stream_completion(request("t")).await.unwrap();
+    assert!(matches!(
+        leader.next().await,
+        Some(Ok(StreamChunk::Delta { .. }))
+    ));
+    let adapter = world.adapter.clone();
+    let follower = tokio::spawn(async move { adapter.generate_completion(request("t")).await });
+    assert!(matches!(leader.next().await, Some(Err(_))));
+    // The leader's stream is still alive; the follower must not wait for it to be dropped.
+    let answer = tokio::time::timeout(Duration::from_secs(10), follower)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.content, "the follower's own answer");
+    drop(leader);
 }

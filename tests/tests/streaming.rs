@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use failover_core::FailoverError;
-use failover_provider::{CompletionRequest, ErrorKind, StreamChunk, TokenUsage};
+use failover_provider::{
+    CompletionRequest, ErrorKind, FinishReason, ResponseFormat, StreamChunk, TokenUsage,
+};
 use failover_scenarios::{BEDROCK, OPENAI, World};
 use failover_testkit::{ErrorSpec, ScriptedProvider, Step, StreamStep};
 use failover_usage::UsageOutcome;
@@ -22,6 +24,7 @@ fn delta(text: &str) -> StreamStep {
 fn finish(input: u64, output: u64) -> StreamStep {
     StreamStep::Finish {
         usage: Some(TokenUsage::new(input, output)),
+        finish_reason: FinishReason::Stop,
     }
 }
 
@@ -216,4 +219,49 @@ async fn dropping_a_stream_records_a_cancelled_call_with_partial_tokens() {
         (0, 0),
         "a cancellation judges nobody"
     );
+}
+
+#[tokio::test]
+async fn an_empty_json_mode_stream_fails_over_before_anything_reaches_the_caller() {
+    let world = World::new(
+        ScriptedProvider::new(BEDROCK).then(Step::Stream(vec![finish(3, 0)])),
+        ScriptedProvider::always(OPENAI, r#"{"answer": 4}"#),
+    );
+    let request = request("json please").response_format(ResponseFormat::JsonObject);
+    let items: Vec<_> = world
+        .adapter
+        .stream_completion(request)
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(texts(&items).concat(), r#"{"answer": 4}"#);
+    let Some(Ok(StreamChunk::Done(summary))) = items.last() else {
+        panic!("{items:?}")
+    };
+    assert_eq!(summary.provider, OPENAI);
+    assert!(matches!(
+        summary.attempts[0].outcome,
+        failover_provider::AttemptOutcome::Failed {
+            kind: ErrorKind::MalformedResponse,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn a_content_filtered_stream_is_not_cached() {
+    let world = World::new(
+        ScriptedProvider::new(BEDROCK)
+            .otherwise(Step::reply("I cannot").with_finish_reason(FinishReason::ContentFilter)),
+        ScriptedProvider::always(OPENAI, "unused"),
+    );
+    collect(&world, "filtered").await;
+    let again = collect(&world, "filtered").await;
+    let Some(Ok(StreamChunk::Done(summary))) = again.last() else {
+        panic!("{again:?}")
+    };
+    assert!(!summary.cached);
+    assert_eq!(summary.finish_reason, FinishReason::ContentFilter);
+    assert_eq!(world.bedrock.call_count(), 2);
 }

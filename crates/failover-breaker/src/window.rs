@@ -68,11 +68,11 @@ impl Window {
             return self.counts();
         }
         let delta = weight(outcome).wrapping_sub(weight(old));
-        decode(
+        self.clamp(decode(
             self.counts
                 .fetch_add(delta, Ordering::AcqRel)
                 .wrapping_add(delta),
-        )
+        ))
     }
 
     /// Empties the window.
@@ -88,7 +88,14 @@ impl Window {
     /// `(successes, failures)`, clamped to `0..=N` (they may lag the slots by in-flight
     /// writes under concurrency; exact when quiescent).
     pub(crate) fn counts(&self) -> (u32, u32) {
-        decode(self.counts.load(Ordering::Acquire))
+        self.clamp(decode(self.counts.load(Ordering::Acquire)))
+    }
+
+    // An interleaving of two in-flight pushes on one slot can leave a field one past the
+    // window for an instant; never report more outcomes than the window holds.
+    fn clamp(&self, (successes, failures): (u32, u32)) -> (u32, u32) {
+        let size = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+        (successes.min(size), failures.min(size))
     }
 }
 

@@ -98,6 +98,7 @@ impl RequestContext {
     pub(crate) fn usage_record(&self, facts: CallFacts<'_>) -> UsageRecord {
         UsageRecord {
             request_id: self.request_id.clone(),
+            call_id: uuid::Uuid::new_v4().to_string(),
             attempt: facts.attempt,
             tenant_id: self.tenant_id.clone(),
             agent_id: self.agent_id.clone(),

@@ -6,15 +6,16 @@ use std::time::Instant;
 use failover_breaker::Breaker;
 use failover_cache::{CacheKey, CachedCompletion};
 use failover_provider::{
-    AttemptOutcome, AttemptRecord, Capabilities, Completion, CompletionRequest, JsonModeSupport,
-    Message, Provider, ProviderError, ProviderRequest, RequestId, ResponseFormat, Usd,
+    AttemptOutcome, AttemptRecord, Capabilities, Completion, CompletionRequest, FinishReason,
+    JsonModeSupport, Message, Provider, ProviderError, ProviderRequest, RequestId, ResponseFormat,
+    Usd,
 };
 use failover_usage::{UsageOutcome, UsageQuery, UsageStats};
 
 use crate::accounting::{CallFacts, Ledger, RequestContext, unix_ms_now};
 use crate::builder::AdapterBuilder;
-use crate::cache_layer::CacheLayer;
-use crate::call::{Call, before_deadline, check_response};
+use crate::cache_layer::{CacheLayer, CacheUnavailable};
+use crate::call::{Call, before_deadline, check_json};
 use crate::coalesce::{Flights, Leader, Role, follow};
 use crate::config::AdapterConfig;
 use crate::error::FailoverError;
@@ -50,6 +51,9 @@ pub(crate) struct Prepared {
     pub(crate) deadline: Option<Instant>,
     pub(crate) started: Instant,
     pub(crate) cache_key: Option<CacheKey>,
+    /// Cleared when this request's cache lookup failed: a cache that is down costs a
+    /// request at most one budget, so the write is skipped too.
+    pub(crate) cache_usable: bool,
 }
 
 impl Prepared {
@@ -77,22 +81,6 @@ impl Prepared {
             tokio::time::Instant::now() >= tokio::time::Instant::from_std(deadline)
         })
     }
-
-    /// The error for a request no provider answered.
-    pub(crate) fn exhausted(&self, attempts: Vec<AttemptRecord>) -> FailoverError {
-        let request_id = self.request_id().clone();
-        if self.deadline_passed() {
-            FailoverError::DeadlineExceeded {
-                request_id,
-                attempts,
-            }
-        } else {
-            FailoverError::AllProvidersFailed {
-                request_id,
-                attempts,
-            }
-        }
-    }
 }
 
 impl Inner {
@@ -114,9 +102,11 @@ impl Inner {
             .into());
         }
         let request_id = request.request_id.clone().unwrap_or_else(RequestId::random);
-        let deadline = request
-            .deadline
-            .or_else(|| self.config.default_timeout.map(|timeout| started + timeout));
+        let deadline = request.deadline.or_else(|| {
+            self.config
+                .default_timeout
+                .and_then(|timeout| started.checked_add(timeout))
+        });
         let messages = request.input.to_messages();
         let cache_key = self
             .cache
@@ -129,19 +119,24 @@ impl Inner {
             messages,
             deadline,
             started,
+            cache_usable: cache_key.is_some(),
             cache_key,
         })
     }
 
     /// Answers without calling a provider when the cache or an identical request in flight
     /// can. Otherwise says whether this request leads a flight others will wait for.
-    pub(crate) async fn shortcut(&self, prepared: &Prepared) -> Shortcut {
+    pub(crate) async fn shortcut(&self, prepared: &mut Prepared) -> Shortcut {
         let (Some(cache), Some(key)) = (&self.cache, &prepared.cache_key) else {
             return Shortcut::Call(None);
         };
-        if let Some(hit) = cache.lookup(key).await {
-            self.record_cache_hit(prepared, &hit);
-            return Shortcut::Answered(hit);
+        match cache.lookup(key).await {
+            Ok(Some(hit)) => {
+                self.record_cache_hit(prepared, &hit);
+                return Shortcut::Answered(hit);
+            }
+            Ok(None) => {}
+            Err(CacheUnavailable) => prepared.cache_usable = false,
         }
         match self.flights.join(key) {
             Role::Leader(leader) => Shortcut::Call(Some(leader)),
@@ -231,14 +226,26 @@ impl Prepared {
         }
     }
 
-    /// Stores a fresh answer and hands it to the followers of this request's flight.
+    /// Stores a fresh answer and hands it to the followers of this request's flight —
+    /// unless the answer is not one to repeat: a content-filtered (refused or cut) answer,
+    /// or one that stopped for a reason we do not know, is neither cached nor shared.
     pub(crate) async fn remember(
         &self,
         inner: &Inner,
         answer: CachedCompletion,
         leader: Option<Leader>,
     ) {
-        if let (Some(cache), Some(key)) = (&inner.cache, &self.cache_key) {
+        let repeatable = matches!(
+            answer.finish_reason,
+            FinishReason::Stop
+                | FinishReason::Length
+                | FinishReason::StopSequence
+                | FinishReason::ToolUse
+        );
+        if !repeatable {
+            return;
+        }
+        if let (Some(cache), Some(key), true) = (&inner.cache, &self.cache_key, self.cache_usable) {
             cache.store(key, answer.clone()).await;
         }
         if let Some(leader) = leader {
@@ -331,16 +338,18 @@ impl ChainWalk {
         (cost, self.attempts)
     }
 
-    /// Records a failed call. Returns the error to stop with when its kind does not fail
-    /// over; otherwise the walk goes on.
+    /// Records a failed call (`reported`: the usage the provider reported with a rejected
+    /// answer). Returns the error to stop with when its kind does not fail over; otherwise
+    /// the walk goes on.
     pub(crate) fn failed(
         &mut self,
         prepared: &Prepared,
         call: Call,
         error: &ProviderError,
+        reported: Option<failover_provider::TokenUsage>,
     ) -> Result<(), FailoverError> {
         let provider = call.provider.clone();
-        self.attempts.push(call.failed(error, None));
+        self.attempts.push(call.failed(error, reported));
         tracing::warn!(
             request_id = %prepared.request_id(),
             provider = %provider,
@@ -363,7 +372,19 @@ impl ChainWalk {
 
     /// The error for a request no provider answered.
     pub(crate) fn exhausted(self, prepared: &Prepared) -> FailoverError {
-        prepared.exhausted(self.attempts)
+        let request_id = prepared.request_id().clone();
+        let attempts = self.attempts;
+        if prepared.deadline_passed() {
+            FailoverError::DeadlineExceeded {
+                request_id,
+                attempts,
+            }
+        } else {
+            FailoverError::AllProvidersFailed {
+                request_id,
+                attempts,
+            }
+        }
     }
 }
 
@@ -413,8 +434,8 @@ impl FailoverAdapter {
         request: CompletionRequest,
     ) -> Result<Completion, FailoverError> {
         let inner = &self.inner;
-        let prepared = inner.prepare(request, false)?;
-        let leader = match inner.shortcut(&prepared).await {
+        let mut prepared = inner.prepare(request, false)?;
+        let leader = match inner.shortcut(&mut prepared).await {
             Shortcut::Answered(hit) => return Ok(prepared.completion_from_cache(hit)),
             Shortcut::Call(leader) => leader,
         };
@@ -422,16 +443,19 @@ impl FailoverAdapter {
         let mut walk = ChainWalk::new(false);
         while let Some((provider, call)) = walk.next_call(inner, &prepared) {
             let provider_request = prepared.provider_request(&call.model);
-            let result = before_deadline(prepared.deadline, provider.complete(provider_request))
-                .await
-                .and_then(|response| check_response(&prepared.request.response_format, response));
-            let response = match result {
-                Ok(response) => response,
-                Err(error) => {
-                    walk.failed(&prepared, call, &error)?;
-                    continue;
-                }
-            };
+            let response =
+                match before_deadline(prepared.deadline, provider.complete(provider_request)).await
+                {
+                    Ok(response) => response,
+                    Err(error) => {
+                        walk.failed(&prepared, call, &error, None)?;
+                        continue;
+                    }
+                };
+            if let Err(error) = check_json(&prepared.request.response_format, &response.content) {
+                walk.failed(&prepared, call, &error, Some(response.usage))?;
+                continue;
+            }
             let (provider_name, model) = (call.provider.clone(), call.model.clone());
             let (cost, attempts) = walk.succeeded(call, response.usage, false);
             if prepared.cache_key.is_some() {

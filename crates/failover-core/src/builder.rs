@@ -157,13 +157,14 @@ impl AdapterBuilder {
             }
             let breaker: Arc<dyn Breaker> = match choice {
                 BreakerChoice::Custom(breaker) => breaker,
-                BreakerChoice::Config(config) => {
-                    config.validate().map_err(|e| BuildError::Breaker {
-                        provider: name.clone(),
-                        message: e.to_string(),
-                    })?;
-                    Arc::new(CircuitBreaker::with_clock(config, Arc::clone(&self.clock)))
-                }
+                BreakerChoice::Config(config) => Arc::new(
+                    CircuitBreaker::try_with_clock(config, Arc::clone(&self.clock)).map_err(
+                        |e| BuildError::Breaker {
+                            provider: name.clone(),
+                            message: e.to_string(),
+                        },
+                    )?,
+                ),
             };
             chain.push(ProviderSlot {
                 name,

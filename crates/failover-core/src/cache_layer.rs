@@ -28,6 +28,10 @@ pub struct CacheReport {
     pub available: bool,
 }
 
+/// A cache lookup failed or ran out of its budget (already counted and logged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CacheUnavailable;
+
 #[derive(Debug)]
 pub(crate) struct CacheLayer {
     cache: Arc<dyn Cache>,
@@ -82,31 +86,35 @@ impl CacheLayer {
         })
     }
 
-    /// Looks `key` up within the lookup budget. Errors and time-outs are misses.
-    pub(crate) async fn lookup(&self, key: &CacheKey) -> Option<CachedCompletion> {
-        let found = match tokio::time::timeout(self.lookup_budget, self.cache.get(key)).await {
+    /// Looks `key` up within the lookup budget. An error or time-out counts as a miss and
+    /// is reported as [`CacheUnavailable`], so the caller can skip its write.
+    pub(crate) async fn lookup(
+        &self,
+        key: &CacheKey,
+    ) -> Result<Option<CachedCompletion>, CacheUnavailable> {
+        let result = match tokio::time::timeout(self.lookup_budget, self.cache.get(key)).await {
             Ok(Ok(found)) => {
                 self.mark_available();
-                found
+                Ok(found)
             }
             Ok(Err(error)) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
                 self.mark_unavailable(&error.to_string());
-                None
+                Err(CacheUnavailable)
             }
             Err(_) => {
                 self.timeouts.fetch_add(1, Ordering::Relaxed);
                 self.mark_unavailable("lookup exceeded its time budget");
-                None
+                Err(CacheUnavailable)
             }
         };
-        let counter = if found.is_some() {
+        let counter = if matches!(result, Ok(Some(_))) {
             &self.hits
         } else {
             &self.misses
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        found
+        result
     }
 
     /// Stores an answer within the write budget; a failure is logged, never raised.

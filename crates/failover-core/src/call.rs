@@ -6,16 +6,33 @@ use std::time::{Duration, Instant};
 
 use failover_breaker::{Outcome, Permit};
 use failover_provider::{
-    AttemptOutcome, AttemptRecord, BreakerEffect, ErrorKind, ProviderError, ProviderResponse,
-    ResponseFormat, TokenUsage, Usd,
+    AttemptOutcome, AttemptRecord, BreakerEffect, ErrorKind, ProviderError, ResponseFormat,
+    TokenUsage, Usd,
 };
 use failover_usage::UsageOutcome;
 
 use crate::accounting::{CallFacts, RequestContext};
 use crate::adapter::Inner;
 
+/// The provider code marking a time-out that is the request's own deadline running out,
+/// not the provider's slowness.
+const REQUEST_DEADLINE_CODE: &str = "request_deadline";
+
+/// Whether `error` is the request's deadline running out.
+fn is_request_deadline(error: &ProviderError) -> bool {
+    error.kind() == ErrorKind::Timeout && error.provider_code() == Some(REQUEST_DEADLINE_CODE)
+}
+
 /// The breaker outcome an error stands for.
+///
+/// The request's own deadline is the caller's budget, not the provider's fault: like a
+/// cancellation it judges nobody (a client sending 50 ms deadlines must not trip a healthy
+/// provider). Providers enforce their own per-attempt, first-token and stall time-outs,
+/// which do count.
 pub(crate) fn breaker_outcome(error: &ProviderError) -> Outcome {
+    if is_request_deadline(error) {
+        return Outcome::Ignored;
+    }
     match error.kind().breaker_effect() {
         BreakerEffect::Failure => Outcome::Failure {
             kind: error.kind().as_str(),
@@ -35,10 +52,10 @@ pub(crate) async fn before_deadline<T>(
         Some(deadline) => tokio::time::timeout_at(deadline.into(), call)
             .await
             .unwrap_or_else(|_| {
-                Err(ProviderError::new(
-                    ErrorKind::Timeout,
-                    "the request's deadline passed",
-                ))
+                Err(
+                    ProviderError::new(ErrorKind::Timeout, "the request's deadline passed")
+                        .with_provider_code(REQUEST_DEADLINE_CODE),
+                )
             }),
     }
 }
@@ -61,14 +78,6 @@ pub(crate) fn check_json(format: &ResponseFormat, content: &str) -> Result<(), P
             format!("JSON mode content is not valid JSON: {error}"),
         )),
     }
-}
-
-/// Validates a non-streaming answer against the request's format.
-pub(crate) fn check_response(
-    format: &ResponseFormat,
-    response: ProviderResponse,
-) -> Result<ProviderResponse, ProviderError> {
-    check_json(format, &response.content).map(|()| response)
 }
 
 /// An admitted call in flight: holds the breaker permit and owes one usage record.
@@ -133,7 +142,8 @@ impl Call {
         (cost, self.attempt_record(AttemptOutcome::Succeeded))
     }
 
-    /// Records a failure; `reported` is the provider's usage if a stream reported any.
+    /// Records a failure; `reported` is the usage the provider reported with the failed
+    /// answer, if any (a non-JSON answer in JSON mode was still billed).
     pub(crate) fn failed(
         mut self,
         error: &ProviderError,
@@ -143,12 +153,7 @@ impl Call {
         if let Some(permit) = self.permit.take() {
             permit.record(breaker_outcome(error));
         }
-        let (usage, estimated) = if self.received_bytes == 0 && reported.is_none() {
-            // Nothing was generated: providers do not bill a refused or failed request.
-            (TokenUsage::default(), false)
-        } else {
-            self.context.partial_usage(reported, self.received_bytes)
-        };
+        let (usage, estimated) = self.consumed(reported, is_request_deadline(error));
         let cost = self.inner.ledger.cost(&self.provider, &self.model, &usage);
         self.write_usage(
             usage,
@@ -160,6 +165,20 @@ impl Call {
             kind: error.kind(),
             message: error.detail(),
         })
+    }
+
+    /// What an unsuccessful call consumed — one rule for failures and cancellations:
+    /// - the provider's figures when it reported them;
+    /// - an estimate from the input and the text received when text was received, or when
+    ///   we walked away (`abandoned`: cancelled, or the deadline ran out) — the provider
+    ///   went on processing, and bills for it;
+    /// - nothing when the provider answered with an error before generating anything:
+    ///   providers do not bill a refused or failed request.
+    fn consumed(&self, reported: Option<TokenUsage>, abandoned: bool) -> (TokenUsage, bool) {
+        if reported.is_none() && self.received_bytes == 0 && !abandoned {
+            return (TokenUsage::default(), false);
+        }
+        self.context.partial_usage(reported, self.received_bytes)
     }
 
     fn attempt_record(&self, outcome: AttemptOutcome) -> AttemptRecord {
@@ -200,7 +219,7 @@ impl Drop for Call {
         }
         // The permit's own drop reports `Ignored`: a cancellation judges nobody.
         self.permit.take();
-        let (usage, estimated) = self.context.partial_usage(None, self.received_bytes);
+        let (usage, estimated) = self.consumed(None, true);
         let cost = self.inner.ledger.cost(&self.provider, &self.model, &usage);
         self.write_usage(usage, estimated, cost, UsageOutcome::Cancelled);
     }

@@ -41,8 +41,8 @@ impl FailoverAdapter {
         request: CompletionRequest,
     ) -> Result<CompletionStream, FailoverError> {
         let inner = &self.inner;
-        let prepared = inner.prepare(request, true)?;
-        let leader = match inner.shortcut(&prepared).await {
+        let mut prepared = inner.prepare(request, true)?;
+        let leader = match inner.shortcut(&mut prepared).await {
             Shortcut::Answered(hit) => return Ok(replay(&prepared, hit)),
             Shortcut::Call(leader) => leader,
         };
@@ -78,7 +78,7 @@ impl FailoverAdapter {
                         |mut state| async move { state.next_chunk().await.map(|item| (item, state)) },
                     )));
                 }
-                Err(error) => walk.failed(&prepared, call, &error)?,
+                Err(error) => walk.failed(&prepared, call, &error, None)?,
             }
         }
         Err(walk.exhausted(&prepared))
@@ -116,6 +116,14 @@ async fn first_event(
     loop {
         match before_deadline(prepared.deadline, next_event(stream)).await? {
             Some(ProviderEvent::Delta(text)) if text.is_empty() => continue,
+            // An empty answer cannot be JSON; nothing has reached the caller, so this is a
+            // failure that may still fail over.
+            Some(ProviderEvent::Finished { .. }) if prepared.request.response_format.is_json() => {
+                return Err(ProviderError::new(
+                    ErrorKind::MalformedResponse,
+                    "empty answer in JSON mode",
+                ));
+            }
             Some(event) => return Ok(event),
             None => {
                 return Err(ProviderError::new(
@@ -168,11 +176,14 @@ impl Committed {
                     finish_reason,
                     usage,
                 })) => self.finish(finish_reason, usage).await,
-                Ok(None) => Err(self.interrupt(ProviderError::new(
-                    ErrorKind::StreamCut,
-                    "the stream ended without its terminal event",
-                ))),
-                Err(error) => Err(self.interrupt(error)),
+                Ok(None) => Err(self.interrupt(
+                    ProviderError::new(
+                        ErrorKind::StreamCut,
+                        "the stream ended without its terminal event",
+                    ),
+                    None,
+                )),
+                Err(error) => Err(self.interrupt(error, None)),
             });
         }
     }
@@ -183,7 +194,7 @@ impl Committed {
         reported: Option<TokenUsage>,
     ) -> Result<StreamChunk, FailoverError> {
         if let Err(error) = check_json(&self.prepared.request.response_format, &self.text) {
-            return Err(self.interrupt(error));
+            return Err(self.interrupt(error, reported));
         }
         self.finished = true;
         let call = self
@@ -226,8 +237,13 @@ impl Committed {
         }))
     }
 
-    fn interrupt(&mut self, error: ProviderError) -> FailoverError {
+    /// Ends the stream with an error item; `reported` is the usage the provider reported
+    /// with an answer we reject.
+    fn interrupt(&mut self, error: ProviderError, reported: Option<TokenUsage>) -> FailoverError {
         self.finished = true;
+        // Release identical requests waiting on this stream now, not when the caller
+        // drops it: they go to the providers themselves.
+        self.leader = None;
         let call = self
             .call
             .take()
@@ -241,7 +257,7 @@ impl Committed {
             %error,
             "stream interrupted after its first chunk"
         );
-        call.failed(&error, None);
+        call.failed(&error, reported);
         FailoverError::StreamInterrupted {
             request_id: self.prepared.request_id().clone(),
             provider,

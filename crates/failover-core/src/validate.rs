@@ -44,7 +44,7 @@ pub enum ValidationError {
     /// An id is empty.
     #[error("{field} must not be empty")]
     EmptyId {
-        /// `tenant_id` or `agent_id`.
+        /// `tenant_id`, `agent_id` or `request_id`.
         field: &'static str,
     },
     /// An id is too long.
@@ -138,6 +138,9 @@ pub enum ValidationError {
 pub fn validate(request: &CompletionRequest, limits: &Limits) -> Result<(), ValidationError> {
     validate_id("tenant_id", &request.tenant_id, limits)?;
     validate_id("agent_id", &request.agent_id, limits)?;
+    if let Some(request_id) = &request.request_id {
+        validate_id("request_id", request_id.as_str(), limits)?;
+    }
     validate_input(&request.input, limits)?;
     if let Some(value) = request.temperature
         && !(value.is_finite() && TEMPERATURE_RANGE.contains(&value))

@@ -46,12 +46,13 @@ async fn a_black_holed_cache_costs_one_budget_and_the_request_succeeds() {
     let result = adapter.generate_completion(request()).await.unwrap();
     assert_eq!(result.content, "answer");
     assert!(!result.cached);
-    // Paused clock: the only time that passes is the lookup and the write budgets.
-    assert_eq!(started.elapsed(), Duration::from_millis(100));
+    // Paused clock: the only time that passes is the lookup budget; after a failed lookup
+    // the write is skipped, so a dead cache costs one budget per request.
+    assert_eq!(started.elapsed(), Duration::from_millis(50));
     let cache = adapter.health().cache.unwrap();
     assert_eq!(
         (cache.timeouts, cache.misses, cache.available),
-        (2, 1, false)
+        (1, 1, false)
     );
 }
 
@@ -69,7 +70,7 @@ async fn an_unavailable_cache_is_a_miss_not_a_failure() {
     }
     assert_eq!(provider.call_count(), 3);
     let cache = adapter.health().cache.unwrap();
-    assert_eq!((cache.errors, cache.misses), (6, 3));
+    assert_eq!((cache.errors, cache.misses), (3, 3));
 }
 
 #[tokio::test(start_paused = true)]
@@ -106,6 +107,58 @@ async fn the_deadline_bounds_every_attempt_together() {
             kind: ErrorKind::Timeout
         }
     );
+    // The caller's deadline is the caller's budget: it judges no provider, and the
+    // abandoned call is billed by estimate (the provider went on processing the input).
+    let breaker = adapter.breaker("bedrock").unwrap().snapshot();
+    assert_eq!((breaker.failures, breaker.successes), (0, 0));
+    assert!(sink.records()[0].usage_estimated);
+    assert!(sink.records()[0].usage.input_tokens > 0);
+}
+
+#[tokio::test]
+async fn a_reused_request_id_still_records_every_provider_call() {
+    let provider = Arc::new(ScriptedProvider::always("bedrock", "answer"));
+    let sink = Arc::new(MemoryUsageSink::default());
+    let adapter = adapter_over(vec![provider], None, sink.clone());
+    let id = failover_provider::RequestId::new("client-retry-1");
+    for prompt in ["first", "second"] {
+        let request = CompletionRequest::prompt("t", "a", "gpt-4", prompt).request_id(id.clone());
+        assert_eq!(
+            adapter
+                .generate_completion(request)
+                .await
+                .unwrap()
+                .request_id,
+            id
+        );
+    }
+    let records = sink.records();
+    assert_eq!(
+        records.len(),
+        2,
+        "a reused request id must not swallow a billed call"
+    );
+    assert_ne!(records[0].call_id, records[1].call_id);
+}
+
+#[tokio::test]
+async fn a_rejected_json_answer_is_still_billed() {
+    let provider =
+        Arc::new(ScriptedProvider::new("bedrock").then(Step::reply("not json").with_usage(40, 7)));
+    let sink = Arc::new(MemoryUsageSink::default());
+    let adapter = adapter_over(vec![provider], None, sink.clone());
+    let request = request().response_format(failover_provider::ResponseFormat::JsonObject);
+    adapter.generate_completion(request).await.unwrap_err();
+    let records = sink.records();
+    assert_eq!(
+        records[0].outcome,
+        UsageOutcome::Failed {
+            kind: ErrorKind::MalformedResponse
+        }
+    );
+    assert_eq!(records[0].usage, failover_provider::TokenUsage::new(40, 7));
+    assert!(!records[0].usage_estimated);
+    assert!(records[0].cost > failover_provider::Usd::ZERO);
 }
 
 #[tokio::test(start_paused = true)]

@@ -219,3 +219,15 @@ async fn deadline_already_passed() {
         ValidationError::DeadlinePassed
     );
 }
+
+#[tokio::test]
+async fn request_ids_follow_the_id_rules() {
+    let request = base().request_id(failover_provider::RequestId::new("x\ny"));
+    assert!(matches!(
+        refused(request).await,
+        ValidationError::IdCharacter {
+            field: "request_id",
+            ..
+        }
+    ));
+}

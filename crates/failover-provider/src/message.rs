@@ -1,5 +1,7 @@
 //! Chat messages and the prompt-or-messages input of a request.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 /// Who speaks a [`Message`].
@@ -25,8 +27,9 @@ impl Role {
     }
 }
 
-/// One chat message.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// One chat message. Its `Debug` shows the role and the length, never the text: requests
+/// end up in logs and panic messages, and prompts are the tenant's data.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Message {
     /// Who speaks.
     pub role: Role,
@@ -60,14 +63,36 @@ impl Message {
     }
 }
 
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("role", &self.role)
+            .field("content_bytes", &self.content.len())
+            .finish()
+    }
+}
+
 /// The input of a request: a plain prompt (the seed's `prompt=`) or a chat transcript.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// `Debug` shows sizes only, like [`Message`].
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PromptInput {
     /// A single user prompt.
     Prompt(String),
     /// Chat messages in order.
     Messages(Vec<Message>),
+}
+
+impl fmt::Debug for PromptInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PromptInput::Prompt(text) => f
+                .debug_struct("Prompt")
+                .field("bytes", &text.len())
+                .finish(),
+            PromptInput::Messages(messages) => f.debug_tuple("Messages").field(messages).finish(),
+        }
+    }
 }
 
 impl PromptInput {
@@ -85,5 +110,22 @@ impl PromptInput {
             PromptInput::Prompt(text) => text.len(),
             PromptInput::Messages(messages) => messages.iter().map(|m| m.content.len()).sum(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_prompt_text() {
+        let secret = "my password is hunter2";
+        let shown = format!(
+            "{:?} {:?}",
+            Message::user(secret),
+            PromptInput::Prompt(secret.into())
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("content_bytes: 22"), "{shown}");
     }
 }

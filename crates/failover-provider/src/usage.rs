@@ -30,9 +30,13 @@ impl TokenUsage {
         }
     }
 
-    /// All tokens counted (input, output and cache tokens).
+    /// All tokens counted (input, output and cache tokens). Saturates rather than
+    /// overflows: the counts come from outside.
     pub fn total_tokens(&self) -> u64 {
-        self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+        self.input_tokens
+            .saturating_add(self.output_tokens)
+            .saturating_add(self.cache_read_tokens)
+            .saturating_add(self.cache_write_tokens)
     }
 }
 
@@ -40,11 +44,14 @@ impl Add for TokenUsage {
     type Output = TokenUsage;
 
     fn add(self, rhs: TokenUsage) -> TokenUsage {
+        // Saturating: a misbehaving server's counts must not panic an aggregate.
         TokenUsage {
-            input_tokens: self.input_tokens + rhs.input_tokens,
-            output_tokens: self.output_tokens + rhs.output_tokens,
-            cache_read_tokens: self.cache_read_tokens + rhs.cache_read_tokens,
-            cache_write_tokens: self.cache_write_tokens + rhs.cache_write_tokens,
+            input_tokens: self.input_tokens.saturating_add(rhs.input_tokens),
+            output_tokens: self.output_tokens.saturating_add(rhs.output_tokens),
+            cache_read_tokens: self.cache_read_tokens.saturating_add(rhs.cache_read_tokens),
+            cache_write_tokens: self
+                .cache_write_tokens
+                .saturating_add(rhs.cache_write_tokens),
         }
     }
 }

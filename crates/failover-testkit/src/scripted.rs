@@ -76,6 +76,8 @@ pub enum StreamStep {
     Finish {
         /// Usage reported, if any.
         usage: Option<TokenUsage>,
+        /// Why generation stopped.
+        finish_reason: FinishReason,
     },
     /// Emit an error item (the stream ends after it).
     Fail(ErrorSpec),
@@ -90,6 +92,8 @@ pub enum Step {
         content: String,
         /// The usage reported.
         usage: TokenUsage,
+        /// Why generation stopped.
+        finish_reason: FinishReason,
         /// Time before answering.
         delay: Duration,
     },
@@ -111,6 +115,7 @@ impl Step {
         Step::Reply {
             content: content.into(),
             usage: TokenUsage::new(10, 5),
+            finish_reason: FinishReason::Stop,
             delay: Duration::ZERO,
         }
     }
@@ -132,28 +137,27 @@ impl Step {
     }
 
     /// Sets the usage of a reply.
-    pub fn with_usage(self, input_tokens: u64, output_tokens: u64) -> Self {
-        match self {
-            Step::Reply { content, delay, .. } => Step::Reply {
-                content,
-                usage: TokenUsage::new(input_tokens, output_tokens),
-                delay,
-            },
-            other => other,
+    pub fn with_usage(mut self, input_tokens: u64, output_tokens: u64) -> Self {
+        if let Step::Reply { usage, .. } = &mut self {
+            *usage = TokenUsage::new(input_tokens, output_tokens);
         }
+        self
+    }
+
+    /// Sets why a reply stopped (a content filter, the token limit, …).
+    pub fn with_finish_reason(mut self, reason: FinishReason) -> Self {
+        if let Step::Reply { finish_reason, .. } = &mut self {
+            *finish_reason = reason;
+        }
+        self
     }
 
     /// Delays a reply or failure.
-    pub fn after(self, wait: Duration) -> Self {
-        match self {
-            Step::Reply { content, usage, .. } => Step::Reply {
-                content,
-                usage,
-                delay: wait,
-            },
-            Step::Fail { error, .. } => Step::Fail { error, delay: wait },
-            other => other,
+    pub fn after(mut self, wait: Duration) -> Self {
+        if let Step::Reply { delay, .. } | Step::Fail { delay, .. } = &mut self {
+            *delay = wait;
         }
+        self
     }
 }
 
@@ -248,7 +252,12 @@ async fn pause(wait: Duration) {
     }
 }
 
-fn stream_steps_of_reply(content: &str, usage: TokenUsage, delay: Duration) -> Vec<StreamStep> {
+fn stream_steps_of_reply(
+    content: &str,
+    usage: TokenUsage,
+    finish_reason: FinishReason,
+    delay: Duration,
+) -> Vec<StreamStep> {
     let mut steps = Vec::new();
     if !delay.is_zero() {
         steps.push(StreamStep::Pause(delay));
@@ -258,7 +267,10 @@ fn stream_steps_of_reply(content: &str, usage: TokenUsage, delay: Duration) -> V
             .split_inclusive(' ')
             .map(|word| StreamStep::Delta(word.to_owned())),
     );
-    steps.push(StreamStep::Finish { usage: Some(usage) });
+    steps.push(StreamStep::Finish {
+        usage: Some(usage),
+        finish_reason,
+    });
     steps
 }
 
@@ -278,13 +290,14 @@ impl Provider for ScriptedProvider {
             Step::Reply {
                 content,
                 usage,
+                finish_reason,
                 delay,
             } => {
                 pause(delay).await;
                 Ok(ProviderResponse {
                     model,
                     content,
-                    finish_reason: FinishReason::Stop,
+                    finish_reason,
                     usage,
                 })
             }
@@ -299,11 +312,14 @@ impl Provider for ScriptedProvider {
                         StreamStep::Delta(text) => content.push_str(&text),
                         StreamStep::Pause(wait) => pause(wait).await,
                         StreamStep::Fail(error) => return Err(error.to_error()),
-                        StreamStep::Finish { usage } => {
+                        StreamStep::Finish {
+                            usage,
+                            finish_reason,
+                        } => {
                             return Ok(ProviderResponse {
                                 model,
                                 content,
-                                finish_reason: FinishReason::Stop,
+                                finish_reason,
                                 usage: usage.unwrap_or_default(),
                             });
                         }
@@ -322,8 +338,9 @@ impl Provider for ScriptedProvider {
             Step::Reply {
                 content,
                 usage,
+                finish_reason,
                 delay,
-            } => stream_steps_of_reply(&content, usage, delay),
+            } => stream_steps_of_reply(&content, usage, finish_reason, delay),
             Step::Fail { error, delay } => {
                 pause(delay).await;
                 return Err(error.to_error());
@@ -338,10 +355,13 @@ impl Provider for ScriptedProvider {
                         continue;
                     }
                     StreamStep::Delta(text) => Ok(ProviderEvent::Delta(text)),
-                    StreamStep::Finish { usage } => {
+                    StreamStep::Finish {
+                        usage,
+                        finish_reason,
+                    } => {
                         steps.clear();
                         Ok(ProviderEvent::Finished {
-                            finish_reason: FinishReason::Stop,
+                            finish_reason,
                             usage,
                         })
                     }

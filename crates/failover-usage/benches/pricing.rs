@@ -9,6 +9,7 @@ use failover_usage::{MemoryUsageSink, PricingTable, UsageOutcome, UsageRecord, U
 fn record(i: u64) -> UsageRecord {
     UsageRecord {
         request_id: RequestId::new(format!("0b6f2a4e-6f1c-4c55-9a3f-{i:012}")),
+        call_id: format!("call-{i}"),
         attempt: 1,
         tenant_id: "tenant-0042".to_owned(),
         agent_id: "support-bot".to_owned(),

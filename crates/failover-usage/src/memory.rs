@@ -4,8 +4,6 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use failover_provider::RequestId;
-
 use crate::{SinkHealth, UsageError, UsageQuery, UsageRecord, UsageSink, UsageStats};
 
 /// An in-process [`UsageSink`] for tests, demos and single-process deployments that do not
@@ -13,7 +11,7 @@ use crate::{SinkHealth, UsageError, UsageQuery, UsageRecord, UsageSink, UsageSta
 ///
 /// - `record` stores immediately (nothing is queued, so `flush` returns at once) under a
 ///   short `std::sync::Mutex` critical section: one hash-set probe and one push.
-/// - Recording the same `(request_id, attempt)` again is accepted and ignored.
+/// - Recording the same record (same `call_id`) again is accepted and ignored.
 /// - Bounded: once `capacity` distinct records are held, `record` returns
 ///   [`UsageError::Overloaded`] (counted in `rejected`) rather than dropping anything.
 /// - `stats` aggregates under the lock (O(records)); recording waits meanwhile, which is
@@ -31,7 +29,7 @@ struct State {
     /// while the lock is taken (a plain `Vec` would move every record on reallocation).
     chunks: Vec<Vec<UsageRecord>>,
     len: usize,
-    seen: HashSet<(RequestId, u32)>,
+    seen: HashSet<String>,
     accepted: u64,
     rejected: u64,
 }
@@ -131,8 +129,7 @@ impl UsageSink for MemoryUsageSink {
 
     fn record(&self, record: UsageRecord) -> Result<(), UsageError> {
         let mut state = self.lock();
-        let id = (record.request_id.clone(), record.attempt);
-        if state.seen.contains(&id) {
+        if state.seen.contains(record.idempotency_key()) {
             state.accepted += 1;
             return Ok(());
         }
@@ -144,7 +141,7 @@ impl UsageSink for MemoryUsageSink {
                 record.idempotency_key()
             )));
         }
-        state.seen.insert(id);
+        state.seen.insert(record.call_id.clone());
         state.push(record);
         state.accepted += 1;
         Ok(())
@@ -175,12 +172,14 @@ impl UsageSink for MemoryUsageSink {
 mod tests {
     use super::*;
     use crate::UsageOutcome;
+    use failover_provider::RequestId;
     use failover_provider::{TokenUsage, Usd};
     use rust_decimal::Decimal;
 
     fn record(id: &str, attempt: u32) -> UsageRecord {
         UsageRecord {
             request_id: RequestId::new(id),
+            call_id: format!("{id}#{attempt}"),
             attempt,
             tenant_id: "t".into(),
             agent_id: "a".into(),
@@ -227,11 +226,7 @@ mod tests {
         // A duplicate of a held record is still fine when full.
         sink.record(record("a", 1)).unwrap();
         assert_eq!(sink.health().rejected, 1);
-        let held: Vec<_> = sink
-            .records()
-            .iter()
-            .map(UsageRecord::idempotency_key)
-            .collect();
+        let held: Vec<_> = sink.records().into_iter().map(|r| r.call_id).collect();
         assert_eq!(held, ["a#1", "b#1"]);
         sink.flush().await.unwrap();
         assert!(format!("{sink:?}").contains("rejected: 1"));
@@ -279,7 +274,15 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_key_is_request_and_attempt() {
-        assert_eq!(record("req-1", 3).idempotency_key(), "req-1#3");
+    fn a_reused_request_id_is_a_new_call_when_its_call_id_differs() {
+        let sink = MemoryUsageSink::new();
+        let first = record("req-1", 1);
+        let retry = UsageRecord {
+            call_id: "another call".into(),
+            ..first.clone()
+        };
+        sink.record(first).unwrap();
+        sink.record(retry).unwrap();
+        assert_eq!(sink.len(), 2);
     }
 }

@@ -51,13 +51,18 @@ impl std::fmt::Display for UsageOutcome {
 
 /// One provider call — or one cache hit — of one request.
 ///
-/// `(request_id, attempt)` identifies it: sinks deduplicate on
-/// [`UsageRecord::idempotency_key`], so a retried write never double-counts.
+/// `call_id` identifies it: the adapter draws a fresh one for every provider call, so two
+/// calls are never confused even when a caller reuses a request id (a retry, or another
+/// tenant's id). Sinks deduplicate on [`UsageRecord::idempotency_key`], so writing the same
+/// record twice (a replay, a lost acknowledgement) never double-counts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRecord {
-    /// The request's id (the same for every attempt).
+    /// The request's id (the same for every attempt; chosen by the caller or drawn by the
+    /// adapter), for correlation.
     pub request_id: RequestId,
-    /// 1-based index of the provider call within the request (a cache hit is attempt 1).
+    /// The unique id of this provider call (or cache hit), drawn by the adapter.
+    pub call_id: String,
+    /// 1-based index of the provider call within the request (0 for a cache hit).
     pub attempt: u32,
     /// The tenant billed.
     pub tenant_id: String,
@@ -92,9 +97,10 @@ pub struct UsageRecord {
 }
 
 impl UsageRecord {
-    /// `"{request_id}#{attempt}"`: the deterministic id sinks deduplicate on.
-    pub fn idempotency_key(&self) -> String {
-        format!("{}#{}", self.request_id, self.attempt)
+    /// The id sinks deduplicate on: the call id, fixed when the record is made, so every
+    /// write of the same record carries the same key.
+    pub fn idempotency_key(&self) -> &str {
+        &self.call_id
     }
 }
 

@@ -254,6 +254,7 @@ mod tests {
     ) -> UsageRecord {
         UsageRecord {
             request_id: RequestId::new(id),
+            call_id: id.to_owned(),
             attempt: 1,
             tenant_id: tenant.into(),
             agent_id: agent.into(),

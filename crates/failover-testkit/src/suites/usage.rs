@@ -84,6 +84,7 @@ impl Run {
     ) -> UsageRecord {
         UsageRecord {
             request_id: self.request(request),
+            call_id: format!("{}#1", self.request(request)),
             attempt: 1,
             tenant_id: self.tenant(tenant),
             agent_id: agent.to_owned(),
@@ -214,6 +215,7 @@ pub async fn dedup_on_request_and_attempt(sink: Arc<dyn UsageSink>) {
     sink.flush().await.unwrap();
     sink.record(first.clone()).unwrap();
     let second_attempt = UsageRecord {
+        call_id: format!("{}#2", first.request_id),
         attempt: 2,
         provider: "openai".to_owned(),
         fallback_used: true,
