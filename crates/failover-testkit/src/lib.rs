@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+pub mod bedrock_server;
+pub mod eventstream;
 mod faults;
 mod scripted;
 pub mod suites;

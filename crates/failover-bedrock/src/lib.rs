@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+
+mod config;
+pub mod error;
+pub mod mapping;
+pub mod stream;
+mod transport;
+
+pub use config::{
+    BedrockConfig, BedrockConfigBuilder, BedrockTimeouts, DEFAULT_NAME, JsonModeConfig,
+    RetrySettings, StaticCredentials,
+};
+pub use transport::{BedrockProvider, CAPABILITIES};

@@ -1,0 +1,173 @@
+//! The provider: the SDK client, `Converse` and `ConverseStream` calls.
+
+use std::fmt;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_credential_types::Credentials;
+use aws_sdk_bedrockruntime::Client;
+use aws_sdk_bedrockruntime::config::{Region, StalledStreamProtectionConfig};
+use failover_provider::{
+    Capabilities, ErrorKind, JsonModeSupport, Provider, ProviderError, ProviderRequest,
+    ProviderResponse, ProviderStream,
+};
+use tokio::time::Instant;
+
+use crate::config::BedrockConfig;
+use crate::error::from_operation_error;
+use crate::mapping::{from_converse, to_converse};
+use crate::stream::{StreamLimits, event_stream};
+
+/// What the Bedrock provider declares: streaming with usage; JSON object and JSON schema
+/// modes emulated with a forced tool (native structured output only for configured models),
+/// with every JSON answer validated here before it is returned.
+pub const CAPABILITIES: Capabilities = Capabilities::FULL
+    .with_json_object(JsonModeSupport::Emulated)
+    .with_json_schema(JsonModeSupport::Emulated);
+
+/// Amazon Bedrock through the Converse API: one request shape for every model family.
+///
+/// See the crate documentation for JSON mode, time-outs and retries.
+#[derive(Clone)]
+pub struct BedrockProvider {
+    client: Client,
+    config: BedrockConfig,
+}
+
+impl fmt::Debug for BedrockProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BedrockProvider")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BedrockProvider {
+    /// Builds the SDK client from `config` and the SDK's standard chain (credentials,
+    /// region and profile files for whatever `config` leaves unset).
+    pub async fn new(config: BedrockConfig) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(config.timeouts.connect)
+                    .operation_attempt_timeout(config.timeouts.attempt)
+                    .build(),
+            )
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(config.retry.max_attempts.max(1))
+                    .with_initial_backoff(config.retry.initial_backoff)
+                    .with_max_backoff(config.retry.max_backoff),
+            )
+            // This crate owns the stream time-outs (first token, stall); the SDK's own
+            // stalled-stream guard would be a second, differently tuned owner.
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
+        if let Some(region) = &config.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(profile) = &config.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(url) = &config.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some(credentials) = &config.credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                credentials.access_key_id.clone(),
+                credentials.secret_access_key.clone(),
+                credentials.session_token.clone(),
+                None,
+                "failover-bedrock-static",
+            ));
+        }
+        let sdk_config = loader.load().await;
+        Self {
+            client: Client::new(&sdk_config),
+            config,
+        }
+    }
+
+    /// Wraps a client built elsewhere. Its own retry and time-out settings apply; `config`
+    /// supplies the name, the stream time-outs and the JSON-mode settings.
+    pub fn from_client(client: Client, config: BedrockConfig) -> Self {
+        Self { client, config }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BedrockConfig {
+        &self.config
+    }
+
+    /// The SDK client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for BedrockProvider {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
+    }
+
+    async fn complete(&self, request: ProviderRequest) -> Result<ProviderResponse, ProviderError> {
+        let mapped = to_converse(&request, &self.config.json)?;
+        let response = self
+            .client
+            .converse()
+            .model_id(mapped.model_id.clone())
+            .set_messages(Some(mapped.messages))
+            .set_system((!mapped.system.is_empty()).then_some(mapped.system))
+            .set_inference_config(mapped.inference)
+            .set_tool_config(mapped.tool_config)
+            .set_output_config(mapped.output_config)
+            .send()
+            .await
+            .map_err(from_operation_error)?;
+        let answer = from_converse(&response, &mapped.plan)?;
+        Ok(ProviderResponse {
+            model: mapped.model_id,
+            content: answer.content,
+            finish_reason: answer.finish_reason,
+            usage: answer.usage,
+        })
+    }
+
+    async fn stream(&self, request: ProviderRequest) -> Result<ProviderStream, ProviderError> {
+        let timeouts = self.config.timeouts;
+        let limits = StreamLimits {
+            first_token_by: Instant::now() + timeouts.first_token,
+            first_token: timeouts.first_token,
+            stall: timeouts.stall,
+        };
+        let mapped = to_converse(&request, &self.config.json)?;
+        let send = self
+            .client
+            .converse_stream()
+            .model_id(mapped.model_id)
+            .set_messages(Some(mapped.messages))
+            .set_system((!mapped.system.is_empty()).then_some(mapped.system))
+            .set_inference_config(mapped.inference)
+            .set_tool_config(mapped.tool_config)
+            .set_output_config(mapped.output_config)
+            .send();
+        let response = tokio::time::timeout_at(limits.first_token_by, send)
+            .await
+            .map_err(|_| {
+                ProviderError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "no response from Bedrock within the first-token time-out ({:?})",
+                        timeouts.first_token
+                    ),
+                )
+            })?
+            .map_err(from_operation_error)?;
+        Ok(event_stream(response, mapped.plan, limits))
+    }
+}
