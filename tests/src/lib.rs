@@ -1,5 +1,9 @@
-//! The scenario suite's world: an adapter over a scripted Bedrock and a scripted OpenAI,
-//! a memory cache, a memory usage sink and a manual clock, all owned by one test.
+//! The scenario suite's worlds, each owned by one test: [`World`], an adapter over a
+//! scripted Bedrock and a scripted OpenAI; [`wire::WireWorld`], the same over the real
+//! Bedrock and OpenAI clients talking to local servers that speak their wire formats.
+//! Both use a memory cache, a memory usage sink and a manual clock.
+
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;

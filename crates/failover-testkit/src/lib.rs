@@ -3,6 +3,7 @@
 pub mod bedrock_server;
 pub mod eventstream;
 mod faults;
+pub mod openai_fixtures;
 mod scripted;
 pub mod suites;
 

@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+
+mod config;
+mod error;
+pub mod mapping;
+pub mod retry;
+mod stream;
+mod transport;
+
+pub use config::{
+    DEFAULT_BASE_URL, DEFAULT_NAME, ENV_API_KEY, ENV_BASE_URL, ENV_ORGANIZATION, ENV_PROJECT,
+    MaxTokensField, OpenAiConfig, OpenAiConfigBuilder, OpenAiTimeouts, RetrySettings,
+};
+pub use error::{ApiError, classify_status, classify_stream_error, retry_after};
+pub use transport::OpenAiProvider;

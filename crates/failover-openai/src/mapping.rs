@@ -1,0 +1,776 @@
+//! Pure mapping between [`ProviderRequest`]/[`ProviderResponse`] and the chat completions
+//! wire format. No I/O here: every function is unit-tested on fixtures.
+//!
+//! # Usage convention
+//!
+//! OpenAI's `prompt_tokens` *includes* the prompt tokens served from its prompt cache
+//! (`prompt_tokens_details.cached_tokens`). [`TokenUsage`] counts them apart, because
+//! `failover-usage` prices each class on its own (`input_tokens × input price +
+//! cache_read_tokens × cache-read price`). So:
+//!
+//! - `input_tokens` = `prompt_tokens − cached_tokens` (the tokens billed at the full price),
+//! - `cache_read_tokens` = `cached_tokens`,
+//! - `cache_write_tokens` = 0 (OpenAI bills no cache writes),
+//! - `output_tokens` = `completion_tokens` (reasoning tokens included: they are billed as
+//!   output).
+//!
+//! `input_tokens + cache_read_tokens` is therefore OpenAI's `prompt_tokens`.
+
+use std::sync::Arc;
+
+use failover_provider::{
+    ErrorKind, FinishReason, Message, ProviderError, ProviderRequest, ProviderResponse,
+    ResponseFormat, Role, TokenUsage,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::config::OpenAiConfig;
+
+/// The instruction added in JSON object mode when no message mentions JSON: OpenAI refuses
+/// `response_format: json_object` unless the word "JSON" appears in the messages.
+pub const JSON_INSTRUCTION: &str =
+    "Respond with a single valid JSON object and nothing else (no prose, no code fences).";
+
+/// How a request is shaped on the wire; derived from the [`OpenAiConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireOptions {
+    /// Send the limit as `max_completion_tokens` (else `max_tokens`).
+    pub max_completion_tokens: bool,
+    /// Send schemas as `json_schema` (else as `json_object`).
+    pub structured_outputs: bool,
+    /// The `strict` flag of `json_schema`.
+    pub strict_json_schema: bool,
+}
+
+impl WireOptions {
+    /// The options a configuration implies.
+    pub fn from_config(config: &OpenAiConfig) -> Self {
+        Self {
+            max_completion_tokens: config.uses_max_completion_tokens(),
+            structured_outputs: config.structured_outputs,
+            strict_json_schema: config.strict_json_schema,
+        }
+    }
+}
+
+impl Default for WireOptions {
+    fn default() -> Self {
+        Self {
+            max_completion_tokens: true,
+            structured_outputs: true,
+            strict_json_schema: false,
+        }
+    }
+}
+
+/// One chat message on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WireMessage<'a> {
+    /// `system`, `user` or `assistant`.
+    pub role: &'static str,
+    /// The text.
+    pub content: &'a str,
+}
+
+/// The `json_schema` member of a `response_format`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WireJsonSchema<'a> {
+    /// The schema's name (`^[a-zA-Z0-9_-]{1,64}$`).
+    pub name: String,
+    /// The schema.
+    pub schema: &'a serde_json::Value,
+    /// Whether the output is constrained to the schema exactly.
+    pub strict: bool,
+}
+
+/// `response_format` on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WireResponseFormat<'a> {
+    /// Any JSON object.
+    JsonObject,
+    /// JSON matching a schema.
+    JsonSchema {
+        /// The schema.
+        json_schema: WireJsonSchema<'a>,
+    },
+}
+
+/// `stream_options` on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WireStreamOptions {
+    /// Ask for a final chunk with the usage (always `true`).
+    pub include_usage: bool,
+}
+
+/// A chat completions request body.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChatRequest<'a> {
+    /// The model.
+    pub model: &'a str,
+    /// The conversation.
+    pub messages: Vec<WireMessage<'a>>,
+    /// Sampling temperature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// The output limit, in the current field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u32>,
+    /// The output limit, in the legacy field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Stop sequences (omitted when empty).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub stop: &'a [String],
+    /// JSON mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<WireResponseFormat<'a>>,
+    /// Whether to stream.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
+    /// Stream options (only when streaming).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<WireStreamOptions>,
+}
+
+fn role_name(role: Role) -> &'static str {
+    role.as_str()
+}
+
+/// A schema name OpenAI accepts: `[a-zA-Z0-9_-]`, 1 to 64 characters.
+pub fn schema_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if cleaned.is_empty() {
+        "response".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+fn mentions_json(messages: &[Message]) -> bool {
+    messages
+        .iter()
+        .any(|m| m.content.to_ascii_lowercase().contains("json"))
+}
+
+/// The request body for `request`; `stream` adds `stream: true` and
+/// `stream_options.include_usage: true`.
+pub fn chat_request<'a>(
+    request: &'a ProviderRequest,
+    options: WireOptions,
+    stream: bool,
+) -> ChatRequest<'a> {
+    let response_format = match &request.response_format {
+        ResponseFormat::Text => None,
+        ResponseFormat::JsonObject => Some(WireResponseFormat::JsonObject),
+        ResponseFormat::JsonSchema { .. } if !options.structured_outputs => {
+            Some(WireResponseFormat::JsonObject)
+        }
+        ResponseFormat::JsonSchema { name, schema } => Some(WireResponseFormat::JsonSchema {
+            json_schema: WireJsonSchema {
+                name: schema_name(name),
+                schema,
+                strict: options.strict_json_schema,
+            },
+        }),
+    };
+    let mut messages = Vec::with_capacity(request.messages.len() + 1);
+    if matches!(response_format, Some(WireResponseFormat::JsonObject))
+        && !mentions_json(&request.messages)
+    {
+        messages.push(WireMessage {
+            role: "system",
+            content: JSON_INSTRUCTION,
+        });
+    }
+    messages.extend(request.messages.iter().map(|m| WireMessage {
+        role: role_name(m.role),
+        content: &m.content,
+    }));
+    let (max_completion_tokens, max_tokens) = if options.max_completion_tokens {
+        (request.max_tokens, None)
+    } else {
+        (None, request.max_tokens)
+    };
+    ChatRequest {
+        model: &request.model,
+        messages,
+        temperature: request.temperature,
+        max_completion_tokens,
+        max_tokens,
+        stop: &request.stop,
+        response_format,
+        stream,
+        stream_options: stream.then_some(WireStreamOptions {
+            include_usage: true,
+        }),
+    }
+}
+
+/// `usage.prompt_tokens_details` on the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct WirePromptDetails {
+    /// Prompt tokens read from the prompt cache.
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
+}
+
+/// `usage` on the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct WireUsage {
+    /// Prompt tokens, cached ones included.
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    /// Generated tokens.
+    #[serde(default)]
+    pub completion_tokens: u64,
+    /// Details of the prompt tokens.
+    #[serde(default)]
+    pub prompt_tokens_details: Option<WirePromptDetails>,
+}
+
+/// Maps wire usage to [`TokenUsage`] (see the module docs for the convention).
+pub fn map_usage(usage: &WireUsage) -> TokenUsage {
+    let cached = usage
+        .prompt_tokens_details
+        .and_then(|d| d.cached_tokens)
+        .unwrap_or(0)
+        .min(usage.prompt_tokens);
+    TokenUsage {
+        input_tokens: usage.prompt_tokens - cached,
+        output_tokens: usage.completion_tokens,
+        cache_read_tokens: cached,
+        cache_write_tokens: 0,
+    }
+}
+
+/// Maps a wire `finish_reason`.
+pub fn map_finish_reason(reason: Option<&str>) -> FinishReason {
+    match reason {
+        Some("stop") => FinishReason::Stop,
+        Some("length") => FinishReason::Length,
+        Some("content_filter") => FinishReason::ContentFilter,
+        Some("tool_calls" | "function_call") => FinishReason::ToolUse,
+        Some(other) => FinishReason::Other(other.to_owned()),
+        None => FinishReason::Other("unspecified".to_owned()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct WireResponseMessage {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    refusal: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireChoice {
+    message: WireResponseMessage,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatResponse {
+    #[serde(default)]
+    model: Option<String>,
+    choices: Vec<WireChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+fn malformed(message: impl Into<String>) -> ProviderError {
+    ProviderError::new(ErrorKind::MalformedResponse, message)
+}
+
+/// Parses a successful (2xx) chat completion body.
+///
+/// An unparseable body, no choice, or no usage is [`ErrorKind::MalformedResponse`] (a
+/// call without usage cannot be billed); an OpenAI error body sent with a 2xx is classified
+/// like a stream's error frame. A refusal, or an answer the content filter cut
+/// to nothing, is [`ErrorKind::ContentFiltered`].
+pub fn parse_response(
+    body: &[u8],
+    requested_model: &str,
+) -> Result<ProviderResponse, ProviderError> {
+    let response: ChatResponse = serde_json::from_slice(body).map_err(|e| {
+        // Some compatible servers answer errors with a 200 and an OpenAI error body.
+        match crate::error::ApiError::from_body(body) {
+            Some(api_error) => {
+                crate::error::from_error_object(&api_error, "an error body with a success status")
+            }
+            None => malformed(format!("the completion body is not a chat completion: {e}")),
+        }
+    })?;
+    let choice = response
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| malformed("the completion has no choices"))?;
+    if let Some(refusal) = choice.message.refusal.filter(|r| !r.is_empty()) {
+        return Err(ProviderError::new(
+            ErrorKind::ContentFiltered,
+            format!("the model refused: {}", crate::error::truncate(&refusal)),
+        )
+        .with_provider_code("refusal"));
+    }
+    let content = choice.message.content.unwrap_or_default();
+    let finish_reason = map_finish_reason(choice.finish_reason.as_deref());
+    if finish_reason == FinishReason::ContentFilter && content.is_empty() {
+        return Err(ProviderError::new(
+            ErrorKind::ContentFiltered,
+            "the content filter withheld the answer",
+        )
+        .with_provider_code("content_filter"));
+    }
+    let usage = response
+        .usage
+        .ok_or_else(|| malformed("the completion reports no usage"))?;
+    Ok(ProviderResponse {
+        model: response
+            .model
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| requested_model.to_owned()),
+        content,
+        finish_reason,
+        usage: map_usage(&usage),
+    })
+}
+
+/// What JSON-mode content must be: a JSON object, matching a schema when one was given.
+#[derive(Debug, Clone)]
+pub struct JsonContract {
+    validator: Option<Arc<jsonschema::Validator>>,
+}
+
+impl JsonContract {
+    /// The contract of `format`; `None` for text. An invalid schema is the caller's mistake
+    /// ([`ErrorKind::InvalidRequest`]), found before anything is sent.
+    pub fn for_format(format: &ResponseFormat) -> Result<Option<Self>, ProviderError> {
+        match format {
+            ResponseFormat::Text => Ok(None),
+            ResponseFormat::JsonObject => Ok(Some(Self { validator: None })),
+            ResponseFormat::JsonSchema { schema, .. } => {
+                let validator = jsonschema::validator_for(schema).map_err(|error| {
+                    ProviderError::new(
+                        ErrorKind::InvalidRequest,
+                        format!("the JSON schema of the request is invalid: {error}"),
+                    )
+                })?;
+                Ok(Some(Self {
+                    validator: Some(Arc::new(validator)),
+                }))
+            }
+        }
+    }
+
+    /// Checks content: valid JSON, an object, and matching the schema.
+    pub fn check(&self, content: &str) -> Result<(), ProviderError> {
+        let value: serde_json::Value = serde_json::from_str(content)
+            .map_err(|e| malformed(format!("JSON mode content is not valid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(malformed("JSON mode content is not a JSON object"));
+        }
+        if let Some(validator) = &self.validator
+            && let Err(error) = validator.validate(&value)
+        {
+            return Err(malformed(format!(
+                "JSON mode content does not match the schema at `{}`: {}",
+                error.instance_path(),
+                crate::error::truncate(&error.to_string())
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One streamed chunk's choice delta.
+#[derive(Debug, Default, Deserialize)]
+struct WireDelta {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    refusal: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireChunkChoice {
+    #[serde(default)]
+    delta: Option<WireDelta>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireChunk {
+    #[serde(default)]
+    choices: Vec<WireChunkChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+/// What one SSE `data:` payload says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChunkEvent {
+    /// The `[DONE]` sentinel: the stream is complete.
+    Done,
+    /// A chunk: text, a finish reason, usage — any of them may be absent.
+    Chunk {
+        /// Generated text.
+        text: Option<String>,
+        /// The finish reason, on the last content chunk.
+        finish_reason: Option<FinishReason>,
+        /// The usage, on the final usage chunk (`stream_options.include_usage`).
+        usage: Option<TokenUsage>,
+    },
+}
+
+/// Parses one SSE event of a chat completion stream. `event` is the SSE event name
+/// (`message` when absent); an `error` event or an `{"error": …}` payload is an error.
+pub fn parse_chunk(event: &str, data: &str) -> Result<ChunkEvent, ProviderError> {
+    let data = data.trim();
+    if data == "[DONE]" {
+        return Ok(ChunkEvent::Done);
+    }
+    if event == "error" {
+        let api_error = crate::error::ApiError::from_body(data.as_bytes()).unwrap_or_else(|| {
+            crate::error::ApiError {
+                message: Some(crate::error::truncate(data)),
+                ..Default::default()
+            }
+        });
+        return Err(crate::error::from_error_object(&api_error, "stream error"));
+    }
+    let chunk: WireChunk = serde_json::from_str(data)
+        .map_err(|e| malformed(format!("a stream chunk is not valid JSON: {e}")))?;
+    if chunk.error.as_ref().is_some_and(|e| !e.is_null()) {
+        let api_error = crate::error::ApiError::from_body(data.as_bytes()).unwrap_or_default();
+        return Err(crate::error::from_error_object(&api_error, "stream error"));
+    }
+    let choice = chunk.choices.into_iter().next();
+    let (delta, finish_reason) = match choice {
+        Some(choice) => (choice.delta.unwrap_or_default(), choice.finish_reason),
+        None => (WireDelta::default(), None),
+    };
+    if let Some(refusal) = delta.refusal.filter(|r| !r.is_empty()) {
+        return Err(ProviderError::new(
+            ErrorKind::ContentFiltered,
+            format!("the model refused: {}", crate::error::truncate(&refusal)),
+        )
+        .with_provider_code("refusal"));
+    }
+    Ok(ChunkEvent::Chunk {
+        text: delta.content.filter(|t| !t.is_empty()),
+        finish_reason: finish_reason.map(|r| map_finish_reason(Some(&r))),
+        usage: chunk.usage.as_ref().map(map_usage),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use failover_provider::RequestId;
+    use serde_json::json;
+
+    use super::*;
+
+    fn request(format: ResponseFormat) -> ProviderRequest {
+        ProviderRequest {
+            request_id: RequestId::new("r"),
+            model: "gpt-4o".into(),
+            messages: vec![Message::system("be brief"), Message::user("2+2?")],
+            temperature: Some(0.1),
+            max_tokens: Some(10),
+            stop: vec!["\n\n".into()],
+            response_format: format,
+            deadline: None,
+        }
+    }
+
+    fn body(request: &ProviderRequest, options: WireOptions, stream: bool) -> serde_json::Value {
+        serde_json::to_value(chat_request(request, options, stream)).unwrap()
+    }
+
+    #[test]
+    fn text_request_maps_every_field() {
+        let value = body(
+            &request(ResponseFormat::Text),
+            WireOptions::default(),
+            false,
+        );
+        assert_eq!(
+            value,
+            json!({
+                "model": "gpt-4o",
+                "messages": [
+                    {"role": "system", "content": "be brief"},
+                    {"role": "user", "content": "2+2?"}
+                ],
+                "temperature": 0.1_f32,
+                "max_completion_tokens": 10,
+                "stop": ["\n\n"],
+            })
+        );
+    }
+
+    #[test]
+    fn legacy_max_tokens_and_defaults_are_omitted() {
+        let mut bare = request(ResponseFormat::Text);
+        bare.temperature = None;
+        bare.stop.clear();
+        let options = WireOptions {
+            max_completion_tokens: false,
+            ..WireOptions::default()
+        };
+        let value = body(&bare, options, false);
+        assert_eq!(value["max_tokens"], 10);
+        for absent in ["max_completion_tokens", "temperature", "stop", "stream"] {
+            assert!(value.get(absent).is_none(), "{absent} in {value}");
+        }
+    }
+
+    #[test]
+    fn streaming_always_asks_for_usage() {
+        let value = body(&request(ResponseFormat::Text), WireOptions::default(), true);
+        assert_eq!(value["stream"], true);
+        assert_eq!(value["stream_options"], json!({"include_usage": true}));
+    }
+
+    #[test]
+    fn json_object_mode_adds_the_instruction_only_when_json_is_not_mentioned() {
+        let value = body(
+            &request(ResponseFormat::JsonObject),
+            WireOptions::default(),
+            false,
+        );
+        assert_eq!(value["response_format"], json!({"type": "json_object"}));
+        assert_eq!(value["messages"][0]["content"], JSON_INSTRUCTION);
+        assert_eq!(value["messages"].as_array().unwrap().len(), 3);
+
+        let mut mentions = request(ResponseFormat::JsonObject);
+        mentions.messages[1].content = "Answer in json: 2+2?".into();
+        let value = body(&mentions, WireOptions::default(), false);
+        assert_eq!(value["messages"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn json_schema_mode_sends_name_schema_and_strict() {
+        let schema = json!({"type": "object", "properties": {"answer": {"type": "integer"}}});
+        let format = ResponseFormat::JsonSchema {
+            name: "math answer!".into(),
+            schema: schema.clone(),
+        };
+        let value = body(&request(format.clone()), WireOptions::default(), false);
+        assert_eq!(
+            value["response_format"],
+            json!({"type": "json_schema", "json_schema": {"name": "math_answer_", "schema": schema, "strict": false}})
+        );
+        assert_eq!(
+            value["messages"].as_array().unwrap().len(),
+            2,
+            "no instruction needed"
+        );
+        let strict = WireOptions {
+            strict_json_schema: true,
+            ..WireOptions::default()
+        };
+        assert_eq!(
+            body(&request(format.clone()), strict, false)["response_format"]["json_schema"]["strict"],
+            true
+        );
+        let emulated = WireOptions {
+            structured_outputs: false,
+            ..WireOptions::default()
+        };
+        let value = body(&request(format), emulated, false);
+        assert_eq!(value["response_format"], json!({"type": "json_object"}));
+        assert_eq!(value["messages"][0]["content"], JSON_INSTRUCTION);
+    }
+
+    #[test]
+    fn schema_names_are_sanitised() {
+        assert_eq!(schema_name(""), "response");
+        assert_eq!(schema_name("ok_name-1"), "ok_name-1");
+        assert_eq!(schema_name(&"x".repeat(100)).len(), 64);
+    }
+
+    #[test]
+    fn usage_splits_cached_prompt_tokens() {
+        let usage: WireUsage = serde_json::from_value(json!({
+            "prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100,
+            "prompt_tokens_details": {"cached_tokens": 400, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0}
+        }))
+        .unwrap();
+        assert_eq!(
+            map_usage(&usage),
+            TokenUsage {
+                input_tokens: 600,
+                output_tokens: 100,
+                cache_read_tokens: 400,
+                cache_write_tokens: 0
+            }
+        );
+        let plain: WireUsage =
+            serde_json::from_value(json!({"prompt_tokens": 7, "completion_tokens": 3})).unwrap();
+        assert_eq!(map_usage(&plain), TokenUsage::new(7, 3));
+        let odd: WireUsage = serde_json::from_value(json!({
+            "prompt_tokens": 5, "completion_tokens": 1,
+            "prompt_tokens_details": {"cached_tokens": 9}
+        }))
+        .unwrap();
+        assert_eq!(
+            map_usage(&odd).input_tokens,
+            0,
+            "never underflows on a server's nonsense"
+        );
+    }
+
+    #[test]
+    fn finish_reasons_map() {
+        assert_eq!(map_finish_reason(Some("stop")), FinishReason::Stop);
+        assert_eq!(map_finish_reason(Some("length")), FinishReason::Length);
+        assert_eq!(
+            map_finish_reason(Some("content_filter")),
+            FinishReason::ContentFilter
+        );
+        assert_eq!(map_finish_reason(Some("tool_calls")), FinishReason::ToolUse);
+        assert_eq!(
+            map_finish_reason(Some("eos")),
+            FinishReason::Other("eos".into())
+        );
+    }
+
+    #[test]
+    fn responses_parse_content_finish_reason_and_usage() {
+        let body = json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-2024-08-06",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "4", "refusal": null}, "logprobs": null, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 1, "total_tokens": 21, "prompt_tokens_details": {"cached_tokens": 0}}
+        });
+        let response = parse_response(body.to_string().as_bytes(), "gpt-4o").unwrap();
+        assert_eq!(response.model, "gpt-4o-2024-08-06");
+        assert_eq!(response.content, "4");
+        assert_eq!(response.finish_reason, FinishReason::Stop);
+        assert_eq!(response.usage, TokenUsage::new(20, 1));
+    }
+
+    #[test]
+    fn broken_responses_are_malformed_and_refusals_are_filtered() {
+        for body in [
+            "not json".to_owned(),
+            json!({"choices": []}).to_string(),
+            json!({"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}]})
+                .to_string(),
+        ] {
+            let error = parse_response(body.as_bytes(), "m").unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::MalformedResponse, "{body}");
+        }
+        let error_with_200 = json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}});
+        let error = parse_response(error_with_200.to_string().as_bytes(), "m").unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Throttled);
+        let refusal = json!({"choices": [{"message": {"content": null, "refusal": "I can't help with that."}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}});
+        let error = parse_response(refusal.to_string().as_bytes(), "m").unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ContentFiltered);
+        let filtered = json!({"choices": [{"message": {"content": null}, "finish_reason": "content_filter"}], "usage": {"prompt_tokens": 1, "completion_tokens": 0}});
+        let error = parse_response(filtered.to_string().as_bytes(), "m").unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ContentFiltered);
+    }
+
+    #[test]
+    fn json_contracts_check_syntax_shape_and_schema() {
+        assert!(
+            JsonContract::for_format(&ResponseFormat::Text)
+                .unwrap()
+                .is_none()
+        );
+        let object = JsonContract::for_format(&ResponseFormat::JsonObject)
+            .unwrap()
+            .unwrap();
+        object.check(r#"{"a": 1}"#).unwrap();
+        for bad in ["Sure! {\"a\": 1}", "[1, 2]", "```json\n{}\n```"] {
+            assert_eq!(
+                object.check(bad).unwrap_err().kind(),
+                ErrorKind::MalformedResponse,
+                "{bad}"
+            );
+        }
+        let schema = ResponseFormat::JsonSchema {
+            name: "answer".into(),
+            schema: json!({"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}),
+        };
+        let contract = JsonContract::for_format(&schema).unwrap().unwrap();
+        contract.check(r#"{"answer": 4}"#).unwrap();
+        let error = contract.check(r#"{"answer": "four"}"#).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::MalformedResponse);
+        assert!(error.message().contains("/answer"), "{}", error.message());
+        assert!(contract.check(r#"{}"#).is_err());
+
+        let invalid = ResponseFormat::JsonSchema {
+            name: "bad".into(),
+            schema: json!({"type": 12}),
+        };
+        assert_eq!(
+            JsonContract::for_format(&invalid).unwrap_err().kind(),
+            ErrorKind::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn stream_chunks_parse() {
+        assert_eq!(parse_chunk("message", " [DONE]").unwrap(), ChunkEvent::Done);
+        let role = r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#;
+        assert_eq!(
+            parse_chunk("message", role).unwrap(),
+            ChunkEvent::Chunk {
+                text: None,
+                finish_reason: None,
+                usage: None
+            }
+        );
+        let text = r#"{"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}"#;
+        assert_eq!(
+            parse_chunk("message", text).unwrap(),
+            ChunkEvent::Chunk {
+                text: Some("Hel".into()),
+                finish_reason: None,
+                usage: None
+            }
+        );
+        let usage = r#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":4}}}"#;
+        let ChunkEvent::Chunk {
+            usage: Some(usage), ..
+        } = parse_chunk("message", usage).unwrap()
+        else {
+            panic!("usage expected")
+        };
+        assert_eq!((usage.input_tokens, usage.cache_read_tokens), (5, 4));
+    }
+
+    #[test]
+    fn stream_error_frames_and_garbage_are_errors() {
+        let frame = r#"{"error":{"message":"The server had an error while processing your request.","type":"server_error","param":null,"code":null}}"#;
+        let error = parse_chunk("message", frame).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unavailable);
+        let named = parse_chunk("error", r#"{"error":{"message":"slow","type":"rate_limit_exceeded","code":"rate_limit_exceeded"}}"#).unwrap_err();
+        assert_eq!(named.kind(), ErrorKind::Throttled);
+        let bare = parse_chunk("error", "overloaded").unwrap_err();
+        assert_eq!(bare.kind(), ErrorKind::Unavailable);
+        assert_eq!(
+            parse_chunk("message", "{not json").unwrap_err().kind(),
+            ErrorKind::MalformedResponse
+        );
+    }
+}

@@ -1,0 +1,325 @@
+//! The HTTP side: the reqwest client, one attempt, the retry loop, and the [`Provider`]
+//! implementation.
+
+use failover_provider::{
+    Capabilities, ErrorKind, JsonModeSupport, Provider, ProviderError, ProviderRequest,
+    ProviderResponse, ProviderStream,
+};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use std::fmt;
+use tokio::time::Instant;
+
+use crate::config::{OpenAiConfig, OpenAiConfigBuilder};
+use crate::error;
+use crate::mapping::{JsonContract, WireOptions, chat_request, parse_response};
+use crate::retry::{Decision, decide};
+use crate::stream::{StreamLimits, provider_stream};
+
+/// The largest error body read, in bytes; the rest is not needed to classify it.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// The OpenAI chat completions provider, for OpenAI and any OpenAI-compatible server.
+///
+/// Cheap to share behind an `Arc`; one connection pool per provider.
+pub struct OpenAiProvider {
+    config: OpenAiConfig,
+    client: reqwest::Client,
+    url: String,
+    options: WireOptions,
+    /// The API key, kept only to scrub it from messages a server might echo it in.
+    scrub: Option<SecretString>,
+}
+
+impl fmt::Debug for OpenAiProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiProvider")
+            .field("config", &self.config)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn config_error(message: impl Into<String>) -> ProviderError {
+    ProviderError::new(ErrorKind::AuthOrConfig, message)
+}
+
+fn header(name: &'static str, value: &str) -> Result<(HeaderName, HeaderValue), ProviderError> {
+    let value = HeaderValue::from_str(value)
+        .map_err(|_| config_error(format!("the {name} header value is not valid")))?;
+    Ok((HeaderName::from_static(name), value))
+}
+
+/// Which limit bounded an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    Attempt,
+    FirstToken,
+    Deadline,
+}
+
+impl OpenAiProvider {
+    /// A provider over `config`. Fails (as `auth_or_config`) when the base URL is not an
+    /// `http(s)` URL, a header value is invalid, or the HTTP client cannot be built.
+    pub fn new(config: OpenAiConfig) -> Result<Self, ProviderError> {
+        let url = config.chat_completions_url();
+        let parsed = reqwest::Url::parse(&url)
+            .map_err(|e| config_error(format!("the base URL is not a valid URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(config_error("the base URL must be http or https"));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut scrub = None;
+        if let Some(key) = &config.api_key {
+            let key = key.expose_secret();
+            let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| config_error("the API key contains invalid characters"))?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+            if key.len() >= 8 {
+                scrub = Some(SecretString::from(key));
+            }
+        }
+        if let Some(organization) = &config.organization {
+            let (name, value) = header("openai-organization", organization)?;
+            headers.insert(name, value);
+        }
+        if let Some(project) = &config.project {
+            let (name, value) = header("openai-project", project)?;
+            headers.insert(name, value);
+        }
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("llm-failover/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(config.timeouts.connect)
+            .build()
+            .map_err(|e| config_error(format!("the HTTP client cannot be built: {e}")))?;
+        Ok(Self {
+            options: WireOptions::from_config(&config),
+            config,
+            client,
+            url,
+            scrub,
+        })
+    }
+
+    /// A provider configured from the environment (see [`OpenAiConfigBuilder::from_env`]).
+    pub fn from_env() -> Result<Self, ProviderError> {
+        Self::new(OpenAiConfigBuilder::from_env().build())
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &OpenAiConfig {
+        &self.config
+    }
+
+    /// One attempt up to a 2xx response's headers; an error status is read and classified.
+    async fn send(&self, body: &[u8]) -> Result<reqwest::Response, ProviderError> {
+        let response = self
+            .client
+            .post(&self.url)
+            .body(body.to_vec())
+            .send()
+            .await
+            .map_err(error::from_reqwest)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let headers = response.headers().clone();
+        let mut bytes = Vec::new();
+        let mut response = response;
+        while let Some(chunk) = response.chunk().await.map_err(error::from_reqwest)? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() >= MAX_ERROR_BODY_BYTES {
+                bytes.truncate(MAX_ERROR_BODY_BYTES);
+                break;
+            }
+        }
+        Err(error::from_response(status.as_u16(), &headers, &bytes))
+    }
+
+    /// One non-streaming attempt: the whole answer.
+    async fn complete_once(
+        &self,
+        body: &[u8],
+        model: &str,
+    ) -> Result<ProviderResponse, ProviderError> {
+        let response = self.send(body).await?;
+        let bytes = response.bytes().await.map_err(error::from_reqwest)?;
+        parse_response(&bytes, model)
+    }
+
+    /// The end of an attempt started now: the earliest of its own limit, the first-token
+    /// limit (streams) and the deadline.
+    fn attempt_end(&self, request: &ProviderRequest, streaming: bool) -> (Instant, Bound) {
+        let now = Instant::now();
+        let mut end = (now + self.config.timeouts.attempt, Bound::Attempt);
+        if streaming && now + self.config.timeouts.first_token < end.0 {
+            end = (now + self.config.timeouts.first_token, Bound::FirstToken);
+        }
+        if let Some(deadline) = request.deadline.map(Instant::from_std)
+            && deadline <= end.0
+        {
+            end = (deadline, Bound::Deadline);
+        }
+        end
+    }
+
+    fn timeout_error(&self, bound: Bound) -> ProviderError {
+        let message = match bound {
+            Bound::Attempt => format!(
+                "no answer within the attempt time-out of {} ms",
+                self.config.timeouts.attempt.as_millis()
+            ),
+            Bound::FirstToken => format!(
+                "no first token within {} ms",
+                self.config.timeouts.first_token.as_millis()
+            ),
+            Bound::Deadline => "the request's deadline passed".to_owned(),
+        };
+        ProviderError::new(ErrorKind::Timeout, message)
+    }
+
+    /// Runs `attempt` under the retry policy until it succeeds, fails permanently, runs out
+    /// of attempts, or the deadline leaves no room for another.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        request: &ProviderRequest,
+        streaming: bool,
+        mut attempt: F,
+    ) -> Result<T, ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        let mut number = 1;
+        loop {
+            let (end, bound) = self.attempt_end(request, streaming);
+            if end <= Instant::now() {
+                return Err(self.timeout_error(Bound::Deadline));
+            }
+            tracing::debug!(
+                provider = %self.config.name,
+                request_id = %request.request_id,
+                model = %request.model,
+                attempt = number,
+                streaming,
+                "sending chat completion"
+            );
+            let result = match tokio::time::timeout_at(end, attempt()).await {
+                Ok(result) => result,
+                Err(_) => Err(self.timeout_error(bound)),
+            };
+            let error = match result {
+                Ok(value) => return Ok(value),
+                Err(error) => error::scrub(error, self.scrub.as_ref().map(|k| k.expose_secret())),
+            };
+            let decision = decide(
+                &self.config.retry,
+                number,
+                &error,
+                request.deadline,
+                std::time::Instant::now(),
+                fastrand::f64(),
+            );
+            match decision {
+                Decision::RetryAfter(wait) => {
+                    tracing::warn!(
+                        provider = %self.config.name,
+                        request_id = %request.request_id,
+                        attempt = number,
+                        kind = %error.kind(),
+                        status = error.http_status(),
+                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        %error,
+                        "retrying chat completion"
+                    );
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    number += 1;
+                }
+                Decision::GiveUp(reason) => {
+                    tracing::debug!(
+                        provider = %self.config.name,
+                        request_id = %request.request_id,
+                        attempt = number,
+                        kind = %error.kind(),
+                        reason = reason.as_str(),
+                        %error,
+                        "chat completion failed"
+                    );
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    fn body(&self, request: &ProviderRequest, streaming: bool) -> Result<Vec<u8>, ProviderError> {
+        serde_json::to_vec(&chat_request(request, self.options, streaming)).map_err(|e| {
+            ProviderError::new(
+                ErrorKind::InvalidRequest,
+                format!("the request cannot be encoded: {e}"),
+            )
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for OpenAiProvider {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let schema = if self.config.structured_outputs {
+            JsonModeSupport::Native
+        } else {
+            JsonModeSupport::Emulated
+        };
+        Capabilities::FULL.with_json_schema(schema)
+    }
+
+    async fn complete(&self, request: ProviderRequest) -> Result<ProviderResponse, ProviderError> {
+        let contract = JsonContract::for_format(&request.response_format)?;
+        let body = self.body(&request, false)?;
+        let response = self
+            .with_retries(&request, false, || {
+                self.complete_once(&body, &request.model)
+            })
+            .await?;
+        if let Some(contract) = &contract {
+            contract.check(&response.content).map_err(|error| {
+                tracing::debug!(provider = %self.config.name, request_id = %request.request_id, %error, "JSON mode content refused");
+                error
+            })?;
+        }
+        Ok(response)
+    }
+
+    async fn stream(&self, request: ProviderRequest) -> Result<ProviderStream, ProviderError> {
+        let contract = JsonContract::for_format(&request.response_format)?;
+        let body = self.body(&request, true)?;
+        let (response, sent_at) = self
+            .with_retries(&request, true, || async {
+                let sent_at = Instant::now();
+                self.send(&body).await.map(|response| (response, sent_at))
+            })
+            .await?;
+        let limits = StreamLimits {
+            first_token_at: sent_at + self.config.timeouts.first_token,
+            first_token: self.config.timeouts.first_token,
+            stall: self.config.timeouts.stall,
+            deadline: request.deadline.map(Instant::from_std),
+        };
+        Ok(provider_stream(
+            response,
+            limits,
+            contract,
+            self.config.name.clone(),
+            self.scrub.clone(),
+        ))
+    }
+}
