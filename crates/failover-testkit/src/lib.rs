@@ -3,8 +3,10 @@
 pub mod bedrock_server;
 pub mod eventstream;
 mod faults;
+pub mod harness;
 pub mod openai_fixtures;
 mod scripted;
+pub mod services;
 pub mod suites;
 
 pub use faults::{BrokenCache, CacheFault};

@@ -296,8 +296,8 @@ pub fn sse_response(events: &[String]) -> ResponseTemplate {
         .set_body_raw(events.concat(), "text/event-stream")
 }
 
-/// A chunked `text/event-stream` response for the [`ChunkedServer`]
-/// (crate::bedrock_server::ChunkedServer): one HTTP chunk per event, so pauses
+/// A chunked `text/event-stream` response for the
+/// [`ChunkedServer`](crate::bedrock_server::ChunkedServer): one HTTP chunk per event, so pauses
 /// between parts are pauses between events.
 pub fn sse_chunked(events: &[String]) -> ChunkedResponse {
     ChunkedResponse {
