@@ -61,6 +61,14 @@ impl AsyncTest {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The same test under another name (to run one suite for several configurations).
+    pub fn renamed(self, name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..self
+        }
+    }
 }
 
 impl std::fmt::Debug for AsyncTest {

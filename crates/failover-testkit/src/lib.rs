@@ -4,6 +4,7 @@ pub mod bedrock_server;
 pub mod eventstream;
 mod faults;
 pub mod harness;
+pub mod moto;
 pub mod openai_fixtures;
 mod scripted;
 pub mod services;

@@ -381,7 +381,8 @@ macro_rules! cache_behaviour_suite {
 /// The cache checks as a `Vec<`[`AsyncTest`](crate::harness::AsyncTest)`>` for a
 /// service-backed test binary ([`service_test_main!`](crate::service_test_main)'s
 /// `suites:`). `$factory` is as for [`cache_behaviour_suite!`](crate::cache_behaviour_suite)
-/// and must not capture local variables (it is expanded into each check).
+/// and is expanded into each check: it may capture `Copy` values (a mode, a port), which
+/// each check then owns.
 #[macro_export]
 macro_rules! cache_behaviour_tests {
     ($factory:expr) => {{
@@ -392,7 +393,7 @@ macro_rules! cache_behaviour_tests {
     (@check $tests:ident, $factory:expr, $name:ident, $check:ident) => {
         $tests.push($crate::harness::AsyncTest::new(
             ::core::stringify!($name),
-            || async {
+            move || async move {
                 $crate::suites::cache::$check(($factory)().await).await;
             },
         ));

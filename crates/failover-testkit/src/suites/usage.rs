@@ -345,8 +345,8 @@ macro_rules! usage_sink_behaviour_suite {
 
 /// The usage-sink checks as a `Vec<`[`AsyncTest`](crate::harness::AsyncTest)`>` for a
 /// service-backed test binary. `$factory` is as for
-/// [`usage_sink_behaviour_suite!`](crate::usage_sink_behaviour_suite) and must not capture
-/// local variables.
+/// [`usage_sink_behaviour_suite!`](crate::usage_sink_behaviour_suite) and is expanded into each check:
+/// it may capture `Copy` values (a mode, a port), which each check then owns.
 #[macro_export]
 macro_rules! usage_sink_behaviour_tests {
     ($factory:expr) => {{
@@ -357,7 +357,7 @@ macro_rules! usage_sink_behaviour_tests {
     (@check $tests:ident, $factory:expr, $name:ident, $check:ident) => {
         $tests.push($crate::harness::AsyncTest::new(
             ::core::stringify!($name),
-            || async {
+            move || async move {
                 $crate::suites::usage::$check(($factory)().await).await;
             },
         ));
