@@ -102,6 +102,7 @@ impl DynamoDbUsageSink {
             store: Store::new(client, &config, counters.clone()),
             spill,
             counters,
+            write_permits: tokio::sync::Semaphore::new(config.max_in_flight),
             config,
         });
         let (tx, rx) = mpsc::channel(shared.config.queue_capacity);

@@ -150,41 +150,12 @@ pub fn shared() -> Result<DynamoDbEndpoint, Unavailable> {
 /// A moto this test owns and may stop and restart on the same port. Needs the binary
 /// even when `DYNAMODB_ENDPOINT` is set (an external endpoint cannot be restarted).
 pub fn spawn_owned() -> Result<MotoServer, Unavailable> {
-    spawn_moto("dynamodb (owned, restartable moto_server)").map(|server| MotoServer { server })
+    spawn_moto("dynamodb (owned, restartable moto_server)").map(crate::services::OwnedServer::new)
 }
 
-/// A `moto_server` owned by one test.
-#[derive(Debug)]
-pub struct MotoServer {
-    server: LocalServer,
-}
-
-impl MotoServer {
-    /// `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        self.server.url()
-    }
-
-    /// Its port.
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
-    /// Whether it answers now.
-    pub fn answers(&self) -> bool {
-        self.server.answers()
-    }
-
-    /// Kills it (no graceful shutdown) and waits for the exit. Its tables are gone.
-    pub fn stop(&self) {
-        self.server.stop();
-    }
-
-    /// Starts it again on the same port — empty — and waits until it answers.
-    pub fn restart(&self) -> Result<(), String> {
-        self.server.start()
-    }
-}
+/// A `moto_server` owned by one test: stop it, start it again on the same port (its
+/// tables are gone then).
+pub type MotoServer = crate::services::OwnedServer;
 
 /// A table name unique to this call: `{prefix}-{time}-{pid}-{counter}` (DynamoDB names
 /// allow `[a-zA-Z0-9_.-]`, 3–255 characters).

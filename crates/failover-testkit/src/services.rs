@@ -521,6 +521,44 @@ impl Drop for BlackHole {
     }
 }
 
+/// A server owned by one test (a `redis-server`, a `moto_server`): it can be killed, as a
+/// crash would, and started again on the same port, empty.
+#[derive(Debug)]
+pub struct OwnedServer {
+    server: LocalServer,
+}
+
+impl OwnedServer {
+    pub(crate) fn new(server: LocalServer) -> Self {
+        Self { server }
+    }
+
+    /// Its URL (`redis://127.0.0.1:PORT`, `http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    /// Whether it answers its protocol's probe now.
+    pub fn answers(&self) -> bool {
+        self.server.answers()
+    }
+
+    /// Kills it (no graceful shutdown) and waits for the exit.
+    pub fn stop(&self) {
+        self.server.stop();
+    }
+
+    /// Starts it again on the same port, empty, and waits until it answers.
+    pub fn restart(&self) -> Result<(), String> {
+        self.server.start()
+    }
+}
+
 pub mod redis {
     //! Redis: `REDIS_URL`, else `redis-server` on a free port, else a visible skip.
 
@@ -620,7 +658,7 @@ pub mod redis {
             binary,
             extra_args.iter().map(OsString::from).collect(),
         )
-        .map(|server| RedisServer { server })
+        .map(super::OwnedServer::new)
         .map_err(unavailable)
     }
 
@@ -740,37 +778,7 @@ pub mod redis {
     }
 
     /// A `redis-server` owned by one test: stop it, start it again on the same port.
-    #[derive(Debug)]
-    pub struct RedisServer {
-        server: LocalServer,
-    }
-
-    impl RedisServer {
-        /// `redis://127.0.0.1:PORT`.
-        pub fn url(&self) -> String {
-            self.server.url()
-        }
-
-        /// Its port.
-        pub fn port(&self) -> u16 {
-            self.server.port()
-        }
-
-        /// Whether it answers `PING` now.
-        pub fn answers(&self) -> bool {
-            self.server.answers()
-        }
-
-        /// Kills it (as a crash would: no graceful shutdown) and waits for the exit.
-        pub fn stop(&self) {
-            self.server.stop();
-        }
-
-        /// Starts it again on the same port, empty, and waits until it answers.
-        pub fn restart(&self) -> Result<(), String> {
-            self.server.start()
-        }
-    }
+    pub type RedisServer = super::OwnedServer;
 }
 
 #[cfg(test)]
