@@ -7,7 +7,6 @@
 //!   with JSON-mode content validated.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use aws_sdk_bedrockruntime::operation::converse::ConverseOutput as ConverseResponse;
 use aws_sdk_bedrockruntime::types::{
@@ -18,8 +17,8 @@ use aws_sdk_bedrockruntime::types::{
 };
 use aws_smithy_types::{Document, Number};
 use failover_provider::{
-    ErrorKind, FinishReason, Message, ProviderError, ProviderRequest, ResponseFormat, Role,
-    TokenUsage,
+    ErrorKind, FinishReason, JsonContract, Message, ProviderError, ProviderRequest, ResponseFormat,
+    Role, TokenUsage,
 };
 
 use crate::config::JsonModeConfig;
@@ -57,62 +56,6 @@ impl JsonPlan {
             JsonPlan::Text => None,
             JsonPlan::ForcedTool { contract, .. } | JsonPlan::Native { contract } => Some(contract),
         }
-    }
-}
-
-/// What JSON-mode content must be: a JSON object, matching a JSON Schema when one was given.
-#[derive(Debug, Clone)]
-pub struct JsonContract {
-    validator: Option<Arc<jsonschema::Validator>>,
-}
-
-impl JsonContract {
-    /// Any JSON object.
-    pub fn object() -> Self {
-        Self { validator: None }
-    }
-
-    /// A JSON object matching `schema`. An invalid schema is the caller's mistake.
-    pub fn schema(schema: &serde_json::Value) -> Result<Self, ProviderError> {
-        let validator = jsonschema::validator_for(schema).map_err(|error| {
-            ProviderError::new(
-                ErrorKind::InvalidRequest,
-                format!("the JSON schema of the request is invalid: {error}"),
-            )
-        })?;
-        Ok(Self {
-            validator: Some(Arc::new(validator)),
-        })
-    }
-
-    /// Checks a parsed value.
-    pub fn check_value(&self, value: &serde_json::Value) -> Result<(), ProviderError> {
-        if !value.is_object() {
-            return Err(ProviderError::new(
-                ErrorKind::MalformedResponse,
-                "JSON mode content is not a JSON object",
-            ));
-        }
-        if let Some(validator) = &self.validator
-            && let Err(error) = validator.validate(value)
-        {
-            return Err(ProviderError::new(
-                ErrorKind::MalformedResponse,
-                format!("JSON mode content does not match the schema: {error}"),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Parses and checks text.
-    pub fn check_text(&self, text: &str) -> Result<(), ProviderError> {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|error| {
-            ProviderError::new(
-                ErrorKind::MalformedResponse,
-                format!("JSON mode content is not valid JSON: {error}"),
-            )
-        })?;
-        self.check_value(&value)
     }
 }
 

@@ -241,7 +241,8 @@ mod tests {
         ToolUseBlockDelta,
     };
 
-    use crate::mapping::{JSON_TOOL_NAME, JsonContract};
+    use crate::mapping::JSON_TOOL_NAME;
+    use failover_provider::JsonContract;
 
     fn text(text: &str) -> ConverseStreamOutput {
         ConverseStreamOutput::ContentBlockDelta(

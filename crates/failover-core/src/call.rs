@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use failover_breaker::{Outcome, Permit};
 use failover_provider::{
-    AttemptOutcome, AttemptRecord, BreakerEffect, ErrorKind, ProviderError, ResponseFormat,
-    TokenUsage, Usd,
+    AttemptOutcome, AttemptRecord, BreakerEffect, ErrorKind, JsonContract, ProviderError,
+    ResponseFormat, TokenUsage, Usd,
 };
 use failover_usage::UsageOutcome;
 
@@ -67,17 +67,7 @@ pub(crate) fn check_json(format: &ResponseFormat, content: &str) -> Result<(), P
     if !format.is_json() {
         return Ok(());
     }
-    match serde_json::from_str::<serde_json::Value>(content) {
-        Ok(value) if value.is_object() => Ok(()),
-        Ok(_) => Err(ProviderError::new(
-            ErrorKind::MalformedResponse,
-            "JSON mode content is not a JSON object",
-        )),
-        Err(error) => Err(ProviderError::new(
-            ErrorKind::MalformedResponse,
-            format!("JSON mode content is not valid JSON: {error}"),
-        )),
-    }
+    JsonContract::object().check_text(content)
 }
 
 /// An admitted call in flight: holds the breaker permit and owes one usage record.

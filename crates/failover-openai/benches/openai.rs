@@ -66,7 +66,7 @@ fn mapping(c: &mut Criterion) {
                 .unwrap()
                 .unwrap();
             contract
-                .check(r#"{"answer": 4, "why": "arithmetic"}"#)
+                .check_text(r#"{"answer": 4, "why": "arithmetic"}"#)
                 .unwrap();
         })
     });

@@ -16,8 +16,7 @@
 //!
 //! `input_tokens + cache_read_tokens` is therefore OpenAI's `prompt_tokens`.
 
-use std::sync::Arc;
-
+pub use failover_provider::JsonContract;
 use failover_provider::{
     ErrorKind, FinishReason, Message, ProviderError, ProviderRequest, ProviderResponse,
     ResponseFormat, Role, TokenUsage,
@@ -348,53 +347,6 @@ pub fn parse_response(
     })
 }
 
-/// What JSON-mode content must be: a JSON object, matching a schema when one was given.
-#[derive(Debug, Clone)]
-pub struct JsonContract {
-    validator: Option<Arc<jsonschema::Validator>>,
-}
-
-impl JsonContract {
-    /// The contract of `format`; `None` for text. An invalid schema is the caller's mistake
-    /// ([`ErrorKind::InvalidRequest`]), found before anything is sent.
-    pub fn for_format(format: &ResponseFormat) -> Result<Option<Self>, ProviderError> {
-        match format {
-            ResponseFormat::Text => Ok(None),
-            ResponseFormat::JsonObject => Ok(Some(Self { validator: None })),
-            ResponseFormat::JsonSchema { schema, .. } => {
-                let validator = jsonschema::validator_for(schema).map_err(|error| {
-                    ProviderError::new(
-                        ErrorKind::InvalidRequest,
-                        format!("the JSON schema of the request is invalid: {error}"),
-                    )
-                })?;
-                Ok(Some(Self {
-                    validator: Some(Arc::new(validator)),
-                }))
-            }
-        }
-    }
-
-    /// Checks content: valid JSON, an object, and matching the schema.
-    pub fn check(&self, content: &str) -> Result<(), ProviderError> {
-        let value: serde_json::Value = serde_json::from_str(content)
-            .map_err(|e| malformed(format!("JSON mode content is not valid JSON: {e}")))?;
-        if !value.is_object() {
-            return Err(malformed("JSON mode content is not a JSON object"));
-        }
-        if let Some(validator) = &self.validator
-            && let Err(error) = validator.validate(&value)
-        {
-            return Err(malformed(format!(
-                "JSON mode content does not match the schema at `{}`: {}",
-                error.instance_path(),
-                crate::error::truncate(&error.to_string())
-            )));
-        }
-        Ok(())
-    }
-}
-
 /// One streamed chunk's choice delta.
 #[derive(Debug, Default, Deserialize)]
 struct WireDelta {
@@ -699,10 +651,10 @@ mod tests {
         let object = JsonContract::for_format(&ResponseFormat::JsonObject)
             .unwrap()
             .unwrap();
-        object.check(r#"{"a": 1}"#).unwrap();
+        object.check_text(r#"{"a": 1}"#).unwrap();
         for bad in ["Sure! {\"a\": 1}", "[1, 2]", "```json\n{}\n```"] {
             assert_eq!(
-                object.check(bad).unwrap_err().kind(),
+                object.check_text(bad).unwrap_err().kind(),
                 ErrorKind::MalformedResponse,
                 "{bad}"
             );
@@ -712,11 +664,11 @@ mod tests {
             schema: json!({"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}),
         };
         let contract = JsonContract::for_format(&schema).unwrap().unwrap();
-        contract.check(r#"{"answer": 4}"#).unwrap();
-        let error = contract.check(r#"{"answer": "four"}"#).unwrap_err();
+        contract.check_text(r#"{"answer": 4}"#).unwrap();
+        let error = contract.check_text(r#"{"answer": "four"}"#).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::MalformedResponse);
         assert!(error.message().contains("/answer"), "{}", error.message());
-        assert!(contract.check(r#"{}"#).is_err());
+        assert!(contract.check_text(r#"{}"#).is_err());
 
         let invalid = ResponseFormat::JsonSchema {
             name: "bad".into(),

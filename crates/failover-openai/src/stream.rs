@@ -89,7 +89,7 @@ impl SseState {
 
     fn finish(&mut self) -> Result<ProviderEvent, ProviderError> {
         if let Some(contract) = &self.contract {
-            contract.check(&self.text)?;
+            contract.check_text(&self.text)?;
         }
         Ok(ProviderEvent::Finished {
             finish_reason: self

@@ -291,7 +291,7 @@ impl Provider for OpenAiProvider {
             })
             .await?;
         if let Some(contract) = &contract {
-            contract.check(&response.content).map_err(|error| {
+            contract.check_text(&response.content).map_err(|error| {
                 tracing::debug!(provider = %self.config.name, request_id = %request.request_id, %error, "JSON mode content refused");
                 error
             })?;

@@ -2,6 +2,7 @@
 
 mod completion;
 mod error;
+mod json;
 mod message;
 mod provider;
 mod request;
@@ -11,6 +12,7 @@ pub use completion::{
     AttemptOutcome, AttemptRecord, Completion, FinishReason, StreamChunk, StreamSummary,
 };
 pub use error::{BreakerEffect, ErrorKind, ProviderError, RetryPolicy};
+pub use json::JsonContract;
 pub use message::{Message, PromptInput, Role};
 pub use provider::{
     Capabilities, JsonModeSupport, Provider, ProviderEvent, ProviderResponse, ProviderStream,
