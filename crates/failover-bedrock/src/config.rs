@@ -9,37 +9,10 @@ use serde::{Deserialize, Serialize};
 /// The provider's default name in routing, health and usage.
 pub const DEFAULT_NAME: &str = "bedrock";
 
-/// Time limits of one Bedrock call.
-///
-/// `connect` and `attempt` are enforced by the SDK (its `connect_timeout` and
-/// `operation_attempt_timeout`), `first_token` and `stall` by this crate's stream reader.
-/// The adapter's request deadline bounds everything on top.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-#[non_exhaustive]
-pub struct BedrockTimeouts {
-    /// Establishing the TCP/TLS connection.
-    pub connect: Duration,
-    /// One attempt of an operation: for `Converse` the whole answer, for `ConverseStream`
-    /// until the response headers (the stream itself is bounded by `first_token` and
-    /// `stall`).
-    pub attempt: Duration,
-    /// From sending a streaming request to its first content delta.
-    pub first_token: Duration,
-    /// The longest gap between two events of a stream.
-    pub stall: Duration,
-}
-
-impl Default for BedrockTimeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(3),
-            attempt: Duration::from_secs(60),
-            first_token: Duration::from_secs(20),
-            stall: Duration::from_secs(20),
-        }
-    }
-}
+/// Time limits of one Bedrock call: `connect` and `attempt` are enforced by the SDK (its
+/// `connect_timeout` and `operation_attempt_timeout`), `first_token` and `stall` by this
+/// crate's stream reader.
+pub type BedrockTimeouts = failover_provider::CallTimeouts;
 
 /// The SDK's retry policy: standard mode (exponential backoff with jitter and a client-side
 /// retry quota), bounded attempts.

@@ -22,37 +22,9 @@ pub const ENV_ORGANIZATION: &str = "OPENAI_ORG_ID";
 /// Environment variable holding the project id (`OpenAI-Project` header).
 pub const ENV_PROJECT: &str = "OPENAI_PROJECT_ID";
 
-/// Time limits of one OpenAI call.
-///
-/// All of them are also bounded by the request's deadline
-/// ([`ProviderRequest::deadline`](failover_provider::ProviderRequest::deadline)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-#[non_exhaustive]
-pub struct OpenAiTimeouts {
-    /// Establishing the TCP/TLS connection.
-    pub connect: Duration,
-    /// One attempt: for a completion the whole answer (headers and body), for a stream
-    /// until the response headers (the stream itself is bounded by `first_token` and
-    /// `stall`).
-    pub attempt: Duration,
-    /// From sending a streaming request to its first content delta (or its terminal event,
-    /// for an empty answer).
-    pub first_token: Duration,
-    /// The longest gap between two events of a stream.
-    pub stall: Duration,
-}
-
-impl Default for OpenAiTimeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(3),
-            attempt: Duration::from_secs(60),
-            first_token: Duration::from_secs(20),
-            stall: Duration::from_secs(20),
-        }
-    }
-}
+/// Time limits of one OpenAI call: `connect` and `attempt` by the HTTP client, `first_token`
+/// and `stall` by this crate's stream reader; all also bounded by the request's deadline.
+pub type OpenAiTimeouts = failover_provider::CallTimeouts;
 
 /// Bounded retries of one call, owned by this provider (the adapter never retries the
 /// same provider; it fails over).

@@ -6,6 +6,7 @@ mod json;
 mod message;
 mod provider;
 mod request;
+mod timeouts;
 mod usage;
 
 pub use completion::{
@@ -18,4 +19,5 @@ pub use provider::{
     Capabilities, JsonModeSupport, Provider, ProviderEvent, ProviderResponse, ProviderStream,
 };
 pub use request::{CompletionRequest, ProviderRequest, RequestId, ResponseFormat};
+pub use timeouts::CallTimeouts;
 pub use usage::{TokenUsage, Usd};
