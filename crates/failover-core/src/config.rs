@@ -55,6 +55,12 @@ impl AdapterConfig {
         self
     }
 
+    /// Sets the cache write budget.
+    pub fn with_cache_write_budget(mut self, budget: Duration) -> Self {
+        self.cache_write_budget = budget;
+        self
+    }
+
     /// Sets whether cache hits are recorded as usage.
     pub fn with_record_cache_hits(mut self, record: bool) -> Self {
         self.record_cache_hits = record;

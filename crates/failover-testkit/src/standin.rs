@@ -1,0 +1,414 @@
+//! Local stand-ins for Bedrock and OpenAI: two wiremock servers that answer *every* request
+//! in the provider's real wire format, so the real clients (the AWS SDK's Bedrock client,
+//! the OpenAI client) can talk to them unchanged.
+//!
+//! - **Bedrock**: `Converse` gets a JSON answer, `ConverseStream` an AWS event stream
+//!   (`messageStart`, text deltas, `messageStop`, `metadata`); a forced JSON tool
+//!   (`toolConfig`) is answered by calling that tool.
+//! - **OpenAI**: chat completions get a `chat.completion`, or an SSE stream with the usage
+//!   chunk and `[DONE]` when `stream` is set; `response_format` JSON gets a JSON object.
+//!
+//! Answers are deterministic: the text is the provider's canned reply, the input tokens are
+//! derived from the request's size (one per four bytes of message text, at least one), the
+//! output tokens are the reply's word count.
+//!
+//! Each test scripts faults on top ([`StandIns::inject`]): the next N requests fail with a
+//! 503, are throttled (429 with a retry hint), get a stream cut before its end, or are
+//! answered after a delay. Faults take precedence over the default answer and are used up
+//! in the order they were injected.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::eventstream::{ConverseStreamBody, EVENT_STREAM_CONTENT_TYPE, bedrock_error};
+use crate::openai_fixtures::{
+    self, json_response, rate_limit_error, server_error, sse_done, sse_finish_chunk,
+    sse_role_chunk, sse_text_chunk, sse_usage_chunk,
+};
+
+/// What the Bedrock stand-in says.
+pub const BEDROCK_REPLY: &str = "Four, as computed by the Bedrock stand-in.";
+/// What the OpenAI stand-in says.
+pub const OPENAI_REPLY: &str = "Four, as computed by the OpenAI stand-in.";
+/// The JSON object both stand-ins answer JSON-mode requests with.
+pub const JSON_REPLY: &str = r#"{"answer":"4"}"#;
+
+/// Priority of the default answers (wiremock: lower numbers win; the default is 5).
+const DEFAULT_PRIORITY: u8 = 10;
+/// Priority of injected faults: they win over the default answer.
+const FAULT_PRIORITY: u8 = 1;
+
+/// Which stand-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Vendor {
+    /// The Bedrock runtime stand-in.
+    Bedrock,
+    /// The OpenAI chat completions stand-in.
+    OpenAi,
+}
+
+/// A fault a stand-in serves instead of its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 503 (`ServiceUnavailableException` / OpenAI's server error body).
+    Unavailable,
+    /// HTTP 429 (`ThrottlingException` / `rate_limit_exceeded`) with `retry-after` seconds.
+    Throttled {
+        /// The retry hint sent in `retry-after`.
+        retry_after_secs: u64,
+    },
+    /// Streaming requests only: the stream starts (a first text delta arrives) and then the
+    /// body ends without the stream's end (no `messageStop`/`metadata`, no `[DONE]`).
+    CutStream,
+    /// The normal answer, sent after this long.
+    Slow(Duration),
+}
+
+/// The two stand-in servers of one test.
+#[derive(Debug)]
+pub struct StandIns {
+    bedrock: MockServer,
+    openai: MockServer,
+}
+
+impl StandIns {
+    /// Starts both servers with their default answers mounted.
+    pub async fn start() -> Self {
+        let bedrock = MockServer::start().await;
+        let openai = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path_regex(r"^/model/[^/]+/converse(-stream)?$"))
+            .respond_with(Answer::new(Vendor::Bedrock))
+            .with_priority(DEFAULT_PRIORITY)
+            .mount(&bedrock)
+            .await;
+        Mock::given(method("POST"))
+            .and(path_regex(r"^/v1/chat/completions$"))
+            .respond_with(Answer::new(Vendor::OpenAi))
+            .with_priority(DEFAULT_PRIORITY)
+            .mount(&openai)
+            .await;
+        Self { bedrock, openai }
+    }
+
+    /// The Bedrock runtime endpoint URL (for `BedrockConfig::endpoint_url`).
+    pub fn bedrock_endpoint(&self) -> String {
+        self.bedrock.uri()
+    }
+
+    /// The OpenAI base URL, `…/v1` (for `OpenAiConfig::base_url`).
+    pub fn openai_base_url(&self) -> String {
+        openai_fixtures::base_url(&self.openai)
+    }
+
+    /// The server behind `vendor`, to inspect what it received.
+    pub fn server(&self, vendor: Vendor) -> &MockServer {
+        match vendor {
+            Vendor::Bedrock => &self.bedrock,
+            Vendor::OpenAi => &self.openai,
+        }
+    }
+
+    /// Serves `fault` to the next `times` matching requests of `vendor` (a
+    /// [`Fault::CutStream`] matches streaming requests only).
+    pub async fn inject(&self, vendor: Vendor, fault: Fault, times: u64) {
+        let route = match (vendor, &fault) {
+            (Vendor::Bedrock, Fault::CutStream) => r"^/model/[^/]+/converse-stream$",
+            (Vendor::Bedrock, _) => r"^/model/[^/]+/converse(-stream)?$",
+            (Vendor::OpenAi, _) => r"^/v1/chat/completions$",
+        };
+        let mut mock = Mock::given(method("POST")).and(path_regex(route));
+        if vendor == Vendor::OpenAi && fault == Fault::CutStream {
+            mock = mock.and(IsStreaming);
+        }
+        mock.respond_with(FaultResponder { vendor, fault })
+            .up_to_n_times(times)
+            .with_priority(FAULT_PRIORITY)
+            .mount(self.server(vendor))
+            .await;
+    }
+
+    /// How many requests `vendor`'s server received.
+    pub async fn calls(&self, vendor: Vendor) -> usize {
+        self.server(vendor)
+            .received_requests()
+            .await
+            .map_or(0, |requests| requests.len())
+    }
+
+    /// The JSON bodies `vendor`'s server received, in order.
+    pub async fn bodies(&self, vendor: Vendor) -> Vec<Value> {
+        self.server(vendor)
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|request| serde_json::from_slice(&request.body).unwrap_or(Value::Null))
+            .collect()
+    }
+}
+
+/// Matches OpenAI requests with `"stream": true`.
+struct IsStreaming;
+
+impl wiremock::Match for IsStreaming {
+    fn matches(&self, request: &Request) -> bool {
+        body_json(request)["stream"] == json!(true)
+    }
+}
+
+fn body_json(request: &Request) -> Value {
+    serde_json::from_slice(&request.body).unwrap_or(Value::Null)
+}
+
+/// The facts of one request the answer depends on.
+struct Asked {
+    streaming: bool,
+    /// The forced tool's name (Bedrock JSON mode).
+    json_tool: Option<String>,
+    /// OpenAI `response_format` is JSON.
+    json_format: bool,
+    input_tokens: u32,
+}
+
+impl Asked {
+    fn read(vendor: Vendor, request: &Request) -> Self {
+        let body = body_json(request);
+        let message_bytes: usize = body["messages"]
+            .as_array()
+            .map(|messages| messages.iter().map(|m| m.to_string().len()).sum())
+            .unwrap_or(0)
+            + body["system"].to_string().len();
+        let input_tokens = u32::try_from(message_bytes / 4).unwrap_or(u32::MAX).max(1);
+        match vendor {
+            Vendor::Bedrock => Self {
+                streaming: request.url.path().ends_with("/converse-stream"),
+                json_tool: body["toolConfig"]["tools"][0]["toolSpec"]["name"]
+                    .as_str()
+                    .map(str::to_owned),
+                json_format: false,
+                input_tokens,
+            },
+            Vendor::OpenAi => Self {
+                streaming: body["stream"] == json!(true),
+                json_tool: None,
+                json_format: matches!(
+                    body["response_format"]["type"].as_str(),
+                    Some("json_object" | "json_schema")
+                ),
+                input_tokens,
+            },
+        }
+    }
+}
+
+fn words(text: &str) -> Vec<String> {
+    // Keep the separating space with each word, so the deltas concatenate to the text.
+    let mut pieces = Vec::new();
+    for (index, word) in text.split(' ').enumerate() {
+        pieces.push(if index == 0 {
+            word.to_owned()
+        } else {
+            format!(" {word}")
+        });
+    }
+    pieces
+}
+
+/// The default answer of a stand-in.
+struct Answer {
+    vendor: Vendor,
+    delay: Duration,
+}
+
+impl Answer {
+    fn new(vendor: Vendor) -> Self {
+        Self {
+            vendor,
+            delay: Duration::ZERO,
+        }
+    }
+
+    fn complete(&self, request: &Request) -> ResponseTemplate {
+        let asked = Asked::read(self.vendor, request);
+        let response = match self.vendor {
+            Vendor::Bedrock => bedrock_answer(&asked, true),
+            Vendor::OpenAi => openai_answer(&asked, true),
+        };
+        response.set_delay(self.delay)
+    }
+}
+
+impl Respond for Answer {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        self.complete(request)
+    }
+}
+
+fn reply_text(vendor: Vendor, asked: &Asked) -> &'static str {
+    if asked.json_tool.is_some() || asked.json_format {
+        JSON_REPLY
+    } else if vendor == Vendor::Bedrock {
+        BEDROCK_REPLY
+    } else {
+        OPENAI_REPLY
+    }
+}
+
+fn output_tokens(text: &str) -> u32 {
+    u32::try_from(words(text).len()).unwrap_or(u32::MAX)
+}
+
+/// Bedrock's answer; when `whole` is false, a stream cut after its first delta.
+fn bedrock_answer(asked: &Asked, whole: bool) -> ResponseTemplate {
+    let text = reply_text(Vendor::Bedrock, asked);
+    let output = output_tokens(text);
+    if !asked.streaming {
+        let body = match &asked.json_tool {
+            Some(tool) => crate::eventstream::converse_tool_use(
+                tool,
+                serde_json::from_str(JSON_REPLY).unwrap_or(Value::Null),
+                asked.input_tokens,
+                output,
+            ),
+            None => crate::eventstream::converse_text(text, "end_turn", asked.input_tokens, output),
+        };
+        return crate::eventstream::converse_response(body);
+    }
+    let mut stream = ConverseStreamBody::new().message_start();
+    let pieces = words(text);
+    let (pieces, stop_reason) = match &asked.json_tool {
+        Some(tool) => {
+            stream = stream.tool_use_start("tooluse_standin", tool);
+            (pieces, "tool_use")
+        }
+        None => (pieces, "end_turn"),
+    };
+    let sent = if whole { pieces.len() } else { 1 };
+    for piece in pieces.iter().take(sent) {
+        stream = if asked.json_tool.is_some() {
+            stream.tool_input(piece)
+        } else {
+            stream.text(piece)
+        };
+    }
+    if whole {
+        stream = stream
+            .block_stop()
+            .message_stop(stop_reason)
+            .metadata(asked.input_tokens, output);
+    }
+    ResponseTemplate::new(200).set_body_raw(stream.to_bytes(), EVENT_STREAM_CONTENT_TYPE)
+}
+
+/// OpenAI's answer; when `whole` is false, a stream cut after its first delta.
+fn openai_answer(asked: &Asked, whole: bool) -> ResponseTemplate {
+    let text = reply_text(Vendor::OpenAi, asked);
+    let output = u64::from(output_tokens(text));
+    let input = u64::from(asked.input_tokens);
+    if !asked.streaming {
+        return json_response(
+            200,
+            &openai_fixtures::chat_completion("gpt-4-0613", text, input, output),
+        );
+    }
+    let pieces = words(text);
+    let mut events = vec![sse_role_chunk()];
+    if whole {
+        events.extend(pieces.iter().map(|piece| sse_text_chunk(piece)));
+        events.push(sse_finish_chunk("stop"));
+        events.push(sse_usage_chunk(input, 0, output));
+        events.push(sse_done());
+    } else {
+        events.push(sse_text_chunk(&pieces[0]));
+    }
+    openai_fixtures::sse_response(&events)
+}
+
+/// Serves one [`Fault`].
+struct FaultResponder {
+    vendor: Vendor,
+    fault: Fault,
+}
+
+impl Respond for FaultResponder {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        match (&self.fault, self.vendor) {
+            (Fault::Unavailable, Vendor::Bedrock) => bedrock_error(
+                503,
+                "ServiceUnavailableException",
+                "Bedrock is unavailable. Try your request again.",
+            ),
+            (Fault::Unavailable, Vendor::OpenAi) => json_response(503, &server_error()),
+            (Fault::Throttled { retry_after_secs }, Vendor::Bedrock) => bedrock_error(
+                429,
+                "ThrottlingException",
+                "Too many requests, please wait before trying again.",
+            )
+            .insert_header("retry-after", retry_after_secs.to_string().as_str()),
+            (Fault::Throttled { retry_after_secs }, Vendor::OpenAi) => {
+                json_response(429, &rate_limit_error())
+                    .insert_header("retry-after", retry_after_secs.to_string().as_str())
+            }
+            (Fault::CutStream, vendor) => {
+                let asked = Asked::read(vendor, request);
+                match vendor {
+                    Vendor::Bedrock => bedrock_answer(&asked, false),
+                    Vendor::OpenAi => openai_answer(&asked, false),
+                }
+            }
+            (Fault::Slow(delay), vendor) => Answer {
+                vendor,
+                delay: *delay,
+            }
+            .complete(request),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deltas_concatenate_to_the_reply() {
+        assert_eq!(words(BEDROCK_REPLY).concat(), BEDROCK_REPLY);
+        assert_eq!(output_tokens(BEDROCK_REPLY), 7);
+    }
+
+    #[tokio::test]
+    async fn faults_are_used_up_before_the_default_answer_returns() {
+        let standins = StandIns::start().await;
+        standins.inject(Vendor::OpenAi, Fault::Unavailable, 1).await;
+        let client = reqwest_free_post(&standins.openai_base_url()).await;
+        assert_eq!(client, (503, 200));
+        assert_eq!(standins.calls(Vendor::OpenAi).await, 2);
+    }
+
+    /// Two POSTs with a raw TCP client (the testkit has no HTTP client dependency).
+    async fn reqwest_free_post(base_url: &str) -> (u16, u16) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let authority = base_url
+            .trim_start_matches("http://")
+            .trim_end_matches("/v1")
+            .to_owned();
+        let mut statuses = Vec::new();
+        for _ in 0..2 {
+            let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+            let body = r#"{"model":"gpt-4","messages":[{"role":"user","content":"hi"}]}"#;
+            let request = format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.unwrap();
+            let status: u16 = response[9..12].parse().unwrap();
+            statuses.push(status);
+        }
+        (statuses[0], statuses[1])
+    }
+}

@@ -1,0 +1,447 @@
+//! The scenario suite's [`Harness`]: the whole assembled system — the real Bedrock and
+//! OpenAI clients, the ElastiCache (Redis) cache and the DynamoDB usage sink — configured
+//! for the mode the suite runs in (feature `system`).
+//!
+//! - **Offline** (default): the provider clients talk to [`StandIns`] on loopback that
+//!   speak the providers' wire formats and take scripted faults; Redis and the DynamoDB
+//!   endpoint come from the testkit's service discovery (`REDIS_URL` / `DYNAMODB_ENDPOINT`,
+//!   else a spawned `redis-server` / `moto_server`).
+//! - **Live** (`FAILOVER_TEST_MODE=live`, set by `cargo xtask test-live`): real Bedrock,
+//!   OpenAI, ElastiCache and DynamoDB from `AWS_REGION`, the AWS credential chain,
+//!   `OPENAI_API_KEY`, `ELASTICACHE_ENDPOINT` and `FAILOVER_DYNAMODB_TABLE`.
+//!
+//! Both modes build the same clients, cache and sink through the same constructors; only
+//! the endpoints differ. Failures that work in both modes are induced the way the seed
+//! does it: a breaker forced open, failures recorded on a breaker, or a closed port as a
+//! provider's endpoint ([`HarnessOptions`]). Scripted server faults ([`Harness::standins`])
+//! exist offline only.
+//!
+//! Every harness has its own tenants (a random suffix), its own cache key prefix and — offline
+//! — its own DynamoDB table, so tests share servers but never state, and what the stores
+//! hold afterwards can be asserted exactly.
+
+pub mod stores;
+pub mod suite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use failover_bedrock::{BedrockConfig, BedrockProvider, StaticCredentials};
+use failover_breaker::{BreakerConfig, ManualClock};
+use failover_cache::KeyDeriver;
+use failover_core::{AdapterConfig, FailoverAdapter};
+use failover_dynamodb::{DynamoDbUsageSink, DynamoDbUsageSinkBuilder, TableOptions};
+use failover_elasticache::{ElastiCacheCache, ElastiCacheConfig, EncryptionKey};
+use failover_openai::{OpenAiConfig, OpenAiProvider};
+use failover_provider::CompletionRequest;
+
+use crate::live;
+use crate::services::free_port;
+use crate::standin::StandIns;
+use stores::{CacheStore, UsageTable};
+
+/// The primary provider's name.
+pub const BEDROCK: &str = "bedrock";
+/// The fallback provider's name.
+pub const OPENAI: &str = "openai";
+/// The seed's agent.
+pub const AGENT: &str = "test_agent";
+/// The seed's model, routed to Claude on Bedrock and GPT-4 on OpenAI.
+pub const MODEL: &str = "gpt-4";
+
+/// The Bedrock model `gpt-4` routes to (`data/routes.toml`).
+pub const BEDROCK_MODEL: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
+
+/// Where the suite runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Local stand-ins and local servers: `cargo test`.
+    Offline,
+    /// The real cloud services: `cargo xtask test-live`.
+    Live,
+}
+
+impl Mode {
+    /// `Live` when `FAILOVER_TEST_MODE=live`, else `Offline`.
+    pub fn from_env() -> Self {
+        if live::live_mode_requested() {
+            Self::Live
+        } else {
+            Self::Offline
+        }
+    }
+}
+
+/// How a harness wires its providers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HarnessOptions {
+    bedrock_unreachable: bool,
+    openai_unreachable: bool,
+}
+
+impl HarnessOptions {
+    /// Bedrock's endpoint is a closed port on 127.0.0.1 (every call fails with a refused
+    /// connection), in both modes.
+    pub fn bedrock_unreachable(mut self) -> Self {
+        self.bedrock_unreachable = true;
+        self
+    }
+
+    /// OpenAI's endpoint is a closed port on 127.0.0.1, in both modes.
+    pub fn openai_unreachable(mut self) -> Self {
+        self.openai_unreachable = true;
+        self
+    }
+}
+
+/// Breakers as the seed exercises them: open after 3 consecutive failures, for 30 s; one
+/// probe closes them. No jitter, so the harness's manual clock decides exactly.
+pub fn seed_breaker_config() -> BreakerConfig {
+    BreakerConfig::default()
+        .with_consecutive_failures(3)
+        .with_open_duration(Duration::from_secs(30))
+        .with_jitter(0.0)
+        .with_half_open_max_probes(1)
+        .with_half_open_successes_to_close(1)
+}
+
+/// The system under test for one test: providers, cache and sink for the suite's mode, and
+/// views of what the stores hold.
+pub struct Harness {
+    mode: Mode,
+    suffix: String,
+    standins: Option<StandIns>,
+    bedrock: Arc<BedrockProvider>,
+    openai: Arc<OpenAiProvider>,
+    cache: Arc<ElastiCacheCache>,
+    cache_store: CacheStore,
+    sink: Arc<DynamoDbUsageSink>,
+    usage_table: UsageTable,
+    key_deriver: KeyDeriver,
+    clock: ManualClock,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness")
+            .field("mode", &self.mode)
+            .field("suffix", &self.suffix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a harness could not be assembled.
+#[derive(Debug)]
+pub struct HarnessError(pub String);
+
+impl std::fmt::Display for HarnessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HarnessError {}
+
+fn fail(what: &str) -> impl FnOnce(String) -> HarnessError + '_ {
+    move |error| HarnessError(format!("{what}: {error}"))
+}
+
+/// A closed port on 127.0.0.1: bound, then released (nothing listens there afterwards).
+fn closed_port_url() -> String {
+    let port = free_port().expect("a free port on 127.0.0.1");
+    format!("http://127.0.0.1:{port}")
+}
+
+fn random_suffix() -> String {
+    let bytes: [u8; 6] = rand_bytes();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn rand_bytes<const N: usize>() -> [u8; N] {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = [0u8; N];
+    for chunk in out.chunks_mut(8) {
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
+        let bits = hasher.finish().to_le_bytes();
+        chunk.copy_from_slice(&bits[..chunk.len()]);
+    }
+    out
+}
+
+impl Harness {
+    /// A harness for the process's mode with both providers reachable.
+    pub async fn start() -> Self {
+        Self::start_with(HarnessOptions::default()).await
+    }
+
+    /// A harness for the process's mode with `options`. Panics (failing the test) with
+    /// the reason when a store cannot be reached: the suite's runner has already checked
+    /// that the services exist.
+    pub async fn start_with(options: HarnessOptions) -> Self {
+        match Self::try_start(Mode::from_env(), options).await {
+            Ok(harness) => harness,
+            Err(error) => panic!("cannot assemble the system under test: {error}"),
+        }
+    }
+
+    /// Assembles the system for `mode`.
+    pub async fn try_start(mode: Mode, options: HarnessOptions) -> Result<Self, HarnessError> {
+        let suffix = random_suffix();
+        let standins = match mode {
+            Mode::Offline => Some(StandIns::start().await),
+            Mode::Live => None,
+        };
+        let bedrock = Arc::new(bedrock_provider(mode, standins.as_ref(), options).await);
+        let openai = Arc::new(openai_provider(mode, standins.as_ref(), options)?);
+        let (cache, cache_store) = cache(mode, &suffix)?;
+        let (sink, usage_table) = usage_sink(mode, &suffix).await?;
+        let key_deriver = KeyDeriver::new(rand_bytes());
+        Ok(Self {
+            mode,
+            suffix,
+            standins,
+            bedrock,
+            openai,
+            cache: Arc::new(cache),
+            cache_store,
+            sink: Arc::new(sink),
+            usage_table,
+            key_deriver,
+            clock: ManualClock::new(),
+        })
+    }
+
+    /// The mode this harness runs in.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The local stand-ins (offline only): script faults, count and read requests.
+    pub fn standins(&self) -> Option<&StandIns> {
+        self.standins.as_ref()
+    }
+
+    /// The stand-ins, for a test that runs offline only; panics in live mode (the suite's
+    /// runner never runs offline-only tests live).
+    pub fn offline(&self) -> &StandIns {
+        self.standins
+            .as_ref()
+            .expect("an offline-only test ran in live mode")
+    }
+
+    /// The seed's tenant for this harness (`test_tenant_<suffix>`).
+    pub fn tenant(&self) -> String {
+        self.tenant_named("test_tenant")
+    }
+
+    /// Another tenant of this harness (`<name>_<suffix>`).
+    pub fn tenant_named(&self, name: &str) -> String {
+        format!("{name}_{}", self.suffix)
+    }
+
+    /// The seed's request for this harness's tenant: `prompt` to `gpt-4` for `test_agent`,
+    /// temperature 0.3, at most 20 tokens.
+    pub fn request(&self, prompt: &str) -> CompletionRequest {
+        CompletionRequest::prompt(self.tenant(), AGENT, MODEL, prompt)
+            .temperature(0.3)
+            .max_tokens(20)
+    }
+
+    /// The adapter over this harness's providers (Bedrock first), cache, sink, key deriver
+    /// and manual clock, with the seed's breakers and [`config`](Self::config).
+    pub fn adapter(&self) -> FailoverAdapter {
+        self.adapter_with(self.config())
+    }
+
+    /// The suite's adapter settings: the defaults, with cache budgets of a second instead of
+    /// 50 ms — the suite's Redis shares two cores with parallel tests, and a lookup past its
+    /// budget is (correctly) a miss that would make a cache-hit assertion flaky.
+    pub fn config(&self) -> AdapterConfig {
+        AdapterConfig::default()
+            .with_cache_lookup_budget(Duration::from_secs(1))
+            .with_cache_write_budget(Duration::from_secs(1))
+    }
+
+    /// [`adapter`](Self::adapter) with explicit settings.
+    pub fn adapter_with(&self, config: AdapterConfig) -> FailoverAdapter {
+        FailoverAdapter::builder()
+            .clock(Arc::new(self.clock.clone()))
+            .provider(self.bedrock.clone(), seed_breaker_config())
+            .provider(self.openai.clone(), seed_breaker_config())
+            .cache(self.cache.clone())
+            .key_deriver(self.key_deriver.clone())
+            .usage_sink(self.sink.clone())
+            .config(config)
+            .build()
+            .expect("the harness's adapter builds")
+    }
+
+    /// The breakers' clock: advance it to let an open breaker's wait pass.
+    pub fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+
+    /// The cache behind the adapter.
+    pub fn cache(&self) -> &Arc<ElastiCacheCache> {
+        &self.cache
+    }
+
+    /// The usage sink behind the adapter.
+    pub fn sink(&self) -> &Arc<DynamoDbUsageSink> {
+        &self.sink
+    }
+
+    /// What Redis holds under this harness's key prefix.
+    pub fn cache_store(&self) -> &CacheStore {
+        &self.cache_store
+    }
+
+    /// What the DynamoDB table holds.
+    pub fn usage_table(&self) -> &UsageTable {
+        &self.usage_table
+    }
+
+    /// The hex tenant tag the cache keys of `tenant_id` carry (`{prefix}:{<tag>}:…`).
+    pub fn tenant_tag(&self, tenant_id: &str) -> String {
+        self.key_deriver.tenant_tag(tenant_id).to_hex()
+    }
+}
+
+async fn bedrock_provider(
+    mode: Mode,
+    standins: Option<&StandIns>,
+    options: HarnessOptions,
+) -> BedrockProvider {
+    let builder = match (mode, standins) {
+        (Mode::Offline, Some(standins)) => BedrockConfig::builder()
+            .region("us-east-1")
+            .endpoint_url(standins.bedrock_endpoint())
+            .credentials(StaticCredentials::new(
+                "AKIDSTANDINTEST00000",
+                "stand-in-secret-not-real",
+            )),
+        _ => failover_bedrock::BedrockConfigBuilder::from_env(),
+    };
+    let builder = if options.bedrock_unreachable {
+        builder.endpoint_url(closed_port_url())
+    } else {
+        builder
+    };
+    // One SDK attempt: the adapter fails over, and every call a server sees is in the
+    // ledger exactly once.
+    BedrockProvider::new(
+        builder
+            .max_attempts(1)
+            .connect_timeout(Duration::from_secs(2))
+            .first_token_timeout(Duration::from_secs(20))
+            .stall_timeout(Duration::from_secs(20))
+            .build(),
+    )
+    .await
+}
+
+fn openai_provider(
+    mode: Mode,
+    standins: Option<&StandIns>,
+    options: HarnessOptions,
+) -> Result<OpenAiProvider, HarnessError> {
+    let builder = match (mode, standins) {
+        (Mode::Offline, Some(standins)) => OpenAiConfig::builder()
+            .api_key(STANDIN_OPENAI_KEY)
+            .base_url(standins.openai_base_url()),
+        _ => failover_openai::OpenAiConfigBuilder::from_env(),
+    };
+    let builder = if options.openai_unreachable {
+        builder.base_url(format!("{}/v1", closed_port_url()))
+    } else {
+        builder
+    };
+    OpenAiProvider::new(
+        builder
+            .max_attempts(1)
+            .connect_timeout(Duration::from_secs(2))
+            .first_token_timeout(Duration::from_secs(20))
+            .stall_timeout(Duration::from_secs(20))
+            .build(),
+    )
+    .map_err(|error| HarnessError(format!("OpenAI client: {error}")))
+}
+
+/// The API key the OpenAI client sends to its stand-in; no output may contain it.
+pub const STANDIN_OPENAI_KEY: &str = "sk-standin-3b7c9e1f5a2d4c6e8f0a";
+
+fn cache(mode: Mode, suffix: &str) -> Result<(ElastiCacheCache, CacheStore), HarnessError> {
+    let url = match mode {
+        Mode::Offline => crate::services::redis::shared()
+            .map_err(|e| HarnessError(e.to_string()))?
+            .url()
+            .to_owned(),
+        Mode::Live => std::env::var(failover_elasticache::ENV_ENDPOINT)
+            .map_err(|_| HarnessError("ELASTICACHE_ENDPOINT is not set".into()))?,
+    };
+    let key = match std::env::var(failover_elasticache::ENV_ENCRYPTION_KEY) {
+        Ok(text) if mode == Mode::Live && !text.trim().is_empty() => {
+            EncryptionKey::parse(&text).map_err(|e| fail("cache encryption key")(e.to_string()))?
+        }
+        _ => EncryptionKey::generate().map_err(|e| fail("cache encryption key")(e.to_string()))?,
+    };
+    let prefix = format!("lf-suite-{suffix}");
+    let config = ElastiCacheConfig::new(url.clone(), key)
+        .with_key_prefix(prefix.clone())
+        .with_connect_timeout(Duration::from_secs(1))
+        .with_operation_timeout(Duration::from_millis(500));
+    let cache = ElastiCacheCache::new(config).map_err(|e| fail("ElastiCache")(e.to_string()))?;
+    Ok((cache, CacheStore::new(url, prefix)))
+}
+
+async fn usage_sink(
+    mode: Mode,
+    suffix: &str,
+) -> Result<(DynamoDbUsageSink, UsageTable), HarnessError> {
+    let builder = match mode {
+        Mode::Offline => {
+            let endpoint = crate::moto::shared().map_err(|e| HarnessError(e.to_string()))?;
+            DynamoDbUsageSinkBuilder::new()
+                .table_name(crate::moto::unique_table_name("suite"))
+                .endpoint_url(endpoint.url())
+                .region("us-east-1")
+                .credentials(aws_sdk_dynamodb::config::Credentials::new(
+                    "AKIDSTANDINTEST00000",
+                    "stand-in-secret-not-real",
+                    None,
+                    None,
+                    "failover-suite",
+                ))
+                // moto does not isolate concurrent transactions; DynamoDB does.
+                .max_in_flight(1)
+        }
+        Mode::Live => DynamoDbUsageSinkBuilder::from_env()
+            .map_err(|e| fail("FAILOVER_DYNAMODB_TABLE")(e.to_string()))?,
+    };
+    let builder = builder
+        .spill_path(std::env::temp_dir().join(format!("failover-suite-{suffix}.spill")))
+        .linger(Duration::from_millis(5))
+        .attempt_timeout(Duration::from_secs(30));
+    let table = builder.config().table_name.clone();
+    let client = builder
+        .build_client()
+        .await
+        .map_err(|e| fail("DynamoDB client")(e.to_string()))?;
+    if mode == Mode::Offline {
+        failover_dynamodb::create_table(&client, &table, &TableOptions::default())
+            .await
+            .map_err(|e| fail("DynamoDB table")(e.to_string()))?;
+    }
+    let sink = builder
+        .build()
+        .await
+        .map_err(|e| fail("DynamoDB usage sink")(e.to_string()))?;
+    Ok((sink, UsageTable::new(client, table)))
+}

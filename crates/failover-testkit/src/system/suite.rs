@@ -1,0 +1,210 @@
+//! The runner of the scenario suite: one test binary (`harness = false`) whose tests each
+//! assemble a [`Harness`](super::Harness), run in either mode.
+//!
+//! - **Offline**: checks once that Redis and a DynamoDB endpoint are available; every test
+//!   runs, or — when a service is missing — every test is *ignored* with the reason, or
+//!   *fails* under `FAILOVER_REQUIRE_SERVICES=1`.
+//! - **Live**: `SKIP_AWS_INTEGRATION_TESTS=1` reports every test as ignored (skipped, and
+//!   said so); otherwise it names every missing variable and stops, or prints the estimated
+//!   cost of the run, runs the tests that work live (tests that need scripted stand-in
+//!   faults are ignored, with that reason) and fails when no live test ran.
+
+use std::process::ExitCode;
+
+use failover_provider::{TokenUsage, Usd};
+use failover_usage::PricingTable;
+use libtest_mimic::{Arguments, Trial};
+
+use super::{BEDROCK, BEDROCK_MODEL, MODEL, Mode, OPENAI};
+use crate::harness::{AsyncTest, trials};
+use crate::live;
+use crate::services::services_required;
+
+/// At most this many provider calls per live test (the suite's tests stay under it).
+pub const MAX_CALLS_PER_LIVE_TEST: u64 = 8;
+/// At most this many input tokens per call of the suite (short seed prompts).
+const MAX_INPUT_TOKENS_PER_CALL: u64 = 300;
+/// At most this many output tokens per call (the suite asks for ≤ 50).
+const MAX_OUTPUT_TOKENS_PER_CALL: u64 = 50;
+
+/// One test of the suite and where it can run.
+#[derive(Debug)]
+pub struct SuiteTest {
+    test: AsyncTest,
+    offline_only: Option<&'static str>,
+}
+
+impl SuiteTest {
+    /// A test that runs in both modes.
+    pub fn both(test: AsyncTest) -> Self {
+        Self {
+            test,
+            offline_only: None,
+        }
+    }
+
+    /// A test that needs the offline stand-ins (scripted faults, exact server call
+    /// counts); in live mode it is ignored with `reason`.
+    pub fn offline_only(test: AsyncTest, reason: &'static str) -> Self {
+        Self {
+            test,
+            offline_only: Some(reason),
+        }
+    }
+
+    /// The test's name.
+    pub fn name(&self) -> &str {
+        self.test.name()
+    }
+}
+
+/// Declares a suite module's tests: `suite_tests! { both: [a, b], offline_only("why"): [c] }`.
+/// Names are `<module>::<fn>`, so `cargo test --test suite caching::` runs one seed class.
+#[macro_export]
+macro_rules! suite_tests {
+    (
+        both: [$($both:ident),* $(,)?]
+        $(, offline_only($reason:expr): [$($offline:ident),* $(,)?])*
+        $(,)?
+    ) => {{
+        let module = ::core::module_path!().rsplit("::").next().unwrap_or("suite");
+        #[allow(unused_mut)]
+        let mut tests: ::std::vec::Vec<$crate::system::suite::SuiteTest> = ::std::vec![
+            $($crate::system::suite::SuiteTest::both($crate::harness::AsyncTest::new(
+                ::std::format!("{module}::{}", ::core::stringify!($both)),
+                || $both(),
+            ))),*
+        ];
+        $($(tests.push($crate::system::suite::SuiteTest::offline_only(
+            $crate::harness::AsyncTest::new(
+                ::std::format!("{module}::{}", ::core::stringify!($offline)),
+                || $offline(),
+            ),
+            $reason,
+        ));)*)*
+        tests
+    }};
+}
+
+/// An upper bound of a live run's provider cost: `tests` × [`MAX_CALLS_PER_LIVE_TEST`] calls,
+/// each at the dearer of the two routed models with the largest request the suite sends.
+pub fn estimated_live_cost(tests: u64, pricing: &PricingTable) -> Option<Usd> {
+    let usage = TokenUsage::new(MAX_INPUT_TOKENS_PER_CALL, MAX_OUTPUT_TOKENS_PER_CALL);
+    let per_call = [
+        pricing.cost(BEDROCK, BEDROCK_MODEL, &usage)?,
+        pricing.cost(OPENAI, MODEL, &usage)?,
+    ]
+    .into_iter()
+    .max_by_key(Usd::amount)?;
+    Some(Usd::new(
+        per_call.amount() * rust_decimal::Decimal::from(tests * MAX_CALLS_PER_LIVE_TEST),
+    ))
+}
+
+fn offline_availability() -> Result<(), String> {
+    let redis = crate::services::redis::shared().map(|_| ());
+    let dynamodb = crate::moto::shared().map(|_| ());
+    match (redis, dynamodb) {
+        (Ok(()), Ok(())) => Ok(()),
+        (redis, dynamodb) => Err([redis.err(), dynamodb.err()]
+            .into_iter()
+            .flatten()
+            .map(|unavailable| unavailable.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")),
+    }
+}
+
+/// Runs `tests` in the process's mode with the process's libtest arguments; returns the
+/// exit code.
+pub fn main(tests: Vec<SuiteTest>) -> ExitCode {
+    let arguments = Arguments::from_args();
+    match Mode::from_env() {
+        Mode::Offline => {
+            let tests = tests
+                .into_iter()
+                .map(|suite_test| suite_test.test)
+                .collect();
+            let trials = trials(
+                "redis and dynamodb",
+                offline_availability(),
+                tests,
+                services_required(),
+            );
+            libtest_mimic::run(&arguments, trials).exit_code()
+        }
+        Mode::Live => run_live(&arguments, tests),
+    }
+}
+
+fn run_live(arguments: &Arguments, tests: Vec<SuiteTest>) -> ExitCode {
+    let lookup = |name: &str| std::env::var(name).ok();
+    if live::skip_requested(lookup) {
+        eprintln!(
+            "{}=1: the live run is skipped; every test below is reported as ignored",
+            live::SKIP_ENV
+        );
+        let tests = tests
+            .into_iter()
+            .map(|suite_test| suite_test.test)
+            .collect();
+        let reason = format!("skipped: {}=1", live::SKIP_ENV);
+        return libtest_mimic::run(arguments, trials("live", Err(reason), tests, false))
+            .exit_code();
+    }
+    let missing = live::missing_from_process();
+    if !missing.is_empty() {
+        eprintln!("{}", live::missing_message(&missing));
+        return ExitCode::FAILURE;
+    }
+    let (live_tests, offline_tests): (Vec<_>, Vec<_>) = tests
+        .into_iter()
+        .partition(|suite_test| suite_test.offline_only.is_none());
+    let pricing = PricingTable::embedded();
+    let count = u64::try_from(live_tests.len()).unwrap_or(u64::MAX);
+    match estimated_live_cost(count, &pricing) {
+        Some(cost) => eprintln!(
+            "live run: {count} tests, at most {} provider calls of ≤ {MAX_INPUT_TOKENS_PER_CALL} \
+             input + {MAX_OUTPUT_TOKENS_PER_CALL} output tokens; estimated cost ≤ {cost} \
+             (pricing.toml as of {})",
+            count * MAX_CALLS_PER_LIVE_TEST,
+            pricing.as_of().unwrap_or("unknown"),
+        ),
+        None => eprintln!("live run: {count} tests; the routed models have no price"),
+    }
+    let mut all: Vec<Trial> = trials(
+        "live",
+        Ok::<(), String>(()),
+        live_tests.into_iter().map(|t| t.test).collect(),
+        true,
+    );
+    for suite_test in offline_tests {
+        let reason = format!(
+            "offline only: {}",
+            suite_test.offline_only.unwrap_or("needs the stand-ins")
+        );
+        all.extend(trials("live", Err(reason), vec![suite_test.test], false));
+    }
+    let conclusion = libtest_mimic::run(arguments, all);
+    if !arguments.list && conclusion.num_passed == 0 && conclusion.num_failed == 0 {
+        eprintln!("no live test ran (check the filter): a live run that tests nothing fails");
+        return ExitCode::FAILURE;
+    }
+    conclusion.exit_code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_live_estimate_scales_with_the_tests_and_uses_the_dearer_model() {
+        let pricing = PricingTable::embedded();
+        let one = estimated_live_cost(1, &pricing).unwrap();
+        let ten = estimated_live_cost(10, &pricing).unwrap();
+        assert_eq!(ten.amount(), one.amount() * rust_decimal::Decimal::from(10));
+        let usage = TokenUsage::new(MAX_INPUT_TOKENS_PER_CALL, MAX_OUTPUT_TOKENS_PER_CALL);
+        let bedrock = pricing.cost(BEDROCK, BEDROCK_MODEL, &usage).unwrap();
+        assert!(one.amount() >= bedrock.amount() * rust_decimal::Decimal::from(8));
+    }
+}

@@ -1,0 +1,323 @@
+//! The seed's five scenarios end to end, each asserting the seed's expected result and what
+//! the stores hold afterwards: DynamoDB usage items, Redis entries, breaker states, and —
+//! offline — the requests each provider's server received.
+
+use std::time::Duration;
+
+use failover_breaker::BreakerState;
+use failover_core::{FailoverError, HealthStatus};
+use failover_provider::{AttemptOutcome, CompletionRequest, ErrorKind, ResponseFormat, Usd};
+use failover_scenarios::{BEDROCK, OPENAI, stored_cache_entries, stored_usage};
+use failover_testkit::standin::{Fault, Vendor};
+use failover_testkit::system::suite::SuiteTest;
+use failover_testkit::system::{Harness, HarnessOptions, Mode};
+use failover_usage::UsageOutcome;
+
+pub(crate) fn tests() -> Vec<SuiteTest> {
+    failover_testkit::suite_tests! {
+        both: [
+            scenario_1_normal_operation_answers_from_bedrock_and_caches,
+            scenario_2_unreachable_bedrock_falls_back_to_openai,
+            scenario_3_open_breaker_skips_bedrock_without_calling_it,
+            scenario_4_cache_hit_calls_no_provider_and_logs_no_usage,
+            scenario_5_all_providers_failing_is_one_error_naming_each_attempt,
+        ],
+        offline_only("scripts a Bedrock 503"): [
+            scenario_2_bedrock_unavailable_falls_back_to_openai,
+        ],
+    }
+}
+
+const ONE_HOUR: Duration = Duration::from_secs(3600);
+
+/// The seed's manual-test request: temperature 0.1, ten tokens, text.
+fn seed_request(harness: &Harness, prompt: &str) -> CompletionRequest {
+    harness
+        .request(prompt)
+        .temperature(0.1)
+        .max_tokens(10)
+        .response_format(ResponseFormat::Text)
+}
+
+async fn scenario_1_normal_operation_answers_from_bedrock_and_caches() {
+    let harness = Harness::start().await;
+    let adapter = harness.adapter();
+    let prompt = "What is 2+2? Answer with just the number.";
+    let result = adapter
+        .generate_completion(seed_request(&harness, prompt))
+        .await
+        .unwrap();
+    assert_eq!(result.provider, BEDROCK);
+    assert!(!result.content.is_empty());
+    assert!(!result.cached);
+    assert!(result.usage.input_tokens > 0 && result.usage.output_tokens > 0);
+    assert!(result.estimated_cost.amount() > rust_decimal::Decimal::ZERO);
+
+    // Cached for future calls: the same request is answered without a provider.
+    let again = adapter
+        .generate_completion(seed_request(&harness, prompt))
+        .await
+        .unwrap();
+    assert!(again.cached);
+    assert_eq!(again.content, result.content);
+
+    // Redis: one entry, the tenant's, with a TTL, holding no prompt text.
+    let tenant = harness.tenant();
+    let entries = stored_cache_entries(&harness, &tenant, ONE_HOUR, &[prompt]).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    // DynamoDB: one item, for the one provider call.
+    let items = stored_usage(&harness, &adapter, &tenant).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0].tenant_id, tenant);
+    assert_eq!(items[0].provider, BEDROCK);
+    assert_eq!(items[0].outcome, UsageOutcome::Success);
+    assert_eq!(items[0].usage, result.usage);
+    assert_eq!(items[0].cost, result.estimated_cost);
+    assert!(!items[0].fallback_used);
+    if let Some(standins) = harness.standins() {
+        assert_eq!(standins.calls(Vendor::Bedrock).await, 1);
+        assert_eq!(standins.calls(Vendor::OpenAi).await, 0);
+    }
+}
+
+/// Scenario 2, checked the way both modes can fail Bedrock: its endpoint is a closed port.
+async fn scenario_2_unreachable_bedrock_falls_back_to_openai() {
+    let harness = Harness::start_with(HarnessOptions::default().bedrock_unreachable()).await;
+    let adapter = harness.adapter();
+    let prompt = "What is the capital of France?";
+    let result = adapter
+        .generate_completion(seed_request(&harness, prompt))
+        .await
+        .unwrap();
+    assert_eq!(result.provider, OPENAI);
+    assert_eq!(result.model, "gpt-4");
+    assert!(matches!(
+        result.attempts[0].outcome,
+        AttemptOutcome::Failed {
+            kind: ErrorKind::Network,
+            ..
+        }
+    ));
+    let bedrock = adapter.breaker(BEDROCK).unwrap().snapshot();
+    assert_eq!(bedrock.state, BreakerState::Closed);
+    assert_eq!(bedrock.failures, 1);
+    assert_eq!(bedrock.last_error_kind, Some("network"));
+    assert_fallback_stored(&harness, &adapter, prompt, &result, ErrorKind::Network).await;
+}
+
+/// Scenario 2 as the seed pictures it: Bedrock answers, with a 503.
+async fn scenario_2_bedrock_unavailable_falls_back_to_openai() {
+    let harness = Harness::start().await;
+    harness
+        .offline()
+        .inject(Vendor::Bedrock, Fault::Unavailable, 1)
+        .await;
+    let adapter = harness.adapter();
+    let prompt = "What is the capital of France?";
+    let result = adapter
+        .generate_completion(seed_request(&harness, prompt))
+        .await
+        .unwrap();
+    assert_eq!(result.provider, OPENAI);
+    assert!(matches!(
+        &result.attempts[0].outcome,
+        AttemptOutcome::Failed { kind: ErrorKind::Unavailable, message }
+            if message.contains("ServiceUnavailableException")
+    ));
+    let bedrock = adapter.breaker(BEDROCK).unwrap().snapshot();
+    assert_eq!((bedrock.state, bedrock.failures), (BreakerState::Closed, 1));
+    assert_eq!(bedrock.last_error_kind, Some("unavailable"));
+    assert_fallback_stored(&harness, &adapter, prompt, &result, ErrorKind::Unavailable).await;
+    assert_eq!(harness.offline().calls(Vendor::Bedrock).await, 1);
+    assert_eq!(harness.offline().calls(Vendor::OpenAi).await, 1);
+}
+
+/// What scenario 2 leaves behind: the answer cached for the tenant, and both provider calls
+/// in the ledger — Bedrock's failure (attempt 1) and OpenAI's answer (attempt 2, fallback).
+async fn assert_fallback_stored(
+    harness: &Harness,
+    adapter: &failover_core::FailoverAdapter,
+    prompt: &str,
+    result: &failover_provider::Completion,
+    bedrock_failure: ErrorKind,
+) {
+    let again = adapter
+        .generate_completion(seed_request(harness, prompt))
+        .await
+        .unwrap();
+    assert!(again.cached && again.provider == OPENAI);
+    let tenant = harness.tenant();
+    assert_eq!(
+        stored_cache_entries(harness, &tenant, ONE_HOUR, &[prompt])
+            .await
+            .len(),
+        1
+    );
+    let items = stored_usage(harness, adapter, &tenant).await;
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert_eq!(
+        items[0].outcome,
+        UsageOutcome::Failed {
+            kind: bedrock_failure
+        }
+    );
+    assert_eq!((items[0].provider.as_str(), items[0].attempt), (BEDROCK, 1));
+    assert_eq!(items[0].cost, Usd::ZERO);
+    assert_eq!((items[1].provider.as_str(), items[1].attempt), (OPENAI, 2));
+    assert!(items[1].fallback_used);
+    assert_eq!(items[1].usage, result.usage);
+    assert_eq!(items[1].cost, result.estimated_cost);
+}
+
+async fn scenario_3_open_breaker_skips_bedrock_without_calling_it() {
+    let harness = Harness::start().await;
+    let adapter = harness.adapter();
+    adapter.breaker(BEDROCK).unwrap().force_open();
+    let result = adapter
+        .generate_completion(seed_request(&harness, "Test fallback"))
+        .await
+        .unwrap();
+    assert_eq!(result.provider, OPENAI);
+    assert_eq!(
+        result.attempts[0].outcome,
+        AttemptOutcome::SkippedBreakerOpen
+    );
+    let health = adapter.health();
+    let bedrock = &health.provider(BEDROCK).unwrap().breaker;
+    assert_eq!(bedrock.state, BreakerState::ForcedOpen);
+    assert_eq!(bedrock.rejected, 1);
+    assert_eq!(health.status, HealthStatus::Degraded);
+
+    // No Bedrock call was made: the ledger holds OpenAI's call only (a skip costs nothing
+    // and calls nothing), and — offline — Bedrock's server saw no request.
+    let tenant = harness.tenant();
+    let items = stored_usage(&harness, &adapter, &tenant).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0].provider, OPENAI);
+    if let Some(standins) = harness.standins() {
+        assert_eq!(standins.calls(Vendor::Bedrock).await, 0);
+    }
+    let entries = stored_cache_entries(&harness, &tenant, ONE_HOUR, &["Test fallback"]).await;
+    assert_eq!(entries.len(), 1);
+
+    // The seed closes it again; Bedrock answers the next request.
+    adapter.breaker(BEDROCK).unwrap().reset();
+    let result = adapter
+        .generate_completion(seed_request(&harness, "Test recovery"))
+        .await
+        .unwrap();
+    assert_eq!(result.provider, BEDROCK);
+}
+
+async fn scenario_4_cache_hit_calls_no_provider_and_logs_no_usage() {
+    let harness = Harness::start().await;
+    let adapter = harness.adapter();
+    let prompt = "What is the capital of France?";
+    let first = adapter
+        .generate_completion(seed_request(&harness, prompt))
+        .await
+        .unwrap();
+    let tenant = harness.tenant();
+    let items_before = stored_usage(&harness, &adapter, &tenant).await.len();
+    let second = adapter
+        .generate_completion(seed_request(&harness, prompt))
+        .await
+        .unwrap();
+    assert!(second.cached);
+    assert_eq!(
+        (second.content.as_str(), second.provider.as_str()),
+        (first.content.as_str(), first.provider.as_str())
+    );
+    assert_eq!(second.estimated_cost, Usd::ZERO);
+    assert!(second.attempts.is_empty());
+    assert_eq!(adapter.health().cache.unwrap().hits, 1);
+    // No usage logged for the hit; one entry in Redis.
+    assert_eq!(
+        stored_usage(&harness, &adapter, &tenant).await.len(),
+        items_before
+    );
+    assert_eq!(items_before, 1);
+    assert_eq!(
+        stored_cache_entries(&harness, &tenant, ONE_HOUR, &[prompt])
+            .await
+            .len(),
+        1
+    );
+    if let Some(standins) = harness.standins() {
+        let calls = standins.calls(Vendor::Bedrock).await + standins.calls(Vendor::OpenAi).await;
+        assert_eq!(calls, 1, "the hit reached no provider");
+    }
+}
+
+async fn scenario_5_all_providers_failing_is_one_error_naming_each_attempt() {
+    // OpenAI fails the way both modes can make it fail: a closed port.
+    let harness = Harness::start_with(HarnessOptions::default().openai_unreachable()).await;
+    let adapter = harness.adapter();
+    adapter.breaker(BEDROCK).unwrap().force_open();
+    let error = adapter
+        .generate_completion(seed_request(&harness, "anything"))
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, FailoverError::AllProvidersFailed { .. }),
+        "{message}"
+    );
+    assert!(
+        message.starts_with("all providers failed for request "),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "bedrock (anthropic.claude-3-5-sonnet-20240620-v1:0): skipped, circuit breaker open"
+        ),
+        "{message}"
+    );
+    assert!(message.contains("openai (gpt-4): network"), "{message}");
+
+    // OpenAI's breaker opens after its threshold; then nothing is called at all.
+    for _ in 0..2 {
+        adapter
+            .generate_completion(seed_request(&harness, "anything"))
+            .await
+            .unwrap_err();
+    }
+    let openai = adapter.breaker(OPENAI).unwrap().snapshot();
+    assert_eq!(openai.state, BreakerState::Open);
+    assert_eq!(openai.trips, 1);
+    let error = adapter
+        .generate_completion(seed_request(&harness, "anything"))
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .attempts()
+            .iter()
+            .all(|attempt| attempt.outcome == AttemptOutcome::SkippedBreakerOpen)
+    );
+    assert_eq!(adapter.health().status, HealthStatus::Unhealthy);
+
+    // Stores: nothing cached; three failed OpenAI calls in the ledger, none billed, and no
+    // record for the skipped attempts.
+    let tenant = harness.tenant();
+    assert!(
+        stored_cache_entries(&harness, &tenant, ONE_HOUR, &["anything"])
+            .await
+            .is_empty()
+    );
+    let items = stored_usage(&harness, &adapter, &tenant).await;
+    assert_eq!(items.len(), 3, "{items:?}");
+    for item in &items {
+        assert_eq!(item.provider, OPENAI);
+        assert_eq!(
+            item.outcome,
+            UsageOutcome::Failed {
+                kind: ErrorKind::Network
+            }
+        );
+        assert_eq!(item.cost, Usd::ZERO);
+    }
+    if harness.mode() == Mode::Offline {
+        assert_eq!(harness.offline().calls(Vendor::Bedrock).await, 0);
+    }
+}
