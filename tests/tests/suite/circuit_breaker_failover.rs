@@ -1,7 +1,209 @@
-//! Placeholder while the class moves onto the harness.
+//! Seed class 4, `TestCircuitBreakerFailover`: the breaker opens after its threshold and
+//! traffic fails over to OpenAI; an open breaker prevents calls; the breaker recovers
+//! OPEN → HALF_OPEN → CLOSED. Both modes fail Bedrock through a closed port or by recording
+//! failures on its breaker; offline, real 503s and throttling from the stand-in do it too.
 
+use std::time::Duration;
+
+use failover_breaker::{BreakerState, Outcome};
+use failover_core::FailoverAdapter;
+use failover_provider::{CompletionRequest, ErrorKind};
+use failover_scenarios::{BEDROCK, OPENAI, stored_usage};
+use failover_testkit::standin::{Fault, Vendor};
 use failover_testkit::system::suite::SuiteTest;
+use failover_testkit::system::{Harness, HarnessOptions};
+use failover_usage::{UsageOutcome, UsageRecord};
 
 pub(crate) fn tests() -> Vec<SuiteTest> {
-    Vec::new()
+    failover_testkit::suite_tests! {
+        both: [
+            breaker_opens_after_threshold_failures_and_traffic_fails_over,
+            open_breaker_prevents_calls,
+            breaker_recovers_open_half_open_closed,
+        ],
+        offline_only("scripts Bedrock 503s, then answers"): [
+            real_unavailable_answers_trip_the_breaker_and_a_probe_closes_it,
+        ],
+        offline_only("scripts Bedrock throttling with a retry-after hint"): [
+            retry_after_longer_than_the_open_period_is_honoured,
+        ],
+    }
+}
+
+/// A distinct question per call, so the cache never answers.
+fn question(harness: &Harness, n: usize) -> CompletionRequest {
+    harness.request(&format!("Question number {n}: what is {n} + {n}?"))
+}
+
+async fn provider_of(harness: &Harness, adapter: &FailoverAdapter, n: usize) -> String {
+    adapter
+        .generate_completion(question(harness, n))
+        .await
+        .unwrap()
+        .provider
+}
+
+fn count(items: &[UsageRecord], provider: &str, outcome: &UsageOutcome) -> usize {
+    items
+        .iter()
+        .filter(|item| item.provider == provider && &item.outcome == outcome)
+        .count()
+}
+
+fn transitions(adapter: &FailoverAdapter) -> Vec<(BreakerState, BreakerState)> {
+    adapter
+        .breaker(BEDROCK)
+        .unwrap()
+        .snapshot()
+        .recent_transitions
+        .iter()
+        .map(|transition| (transition.from, transition.to))
+        .collect()
+}
+
+async fn breaker_opens_after_threshold_failures_and_traffic_fails_over() {
+    let harness = Harness::start_with(HarnessOptions::default().bedrock_unreachable()).await;
+    let adapter = harness.adapter();
+    for n in 0..3 {
+        assert_eq!(
+            provider_of(&harness, &adapter, n).await,
+            OPENAI,
+            "automatic fallback on call {n}"
+        );
+    }
+    let snapshot = adapter.breaker(BEDROCK).unwrap().snapshot();
+    assert_eq!(snapshot.state, BreakerState::Open);
+    assert_eq!(snapshot.trips, 1);
+    assert_eq!(snapshot.last_error_kind, Some("network"));
+    assert!(snapshot.next_probe_at.is_some());
+    assert_eq!(
+        transitions(&adapter),
+        vec![(BreakerState::Closed, BreakerState::Open)]
+    );
+    // The ledger: three failed Bedrock calls, three OpenAI answers marked as fallbacks.
+    let items = stored_usage(&harness, &adapter, &harness.tenant()).await;
+    let network = UsageOutcome::Failed {
+        kind: ErrorKind::Network,
+    };
+    assert_eq!(items.len(), 6, "{items:?}");
+    assert_eq!(count(&items, BEDROCK, &network), 3);
+    assert_eq!(count(&items, OPENAI, &UsageOutcome::Success), 3);
+    assert!(
+        items
+            .iter()
+            .filter(|item| item.provider == OPENAI)
+            .all(|item| item.fallback_used)
+    );
+}
+
+async fn open_breaker_prevents_calls() {
+    let harness = Harness::start_with(HarnessOptions::default().bedrock_unreachable()).await;
+    let adapter = harness.adapter();
+    for n in 0..10 {
+        assert_eq!(provider_of(&harness, &adapter, n).await, OPENAI);
+    }
+    let snapshot = adapter.breaker(BEDROCK).unwrap().snapshot();
+    assert_eq!(snapshot.state, BreakerState::Open);
+    assert_eq!(snapshot.rejected, 7);
+    // Every provider call is in the ledger: after the three that tripped the breaker, no
+    // call reached Bedrock.
+    let items = stored_usage(&harness, &adapter, &harness.tenant()).await;
+    let bedrock_calls = items.iter().filter(|i| i.provider == BEDROCK).count();
+    let openai_calls = items.iter().filter(|i| i.provider == OPENAI).count();
+    assert_eq!((bedrock_calls, openai_calls), (3, 10), "{items:?}");
+}
+
+/// Recovery with the real Bedrock answering the probe: failures are recorded on the breaker
+/// (the seed's way in a live run, where Bedrock cannot be made to fail on demand), the open
+/// period passes on the breakers' clock, and the next request is the probe.
+async fn breaker_recovers_open_half_open_closed() {
+    let harness = Harness::start().await;
+    let adapter = harness.adapter();
+    let breaker = adapter.breaker(BEDROCK).unwrap();
+    for _ in 0..3 {
+        breaker.try_acquire().unwrap().record(Outcome::Failure {
+            kind: "unavailable",
+            retry_after: None,
+        });
+    }
+    assert_eq!(breaker.snapshot().state, BreakerState::Open);
+    harness.clock().advance(Duration::from_secs(29));
+    assert_eq!(
+        provider_of(&harness, &adapter, 0).await,
+        OPENAI,
+        "still open"
+    );
+    harness.clock().advance(Duration::from_secs(2));
+    assert_eq!(
+        provider_of(&harness, &adapter, 1).await,
+        BEDROCK,
+        "the probe"
+    );
+    assert_eq!(breaker.snapshot().state, BreakerState::Closed);
+    assert_eq!(
+        transitions(&adapter),
+        vec![
+            (BreakerState::Closed, BreakerState::Open),
+            (BreakerState::Open, BreakerState::HalfOpen),
+            (BreakerState::HalfOpen, BreakerState::Closed),
+        ]
+    );
+    let items = stored_usage(&harness, &adapter, &harness.tenant()).await;
+    let providers: Vec<_> = items.iter().map(|item| item.provider.as_str()).collect();
+    assert_eq!(providers, vec![OPENAI, BEDROCK]);
+}
+
+async fn real_unavailable_answers_trip_the_breaker_and_a_probe_closes_it() {
+    let harness = Harness::start().await;
+    harness
+        .offline()
+        .inject(Vendor::Bedrock, Fault::Unavailable, 3)
+        .await;
+    let adapter = harness.adapter();
+    for n in 0..3 {
+        assert_eq!(provider_of(&harness, &adapter, n).await, OPENAI);
+    }
+    assert_eq!(
+        adapter.breaker(BEDROCK).unwrap().snapshot().last_error_kind,
+        Some("unavailable")
+    );
+    harness.clock().advance(Duration::from_secs(31));
+    assert_eq!(provider_of(&harness, &adapter, 3).await, BEDROCK);
+    assert_eq!(transitions(&adapter).len(), 3);
+    assert_eq!(harness.offline().calls(Vendor::Bedrock).await, 4);
+    assert_eq!(harness.offline().calls(Vendor::OpenAi).await, 3);
+    let items = stored_usage(&harness, &adapter, &harness.tenant()).await;
+    let unavailable = UsageOutcome::Failed {
+        kind: ErrorKind::Unavailable,
+    };
+    assert_eq!(count(&items, BEDROCK, &unavailable), 3);
+    assert_eq!(count(&items, BEDROCK, &UsageOutcome::Success), 1);
+}
+
+async fn retry_after_longer_than_the_open_period_is_honoured() {
+    let harness = Harness::start().await;
+    harness
+        .offline()
+        .inject(
+            Vendor::Bedrock,
+            Fault::Throttled {
+                retry_after_secs: 120,
+            },
+            3,
+        )
+        .await;
+    let adapter = harness.adapter();
+    for n in 0..3 {
+        assert_eq!(provider_of(&harness, &adapter, n).await, OPENAI);
+    }
+    assert_eq!(
+        adapter.breaker(BEDROCK).unwrap().snapshot().last_error_kind,
+        Some("throttled")
+    );
+    // 60 s is past the 30 s open period but not past the server's 120 s hint.
+    harness.clock().advance(Duration::from_secs(60));
+    assert_eq!(provider_of(&harness, &adapter, 3).await, OPENAI);
+    harness.clock().advance(Duration::from_secs(61));
+    assert_eq!(provider_of(&harness, &adapter, 4).await, BEDROCK);
+    assert_eq!(harness.offline().calls(Vendor::Bedrock).await, 4);
 }
