@@ -21,7 +21,7 @@ async fn caller_faults_do_not_count_against_the_breaker_and_do_not_fail_over() {
     for n in 0..5 {
         let error = world
             .adapter
-            .generate_completion(request(n))
+            .generate_completion(question(n))
             .await
             .unwrap_err();
         assert!(matches!(
