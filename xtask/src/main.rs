@@ -2,23 +2,39 @@
 
 use std::process::{Command, ExitCode};
 
+use failover_testkit::live;
+
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  ci      cargo fmt --check, clippy (-D warnings) and the whole test suite, as CI runs them
-  bench   run every criterion bench (pass extra criterion arguments after --)";
+  ci         cargo fmt --check, clippy (-D warnings) and the whole test suite, as CI runs them
+  bench      run every criterion bench (pass extra criterion arguments after --)
+  test-live  the scenario suite and the providers' live tests against real Bedrock, OpenAI,
+             ElastiCache and DynamoDB (costs money; see the README, \"Live tests\").
+             Needs AWS_REGION, AWS credentials, OPENAI_API_KEY, ELASTICACHE_ENDPOINT and
+             FAILOVER_DYNAMODB_TABLE; SKIP_AWS_INTEGRATION_TESTS=1 skips it. Extra arguments
+             after -- go to the suite (e.g. a filter: -- caching::)";
 
-fn cargo(args: &[&str]) -> Result<(), String> {
-    eprintln!("xtask: cargo {}", args.join(" "));
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(args)
+fn cargo_command(args: &[&str]) -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.args(args);
+    command
+}
+
+fn run(mut command: Command, shown: &str) -> Result<(), String> {
+    eprintln!("xtask: {shown}");
+    let status = command
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("cargo {} failed ({status})", args.join(" ")))
+        Err(format!("{shown} failed ({status})"))
     }
+}
+
+fn cargo(args: &[&str]) -> Result<(), String> {
+    run(cargo_command(args), &format!("cargo {}", args.join(" ")))
 }
 
 fn ci() -> Result<(), String> {
@@ -43,15 +59,78 @@ fn bench(extra: &[String]) -> Result<(), String> {
     cargo(&args)
 }
 
+/// What `test-live` decided before running anything.
+#[derive(Debug, PartialEq, Eq)]
+enum LivePlan {
+    /// `SKIP_AWS_INTEGRATION_TESTS=1`.
+    Skip,
+    /// Variables are missing: the message names them.
+    Missing(String),
+    /// Everything is set.
+    Run,
+}
+
+fn live_plan(lookup: impl Fn(&str) -> Option<String> + Copy) -> LivePlan {
+    if live::skip_requested(lookup) {
+        return LivePlan::Skip;
+    }
+    let missing = live::missing(lookup);
+    if missing.is_empty() {
+        LivePlan::Run
+    } else {
+        LivePlan::Missing(live::missing_message(&missing))
+    }
+}
+
+fn test_live(extra: &[String]) -> Result<(), String> {
+    match live_plan(|name| std::env::var(name).ok()) {
+        LivePlan::Skip => {
+            println!(
+                "xtask: {}=1 — live tests skipped; nothing was sent to AWS or OpenAI",
+                live::SKIP_ENV
+            );
+            return Ok(());
+        }
+        LivePlan::Missing(message) => return Err(message),
+        LivePlan::Run => {}
+    }
+    // The suite prints its cost estimate before its first test and fails when no live test
+    // ran; the providers' own live tests are `#[ignore]`d in normal runs.
+    let mut suite = cargo_command(&["test", "-p", "failover-scenarios", "--test", "suite"]);
+    suite.env(live::MODE_ENV, "live");
+    suite.args(["--", "--test-threads", "2"]);
+    suite.args(extra);
+    run(
+        suite,
+        &format!(
+            "{}=live cargo test -p failover-scenarios --test suite",
+            live::MODE_ENV
+        ),
+    )?;
+    cargo(&[
+        "test",
+        "-p",
+        "failover-bedrock",
+        "-p",
+        "failover-openai",
+        "--test",
+        "live",
+        "--",
+        "--ignored",
+    ])
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = || {
+        args.get(1..)
+            .map(|rest| rest.strip_prefix(&["--".to_owned()]).unwrap_or(rest))
+            .unwrap_or(&[])
+    };
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
-        Some("bench") => bench(
-            args.get(1..)
-                .map(|rest| rest.strip_prefix(&["--".to_owned()]).unwrap_or(rest))
-                .unwrap_or(&[]),
-        ),
+        Some("bench") => bench(rest()),
+        Some("test-live") => test_live(rest()),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -64,5 +143,59 @@ fn main() -> ExitCode {
             eprintln!("xtask: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(
+        pairs: &'static [(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Option<String> + Copy {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        }
+    }
+
+    #[test]
+    fn skip_wins_over_missing_variables() {
+        assert_eq!(
+            live_plan(env(&[("SKIP_AWS_INTEGRATION_TESTS", "1")])),
+            LivePlan::Skip
+        );
+    }
+
+    #[test]
+    fn without_credentials_every_missing_variable_is_named() {
+        let LivePlan::Missing(message) = live_plan(env(&[("AWS_REGION", "us-east-1")])) else {
+            panic!("expected missing variables")
+        };
+        assert!(!message.contains("AWS_REGION or"), "{message}");
+        for name in [
+            "AWS_ACCESS_KEY_ID",
+            "OPENAI_API_KEY",
+            "ELASTICACHE_ENDPOINT",
+            "FAILOVER_DYNAMODB_TABLE",
+        ] {
+            assert!(message.contains(name), "{name}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_complete_environment_runs() {
+        assert_eq!(
+            live_plan(env(&[
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_PROFILE", "dev"),
+                ("OPENAI_API_KEY", "sk-x"),
+                ("ELASTICACHE_ENDPOINT", "rediss://cache:6379"),
+                ("FAILOVER_DYNAMODB_TABLE", "usage"),
+            ])),
+            LivePlan::Run
+        );
     }
 }
