@@ -98,20 +98,35 @@ pub fn trials<E: std::fmt::Display>(
     tests: Vec<AsyncTest>,
     required: bool,
 ) -> Vec<Trial> {
-    let unavailable = availability
-        .err()
-        .map(|reason| format!("{service} unavailable: {reason}"));
+    match availability {
+        Ok(()) => tests.into_iter().map(runnable_trial).collect(),
+        Err(reason) if required => {
+            let reason = format!("{service} unavailable: {reason} ({REQUIRE_SERVICES_ENV}=1)");
+            tests
+                .into_iter()
+                .map(|test| {
+                    let reason = reason.clone();
+                    Trial::test(test.name, move || Err(Failed::from(reason)))
+                })
+                .collect()
+        }
+        Err(reason) => ignored_trials(tests, &format!("{service} unavailable: {reason}")),
+    }
+}
+
+/// A trial that runs `test`.
+pub fn runnable_trial(test: AsyncTest) -> Trial {
+    let AsyncTest { name, body } = test;
+    Trial::test(name, move || run_body(body))
+}
+
+/// Trials that report each of `tests` as ignored, with `reason` in the test line.
+pub fn ignored_trials(tests: Vec<AsyncTest>, reason: &str) -> Vec<Trial> {
     tests
         .into_iter()
-        .map(|AsyncTest { name, body }| {
-            let unavailable = unavailable.clone();
-            Trial::ignorable_test(name, move || match unavailable {
-                None => run_body(body).map(|()| Completion::Completed),
-                Some(reason) if required => {
-                    Err(Failed::from(format!("{reason} ({REQUIRE_SERVICES_ENV}=1)")))
-                }
-                Some(reason) => Ok(Completion::ignored_with(reason)),
-            })
+        .map(|test| {
+            let reason = reason.to_owned();
+            Trial::ignorable_test(test.name, move || Ok(Completion::ignored_with(reason)))
         })
         .collect()
 }

@@ -16,7 +16,7 @@ use failover_usage::PricingTable;
 use libtest_mimic::{Arguments, Trial};
 
 use super::{BEDROCK, BEDROCK_MODEL, MODEL, Mode, OPENAI};
-use crate::harness::{AsyncTest, trials};
+use crate::harness::{AsyncTest, ignored_trials, runnable_trial, trials};
 use crate::live;
 use crate::services::services_required;
 
@@ -172,18 +172,16 @@ fn run_live(arguments: &Arguments, tests: Vec<SuiteTest>) -> ExitCode {
         ),
         None => eprintln!("live run: {count} tests; the routed models have no price"),
     }
-    let mut all: Vec<Trial> = trials(
-        "live",
-        Ok::<(), String>(()),
-        live_tests.into_iter().map(|t| t.test).collect(),
-        true,
-    );
+    let mut all: Vec<Trial> = live_tests
+        .into_iter()
+        .map(|suite_test| runnable_trial(suite_test.test))
+        .collect();
     for suite_test in offline_tests {
         let reason = format!(
             "offline only: {}",
             suite_test.offline_only.unwrap_or("needs the stand-ins")
         );
-        all.extend(trials("live", Err(reason), vec![suite_test.test], false));
+        all.extend(ignored_trials(vec![suite_test.test], &reason));
     }
     let conclusion = libtest_mimic::run(arguments, all);
     if !arguments.list && conclusion.num_passed == 0 && conclusion.num_failed == 0 {
