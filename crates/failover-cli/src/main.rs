@@ -14,8 +14,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs the seed's five scenarios in one process, offline, and prints what happened.
-    Demo,
+    /// Runs the seed's five scenarios through the real Bedrock and OpenAI clients against
+    /// local stand-in servers, prints what happened, and fails if it is not what the seed
+    /// expects.
+    ///
+    /// The cache is Redis when REDIS_URL is set (else memory), the usage ledger DynamoDB
+    /// when DYNAMODB_ENDPOINT is set (else memory). No cloud account is needed: the
+    /// providers' servers are stand-ins on 127.0.0.1.
+    Demo(demo::DemoArgs),
 }
 
 #[tokio::main]
@@ -29,7 +35,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo => demo::run().await,
+        Command::Demo(args) => demo::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -314,6 +314,18 @@ impl Harness {
     }
 }
 
+/// The real Bedrock client pointed at `standins` the way the suite builds it offline (static
+/// dummy credentials, us-east-1, one SDK attempt). `failover demo` uses it too.
+pub async fn standin_bedrock(standins: &StandIns) -> BedrockProvider {
+    bedrock_provider(Mode::Offline, Some(standins), HarnessOptions::default()).await
+}
+
+/// The real OpenAI client pointed at `standins` the way the suite builds it offline (the
+/// [`STANDIN_OPENAI_KEY`], one attempt). `failover demo` uses it too.
+pub fn standin_openai(standins: &StandIns) -> Result<OpenAiProvider, HarnessError> {
+    openai_provider(Mode::Offline, Some(standins), HarnessOptions::default())
+}
+
 async fn bedrock_provider(
     mode: Mode,
     standins: Option<&StandIns>,

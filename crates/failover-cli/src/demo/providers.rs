@@ -1,0 +1,40 @@
+//! The demo's providers: the real Bedrock and OpenAI clients, each talking to its local
+//! stand-in server (the testkit's [`StandIns`], on 127.0.0.1) — built the way the scenario
+//! suite's harness builds them offline.
+
+use std::error::Error;
+use std::sync::Arc;
+
+use failover_bedrock::BedrockProvider;
+use failover_openai::OpenAiProvider;
+use failover_testkit::standin::StandIns;
+use failover_testkit::system::{standin_bedrock, standin_openai};
+
+pub(crate) use failover_testkit::system::{BEDROCK, OPENAI};
+
+/// The stand-ins and the two clients pointed at them.
+pub(crate) struct Providers {
+    /// The stand-in servers: script faults, count what they received.
+    pub(crate) standins: StandIns,
+    /// `BedrockProvider` (AWS SDK) → the Bedrock stand-in.
+    pub(crate) bedrock: Arc<BedrockProvider>,
+    /// `OpenAiProvider` → the OpenAI stand-in.
+    pub(crate) openai: Arc<OpenAiProvider>,
+}
+
+impl Providers {
+    /// Starts the stand-ins and builds the clients as the suite's harness does: dummy
+    /// credentials, region `us-east-1`, and one SDK attempt per call (the adapter fails over
+    /// instead of retrying), so every request a server receives is one provider call in the
+    /// ledger.
+    pub(crate) async fn start() -> Result<Self, Box<dyn Error>> {
+        let standins = StandIns::start().await;
+        let bedrock = standin_bedrock(&standins).await;
+        let openai = standin_openai(&standins)?;
+        Ok(Self {
+            standins,
+            bedrock: Arc::new(bedrock),
+            openai: Arc::new(openai),
+        })
+    }
+}
