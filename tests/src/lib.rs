@@ -5,11 +5,20 @@
 use std::time::Duration;
 
 use failover_core::FailoverAdapter;
+use failover_provider::CompletionRequest;
+use failover_testkit::standin::{StandIns, Vendor};
 use failover_testkit::system::Harness;
 use failover_testkit::system::stores::StoredEntry;
 use failover_usage::UsageRecord;
 
 pub use failover_testkit::system::{AGENT, BEDROCK, BEDROCK_MODEL, MODEL, OPENAI};
+
+/// The harness's seed request ([`Harness::request`]) on behalf of `tenant_id`.
+pub fn request_for(harness: &Harness, tenant_id: &str, prompt: &str) -> CompletionRequest {
+    let mut request = harness.request(prompt);
+    request.tenant_id = tenant_id.to_owned();
+    request
+}
 
 /// The usage items DynamoDB holds for `tenant_id` once `adapter` has flushed its queue.
 pub async fn stored_usage(
@@ -62,6 +71,50 @@ pub async fn stored_cache_entries(
         .cache_store()
         .entries_of(&harness.tenant_tag(tenant_id))
         .await
+}
+
+/// The model ids the Bedrock stand-in was asked for, in order: the `{modelId}` label of
+/// each request path (`/model/{modelId}/converse`, percent-decoded as the SDK encodes it).
+pub async fn bedrock_models_called(standins: &StandIns) -> Vec<String> {
+    standins
+        .server(Vendor::Bedrock)
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|request| {
+            let path = request.url.path();
+            let label = path
+                .strip_prefix("/model/")
+                .and_then(|rest| rest.rsplit_once('/'))
+                .map_or(path, |(label, _operation)| label);
+            percent_decode(label)
+        })
+        .collect()
+}
+
+/// `text` with every `%XX` escape replaced by its byte.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| text.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                index += 3;
+            }
+            None => {
+                out.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
