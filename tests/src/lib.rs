@@ -73,48 +73,18 @@ pub async fn stored_cache_entries(
         .await
 }
 
-/// The model ids the Bedrock stand-in was asked for, in order: the `{modelId}` label of
-/// each request path (`/model/{modelId}/converse`, percent-decoded as the SDK encodes it).
-pub async fn bedrock_models_called(standins: &StandIns) -> Vec<String> {
+/// The request paths the Bedrock stand-in received, in order
+/// (`/model/{percent-encoded model id}/converse…`; compare with
+/// [`converse_path`](failover_testkit::eventstream::converse_path)).
+pub async fn bedrock_paths(standins: &StandIns) -> Vec<String> {
     standins
         .server(Vendor::Bedrock)
         .received_requests()
         .await
         .unwrap_or_default()
         .iter()
-        .map(|request| {
-            let path = request.url.path();
-            let label = path
-                .strip_prefix("/model/")
-                .and_then(|rest| rest.rsplit_once('/'))
-                .map_or(path, |(label, _operation)| label);
-            percent_decode(label)
-        })
+        .map(|request| request.url.path().to_owned())
         .collect()
-}
-
-/// `text` with every `%XX` escape replaced by its byte.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let escaped = (bytes[index] == b'%')
-            .then(|| text.get(index + 1..index + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                index += 3;
-            }
-            None => {
-                out.push(bytes[index]);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use failover_provider::{AttemptOutcome, CompletionRequest, ResponseFormat};
 use failover_scenarios::{
-    AGENT, BEDROCK, BEDROCK_MODEL, MODEL, bedrock_models_called, stored_cache_entries, stored_usage,
+    AGENT, BEDROCK, BEDROCK_MODEL, MODEL, bedrock_paths, stored_cache_entries, stored_usage,
 };
+use failover_testkit::eventstream::converse_path;
 use failover_testkit::standin::{BEDROCK_REPLY, JSON_REPLY, Vendor};
 use failover_testkit::system::Harness;
 use failover_testkit::system::suite::SuiteTest;
@@ -150,7 +151,10 @@ async fn gpt_4_routes_to_claude_3_5_sonnet_on_bedrock() {
     assert_eq!(items[0].logical_model, MODEL);
 
     if let Some(standins) = harness.standins() {
-        assert_eq!(bedrock_models_called(standins).await, vec![BEDROCK_MODEL]);
+        assert_eq!(
+            bedrock_paths(standins).await,
+            vec![converse_path(BEDROCK_MODEL)]
+        );
         // Another logical model goes to its own Bedrock model (`data/routes.toml`).
         let haiku = "anthropic.claude-3-haiku-20240307-v1:0";
         let request =
@@ -161,8 +165,8 @@ async fn gpt_4_routes_to_claude_3_5_sonnet_on_bedrock() {
             (BEDROCK, haiku)
         );
         assert_eq!(
-            bedrock_models_called(standins).await,
-            vec![BEDROCK_MODEL, haiku]
+            bedrock_paths(standins).await,
+            vec![converse_path(BEDROCK_MODEL), converse_path(haiku)]
         );
         let items = stored_usage(&harness, &adapter, &tenant).await;
         assert_eq!(items.len(), 2, "{items:?}");
