@@ -280,12 +280,12 @@ fn bedrock_answer(asked: &Asked, whole: bool) -> ResponseTemplate {
     }
     let mut stream = ConverseStreamBody::new().message_start();
     let pieces = words(text);
-    let (pieces, stop_reason) = match &asked.json_tool {
+    let stop_reason = match &asked.json_tool {
         Some(tool) => {
             stream = stream.tool_use_start("tooluse_standin", tool);
-            (pieces, "tool_use")
+            "tool_use"
         }
-        None => (pieces, "end_turn"),
+        None => "end_turn",
     };
     let sent = if whole { pieces.len() } else { 1 };
     for piece in pieces.iter().take(sent) {
@@ -383,13 +383,13 @@ mod tests {
     async fn faults_are_used_up_before_the_default_answer_returns() {
         let standins = StandIns::start().await;
         standins.inject(Vendor::OpenAi, Fault::Unavailable, 1).await;
-        let client = reqwest_free_post(&standins.openai_base_url()).await;
-        assert_eq!(client, (503, 200));
+        let statuses = two_raw_posts(&standins.openai_base_url()).await;
+        assert_eq!(statuses, (503, 200));
         assert_eq!(standins.calls(Vendor::OpenAi).await, 2);
     }
 
     /// Two POSTs with a raw TCP client (the testkit has no HTTP client dependency).
-    async fn reqwest_free_post(base_url: &str) -> (u16, u16) {
+    async fn two_raw_posts(base_url: &str) -> (u16, u16) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let authority = base_url
             .trim_start_matches("http://")

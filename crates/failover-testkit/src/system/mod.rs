@@ -31,7 +31,7 @@ use failover_breaker::{BreakerConfig, ManualClock};
 use failover_cache::KeyDeriver;
 use failover_core::{AdapterConfig, FailoverAdapter};
 use failover_dynamodb::{DynamoDbUsageSink, DynamoDbUsageSinkBuilder, TableOptions};
-use failover_elasticache::{ElastiCacheCache, ElastiCacheConfig, EncryptionKey};
+use failover_elasticache::{ElastiCacheCache, ElastiCacheConfig, EncryptionKey, Endpoint};
 use failover_openai::{OpenAiConfig, OpenAiProvider};
 use failover_provider::CompletionRequest;
 
@@ -142,8 +142,10 @@ impl std::fmt::Display for HarnessError {
 
 impl std::error::Error for HarnessError {}
 
-fn fail(what: &str) -> impl FnOnce(String) -> HarnessError + '_ {
-    move |error| HarnessError(format!("{what}: {error}"))
+impl HarnessError {
+    fn of(what: &str, error: impl std::fmt::Display) -> Self {
+        Self(format!("{what}: {error}"))
+    }
 }
 
 /// A closed port on 127.0.0.1: bound, then released (nothing listens there afterwards).
@@ -390,27 +392,56 @@ fn openai_provider(
 pub const STANDIN_OPENAI_KEY: &str = "sk-standin-3b7c9e1f5a2d4c6e8f0a";
 
 fn cache(mode: Mode, suffix: &str) -> Result<(ElastiCacheCache, CacheStore), HarnessError> {
-    let url = match mode {
-        Mode::Offline => crate::services::redis::shared()
-            .map_err(|e| HarnessError(e.to_string()))?
-            .url()
-            .to_owned(),
-        Mode::Live => std::env::var(failover_elasticache::ENV_ENDPOINT)
-            .map_err(|_| HarnessError("ELASTICACHE_ENDPOINT is not set".into()))?,
-    };
-    let key = match std::env::var(failover_elasticache::ENV_ENCRYPTION_KEY) {
-        Ok(text) if mode == Mode::Live && !text.trim().is_empty() => {
-            EncryptionKey::parse(&text).map_err(|e| fail("cache encryption key")(e.to_string()))?
-        }
-        _ => EncryptionKey::generate().map_err(|e| fail("cache encryption key")(e.to_string()))?,
-    };
     let prefix = format!("lf-suite-{suffix}");
-    let config = ElastiCacheConfig::new(url.clone(), key)
+    let config = match mode {
+        Mode::Offline => {
+            let url = crate::services::redis::shared()
+                .map_err(|e| HarnessError(e.to_string()))?
+                .url()
+                .to_owned();
+            let key = EncryptionKey::generate().map_err(|e| HarnessError::of("cache key", e))?;
+            ElastiCacheConfig::new(url, key)
+        }
+        // Everything `ElastiCacheCache::from_env` reads (endpoint, AUTH, TLS CA), with a
+        // value key made for the run when FAILOVER_CACHE_ENCRYPTION_KEY is unset.
+        Mode::Live => {
+            let run_key: String = rand_bytes::<32>()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            ElastiCacheConfig::from_lookup(|name| {
+                let value = std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+                if name == failover_elasticache::ENV_ENCRYPTION_KEY {
+                    value.or_else(|| Some(run_key.clone()))
+                } else {
+                    value
+                }
+            })
+            .map_err(|e| HarnessError::of("ElastiCache settings", e))?
+        }
+    };
+    let config = config
         .with_key_prefix(prefix.clone())
         .with_connect_timeout(Duration::from_secs(1))
         .with_operation_timeout(Duration::from_millis(500));
-    let cache = ElastiCacheCache::new(config).map_err(|e| fail("ElastiCache")(e.to_string()))?;
-    Ok((cache, CacheStore::new(url, prefix)))
+    let store = match &config.endpoint {
+        Endpoint::Single(url) => CacheStore::new(
+            url.clone(),
+            config.username.clone(),
+            config.password.clone(),
+            prefix,
+        ),
+        _ => {
+            return Err(HarnessError(
+                "the suite reads Redis back on one node: point ELASTICACHE_ENDPOINT at a \
+                 cluster-mode-disabled primary endpoint (cluster mode has its own tests in \
+                 failover-elasticache)"
+                    .into(),
+            ));
+        }
+    };
+    let cache = ElastiCacheCache::new(config).map_err(|e| HarnessError::of("ElastiCache", e))?;
+    Ok((cache, store))
 }
 
 async fn usage_sink(
@@ -435,7 +466,7 @@ async fn usage_sink(
                 .max_in_flight(1)
         }
         Mode::Live => DynamoDbUsageSinkBuilder::from_env()
-            .map_err(|e| fail("FAILOVER_DYNAMODB_TABLE")(e.to_string()))?,
+            .map_err(|e| HarnessError::of("FAILOVER_DYNAMODB_TABLE", e))?,
     };
     let builder = builder
         .spill_path(std::env::temp_dir().join(format!("failover-suite-{suffix}.spill")))
@@ -445,15 +476,15 @@ async fn usage_sink(
     let client = builder
         .build_client()
         .await
-        .map_err(|e| fail("DynamoDB client")(e.to_string()))?;
+        .map_err(|e| HarnessError::of("DynamoDB client", e))?;
     if mode == Mode::Offline {
         failover_dynamodb::create_table(&client, &table, &TableOptions::default())
             .await
-            .map_err(|e| fail("DynamoDB table")(e.to_string()))?;
+            .map_err(|e| HarnessError::of("DynamoDB table", e))?;
     }
     let sink = builder
         .build()
         .await
-        .map_err(|e| fail("DynamoDB usage sink")(e.to_string()))?;
+        .map_err(|e| HarnessError::of("DynamoDB usage sink", e))?;
     Ok((sink, UsageTable::new(client, table)))
 }

@@ -21,16 +21,37 @@ pub struct StoredEntry {
     pub value: Vec<u8>,
 }
 
-/// The Redis keys under one harness's prefix.
-#[derive(Debug, Clone)]
+/// The Redis keys under one harness's prefix, read on a connection of its own (with the
+/// cache's AUTH settings; `Debug` shows neither the URL nor the credentials).
+#[derive(Clone)]
 pub struct CacheStore {
     url: String,
+    username: Option<String>,
+    password: Option<String>,
     prefix: String,
 }
 
+impl std::fmt::Debug for CacheStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
 impl CacheStore {
-    pub(crate) fn new(url: String, prefix: String) -> Self {
-        Self { url, prefix }
+    pub(crate) fn new(
+        url: String,
+        username: Option<String>,
+        password: Option<String>,
+        prefix: String,
+    ) -> Self {
+        Self {
+            url,
+            username,
+            password,
+            prefix,
+        }
     }
 
     /// The key prefix every entry of this harness starts with.
@@ -39,7 +60,20 @@ impl CacheStore {
     }
 
     async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url.as_str())
+        use redis::IntoConnectionInfo;
+        let info = self
+            .url
+            .as_str()
+            .into_connection_info()
+            .expect("the cache URL parses");
+        let mut settings = info.redis_settings().clone();
+        if let Some(username) = &self.username {
+            settings = settings.set_username(username);
+        }
+        if let Some(password) = &self.password {
+            settings = settings.set_password(password);
+        }
+        redis::Client::open(info.set_redis_settings(settings))
             .expect("the cache URL parses")
             .get_multiplexed_async_connection()
             .await
