@@ -20,7 +20,10 @@ pub fn request_for(harness: &Harness, tenant_id: &str, prompt: &str) -> Completi
     request
 }
 
-/// The usage items DynamoDB holds for `tenant_id` once `adapter` has flushed its queue.
+/// The usage items DynamoDB holds for `tenant_id` once `adapter` has flushed its queue, in
+/// call order: by timestamp, then by attempt — a request's failed attempt and its fallback
+/// often land in the same millisecond, where the table's own order (the random call id in
+/// the sort key) would be arbitrary.
 pub async fn stored_usage(
     harness: &Harness,
     adapter: &FailoverAdapter,
@@ -30,7 +33,9 @@ pub async fn stored_usage(
         .flush_usage()
         .await
         .expect("the usage queue flushes to DynamoDB");
-    harness.usage_table().records(tenant_id).await
+    let mut records = harness.usage_table().records(tenant_id).await;
+    records.sort_by_key(|record| (record.timestamp_unix_ms, record.attempt));
+    records
 }
 
 /// The cache entries Redis holds for `tenant_id`, after checking what every entry of the
@@ -78,10 +83,8 @@ pub async fn stored_cache_entries(
 /// [`converse_path`](failover_testkit::eventstream::converse_path)).
 pub async fn bedrock_paths(standins: &StandIns) -> Vec<String> {
     standins
-        .server(Vendor::Bedrock)
-        .received_requests()
+        .requests(Vendor::Bedrock)
         .await
-        .unwrap_or_default()
         .iter()
         .map(|request| request.url.path().to_owned())
         .collect()

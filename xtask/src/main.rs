@@ -10,7 +10,7 @@ commands:
   ci         cargo fmt --check, clippy (-D warnings) and the whole test suite, as CI runs them
   bench      run every criterion bench (pass extra criterion arguments after --)
   test-live  the scenario suite and the providers' live tests against real Bedrock, OpenAI,
-             ElastiCache and DynamoDB (costs money; see the README, \"Live tests\").
+             ElastiCache and DynamoDB (costs money; see the README, \"Tests: offline and live\").
              Needs AWS_REGION, AWS credentials, OPENAI_API_KEY, ELASTICACHE_ENDPOINT and
              FAILOVER_DYNAMODB_TABLE; SKIP_AWS_INTEGRATION_TESTS=1 skips it. Extra arguments
              after -- go to the suite (e.g. a filter: -- caching::)";
@@ -70,11 +70,11 @@ enum LivePlan {
     Run,
 }
 
-fn live_plan(lookup: impl Fn(&str) -> Option<String> + Copy) -> LivePlan {
+fn live_plan(lookup: impl Fn(&str) -> Option<String> + Copy, shared_aws_files: bool) -> LivePlan {
     if live::skip_requested(lookup) {
         return LivePlan::Skip;
     }
-    let missing = live::missing(lookup);
+    let missing = live::missing(lookup, shared_aws_files);
     if missing.is_empty() {
         LivePlan::Run
     } else {
@@ -83,7 +83,10 @@ fn live_plan(lookup: impl Fn(&str) -> Option<String> + Copy) -> LivePlan {
 }
 
 fn test_live(extra: &[String]) -> Result<(), String> {
-    match live_plan(|name| std::env::var(name).ok()) {
+    match live_plan(
+        |name| std::env::var(name).ok(),
+        live::shared_aws_files_exist(),
+    ) {
         LivePlan::Skip => {
             println!(
                 "xtask: {}=1 — live tests skipped; nothing was sent to AWS or OpenAI",
@@ -98,7 +101,11 @@ fn test_live(extra: &[String]) -> Result<(), String> {
     // ran; the providers' own live tests are `#[ignore]`d in normal runs.
     let mut suite = cargo_command(&["test", "-p", "failover-scenarios", "--test", "suite"]);
     suite.env(live::MODE_ENV, "live");
-    suite.args(["--", "--test-threads", "2"]);
+    suite.arg("--");
+    // One test at a time: real Bedrock throttles bursts (the user may say otherwise).
+    if !extra.iter().any(|arg| arg.starts_with("--test-threads")) {
+        suite.args(["--test-threads", "1"]);
+    }
     suite.args(extra);
     run(
         suite,
@@ -164,14 +171,15 @@ mod tests {
     #[test]
     fn skip_wins_over_missing_variables() {
         assert_eq!(
-            live_plan(env(&[("SKIP_AWS_INTEGRATION_TESTS", "1")])),
+            live_plan(env(&[("SKIP_AWS_INTEGRATION_TESTS", "1")]), false),
             LivePlan::Skip
         );
     }
 
     #[test]
     fn without_credentials_every_missing_variable_is_named() {
-        let LivePlan::Missing(message) = live_plan(env(&[("AWS_REGION", "us-east-1")])) else {
+        let LivePlan::Missing(message) = live_plan(env(&[("AWS_REGION", "us-east-1")]), false)
+        else {
             panic!("expected missing variables")
         };
         assert!(!message.contains("AWS_REGION or"), "{message}");
@@ -188,13 +196,16 @@ mod tests {
     #[test]
     fn a_complete_environment_runs() {
         assert_eq!(
-            live_plan(env(&[
-                ("AWS_REGION", "us-east-1"),
-                ("AWS_PROFILE", "dev"),
-                ("OPENAI_API_KEY", "sk-x"),
-                ("ELASTICACHE_ENDPOINT", "rediss://cache:6379"),
-                ("FAILOVER_DYNAMODB_TABLE", "usage"),
-            ])),
+            live_plan(
+                env(&[
+                    ("AWS_REGION", "us-east-1"),
+                    ("AWS_PROFILE", "dev"),
+                    ("OPENAI_API_KEY", "sk-x"),
+                    ("ELASTICACHE_ENDPOINT", "rediss://cache:6379"),
+                    ("FAILOVER_DYNAMODB_TABLE", "usage"),
+                ]),
+                false
+            ),
             LivePlan::Run
         );
     }

@@ -131,20 +131,23 @@ impl StandIns {
             .await;
     }
 
-    /// How many requests `vendor`'s server received.
-    pub async fn calls(&self, vendor: Vendor) -> usize {
+    /// Every request `vendor`'s server received, in order.
+    pub async fn requests(&self, vendor: Vendor) -> Vec<Request> {
         self.server(vendor)
             .received_requests()
             .await
-            .map_or(0, |requests| requests.len())
+            .expect("stand-ins record their requests (wiremock's default)")
+    }
+
+    /// How many requests `vendor`'s server received.
+    pub async fn calls(&self, vendor: Vendor) -> usize {
+        self.requests(vendor).await.len()
     }
 
     /// The JSON bodies `vendor`'s server received, in order.
     pub async fn bodies(&self, vendor: Vendor) -> Vec<Value> {
-        self.server(vendor)
-            .received_requests()
+        self.requests(vendor)
             .await
-            .unwrap_or_default()
             .iter()
             .map(|request| serde_json::from_slice(&request.body).unwrap_or(Value::Null))
             .collect()

@@ -144,7 +144,10 @@ async fn changing_any_generation_parameter_is_a_miss() {
         ("stop sequence", base().stop("STOP")),
         (
             "response format",
-            base().response_format(ResponseFormat::JsonObject),
+            // Room for a real model's whole JSON answer (a cut one fails the JSON check).
+            base()
+                .max_tokens(50)
+                .response_format(ResponseFormat::JsonObject),
         ),
         (
             "model",
@@ -186,7 +189,8 @@ async fn changing_any_generation_parameter_is_a_miss() {
 
 async fn entries_expire_after_their_ttl() {
     let harness = Harness::start().await;
-    let ttl = Duration::from_secs(2);
+    // Long enough for two calls and a store read on a loaded machine; short enough to wait.
+    let ttl = Duration::from_secs(5);
     let adapter = harness.adapter_with(harness.config().with_cache_ttl(ttl));
     let tenant = harness.tenant();
     let first = adapter

@@ -8,7 +8,7 @@ use std::time::Duration;
 use failover_breaker::{BreakerState, Outcome};
 use failover_core::FailoverAdapter;
 use failover_provider::{CompletionRequest, ErrorKind};
-use failover_scenarios::{BEDROCK, OPENAI, stored_usage};
+use failover_scenarios::{BEDROCK, OPENAI, stored_cache_entries, stored_usage};
 use failover_testkit::standin::{Fault, Vendor};
 use failover_testkit::system::suite::SuiteTest;
 use failover_testkit::system::{Harness, HarnessOptions};
@@ -29,6 +29,8 @@ pub(crate) fn tests() -> Vec<SuiteTest> {
         ],
     }
 }
+
+const ONE_HOUR: Duration = Duration::from_secs(3600);
 
 /// A distinct question per call, so the cache never answers.
 fn question(harness: &Harness, n: usize) -> CompletionRequest {
@@ -94,6 +96,17 @@ async fn breaker_opens_after_threshold_failures_and_traffic_fails_over() {
             .filter(|item| item.provider == OPENAI)
             .all(|item| item.fallback_used)
     );
+    // Each distinct question's answer is cached for the tenant.
+    let entries = stored_cache_entries(&harness, &harness.tenant(), ONE_HOUR, &[]).await;
+    assert_eq!(entries.len(), 3);
+    if let Some(standins) = harness.standins() {
+        assert_eq!(standins.calls(Vendor::OpenAi).await, 3);
+        assert_eq!(
+            standins.calls(Vendor::Bedrock).await,
+            0,
+            "its endpoint is closed"
+        );
+    }
 }
 
 async fn open_breaker_prevents_calls() {
@@ -113,6 +126,9 @@ async fn open_breaker_prevents_calls() {
     let bedrock_calls = items.iter().filter(|i| i.provider == BEDROCK).count();
     let openai_calls = items.iter().filter(|i| i.provider == OPENAI).count();
     assert_eq!((bedrock_calls, openai_calls), (3, 7), "{items:?}");
+    if let Some(standins) = harness.standins() {
+        assert_eq!(standins.calls(Vendor::OpenAi).await, 7);
+    }
 }
 
 /// Recovery with the real Bedrock answering the probe: failures are recorded on the breaker
@@ -151,8 +167,11 @@ async fn breaker_recovers_open_half_open_closed() {
         ]
     );
     let items = stored_usage(&harness, &adapter, &harness.tenant()).await;
-    let providers: Vec<_> = items.iter().map(|item| item.provider.as_str()).collect();
-    assert_eq!(providers, vec![OPENAI, BEDROCK]);
+    // One OpenAI answer while open, one Bedrock answer as the probe (recorded failures are
+    // the breaker's, not calls: they are not in the ledger).
+    let mut providers: Vec<_> = items.iter().map(|item| item.provider.as_str()).collect();
+    providers.sort_unstable();
+    assert_eq!(providers, vec![BEDROCK, OPENAI]);
 }
 
 async fn real_unavailable_answers_trip_the_breaker_and_a_probe_closes_it() {
@@ -208,4 +227,11 @@ async fn retry_after_longer_than_the_open_period_is_honoured() {
     harness.clock().advance(Duration::from_secs(61));
     assert_eq!(provider_of(&harness, &adapter, 4).await, BEDROCK);
     assert_eq!(harness.offline().calls(Vendor::Bedrock).await, 4);
+    let items = stored_usage(&harness, &adapter, &harness.tenant()).await;
+    let throttled = UsageOutcome::Failed {
+        kind: ErrorKind::Throttled,
+    };
+    assert_eq!(count(&items, BEDROCK, &throttled), 3);
+    assert_eq!(count(&items, OPENAI, &UsageOutcome::Success), 4);
+    assert_eq!(count(&items, BEDROCK, &UsageOutcome::Success), 1);
 }

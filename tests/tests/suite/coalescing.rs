@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use failover_core::FailoverAdapter;
 use failover_provider::{Completion, CompletionRequest, StreamChunk};
-use failover_scenarios::stored_usage;
+use failover_scenarios::{stored_cache_entries, stored_usage};
 use failover_testkit::standin::{Fault, Vendor};
 use failover_testkit::system::Harness;
 use failover_testkit::system::suite::SuiteTest;
@@ -27,6 +27,7 @@ pub(crate) fn tests() -> Vec<SuiteTest> {
 }
 
 const CALLERS: usize = 8;
+const ONE_HOUR: Duration = Duration::from_secs(3600);
 
 async fn concurrently(
     adapter: &FailoverAdapter,
@@ -69,6 +70,8 @@ async fn concurrent_identical_requests_cause_one_provider_call() {
         cache.coalesced + cache.hits,
         u64::try_from(CALLERS - 1).unwrap()
     );
+    let entries = stored_cache_entries(&harness, &harness.tenant(), ONE_HOUR, &[]).await;
+    assert_eq!(entries.len(), 1, "one answer, one entry: {entries:?}");
 }
 
 async fn tenants_never_share_a_provider_call() {
@@ -119,6 +122,10 @@ async fn followers_wait_for_the_leaders_flight_and_share_its_answer() {
         u64::try_from(CALLERS - 1).unwrap(),
         "every follower joined the flight (the answer took 500 ms)"
     );
+    let stored = stored_usage(&harness, &adapter, &harness.tenant()).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let entries = stored_cache_entries(&harness, &harness.tenant(), ONE_HOUR, &[]).await;
+    assert_eq!(entries.len(), 1);
 }
 
 async fn a_stream_leader_answers_waiting_streams_and_plain_calls() {

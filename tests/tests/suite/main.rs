@@ -1,12 +1,14 @@
-//! The seed's test plan (`../shared/seed/`) as one suite over the whole assembled system:
+//! The seed's test plan (the Python adapter's integration-test plan: eight test classes and
+//! five scenarios) as one suite over the whole assembled system:
 //! the real Bedrock and OpenAI clients, Redis through the ElastiCache cache, a DynamoDB
 //! endpoint through the usage sink. One module per seed class, plus the five scenarios,
 //! streams and the cache, and request coalescing.
 //!
 //! `cargo test -p failover-scenarios --test suite` runs it offline (local stand-ins speaking
 //! the providers' wire formats; Redis and moto spawned on free ports);
-//! `cargo xtask test-live` runs it against the real services. Filter by class as with the
-//! seed's pytest classes: `cargo test -p failover-scenarios --test suite -- caching::`.
+//! `cargo xtask test-live` runs it against the real services (README, "Tests: offline and
+//! live"). Filter by class as with the seed's pytest classes:
+//! `cargo test -p failover-scenarios --test suite -- caching::`.
 
 mod basic_adapter;
 mod bedrock_integration;

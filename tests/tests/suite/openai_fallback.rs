@@ -110,11 +110,7 @@ async fn openai_answers_a_bedrock_503_with_the_routed_model_and_its_key() {
     assert_fallback_ledger(&harness, &adapter, &result, ErrorKind::Unavailable).await;
 
     // What the OpenAI server received: the routed model and the bearer key, over its API.
-    let openai = &standins
-        .server(Vendor::OpenAi)
-        .received_requests()
-        .await
-        .unwrap()[0];
+    let openai = &standins.requests(Vendor::OpenAi).await[0];
     assert_eq!(openai.url.path(), "/v1/chat/completions");
     let body: serde_json::Value = serde_json::from_slice(&openai.body).unwrap();
     assert_eq!(body["model"], "gpt-4");
@@ -124,11 +120,7 @@ async fn openai_answers_a_bedrock_503_with_the_routed_model_and_its_key() {
         format!("Bearer {STANDIN_OPENAI_KEY}").as_str()
     );
     // And the Bedrock request went to the routed model, SigV4-signed by the real SDK.
-    let bedrock = &standins
-        .server(Vendor::Bedrock)
-        .received_requests()
-        .await
-        .unwrap()[0];
+    let bedrock = &standins.requests(Vendor::Bedrock).await[0];
     assert_eq!(
         bedrock.url.path(),
         failover_testkit::eventstream::converse_path(BEDROCK_MODEL)
@@ -270,6 +262,9 @@ async fn the_response_structure_is_the_same_whichever_provider_answers() {
     }
     let items = stored_usage(&harness, &adapter, &harness.tenant()).await;
     assert_eq!(items.len(), 2);
-    assert_eq!(items[0].cost, from_bedrock.estimated_cost);
-    assert_eq!(items[1].cost, from_openai.estimated_cost);
+    for (provider, result) in [(BEDROCK, &from_bedrock), (OPENAI, &from_openai)] {
+        let item = items.iter().find(|item| item.provider == provider).unwrap();
+        assert_eq!(item.cost, result.estimated_cost);
+        assert_eq!(item.request_id, result.request_id);
+    }
 }

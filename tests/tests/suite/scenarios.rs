@@ -10,7 +10,7 @@ use failover_provider::{AttemptOutcome, CompletionRequest, ErrorKind, ResponseFo
 use failover_scenarios::{BEDROCK, OPENAI, stored_cache_entries, stored_usage};
 use failover_testkit::standin::{Fault, Vendor};
 use failover_testkit::system::suite::SuiteTest;
-use failover_testkit::system::{Harness, HarnessOptions, Mode};
+use failover_testkit::system::{Harness, HarnessOptions};
 use failover_usage::UsageOutcome;
 
 pub(crate) fn tests() -> Vec<SuiteTest> {
@@ -317,7 +317,16 @@ async fn scenario_5_all_providers_failing_is_one_error_naming_each_attempt() {
         );
         assert_eq!(item.cost, Usd::ZERO);
     }
-    if harness.mode() == Mode::Offline {
-        assert_eq!(harness.offline().calls(Vendor::Bedrock).await, 0);
+    if let Some(standins) = harness.standins() {
+        assert_eq!(
+            standins.calls(Vendor::Bedrock).await,
+            0,
+            "its breaker was open"
+        );
+        assert_eq!(
+            standins.calls(Vendor::OpenAi).await,
+            0,
+            "its endpoint is closed"
+        );
     }
 }

@@ -147,6 +147,22 @@ async fn a_throttled_stream_request_falls_back_to_openai_streaming() {
             ..
         }
     ));
+    let stored = stored_usage(&harness, &adapter, &harness.tenant()).await;
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert_eq!(
+        stored[0].outcome,
+        UsageOutcome::Failed {
+            kind: ErrorKind::Throttled
+        }
+    );
+    assert_eq!(
+        (stored[1].provider.as_str(), stored[1].attempt),
+        (OPENAI, 2)
+    );
+    let entries = stored_cache_entries(&harness, &harness.tenant(), ONE_HOUR, &["Say hello"]).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(harness.offline().calls(Vendor::Bedrock).await, 1);
+    assert_eq!(harness.offline().calls(Vendor::OpenAi).await, 1);
 }
 
 async fn a_clean_stream_is_cached_and_replayed_to_streams_and_plain_calls() {
@@ -242,6 +258,15 @@ async fn a_json_mode_stream_delivers_one_json_object() {
         .unwrap_or_else(|error| panic!("not JSON ({error}): {content}"));
     assert!(value.is_object(), "{value}");
     assert_eq!(summary(&items).provider, BEDROCK);
+    let stored = stored_usage(&harness, &adapter, &harness.tenant()).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].usage, summary(&items).usage);
+    let entries = stored_cache_entries(&harness, &harness.tenant(), ONE_HOUR, &[]).await;
+    assert_eq!(
+        entries.len(),
+        1,
+        "a clean JSON stream is cached: {entries:?}"
+    );
     if let Some(standins) = harness.standins() {
         // JSON mode on Bedrock is a forced tool call.
         let body = &standins.bodies(Vendor::Bedrock).await[0];

@@ -144,13 +144,16 @@ async fn redis_cache(url: &str, run: &str) -> Result<(Arc<dyn Cache>, String), B
     Ok((Arc::new(cache), label))
 }
 
-/// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (/ `AWS_SESSION_TOKEN`) when both are set,
-/// else dummy keys: the endpoint is a local one, and explicit credentials keep the SDK from
-/// asking any other credential source (the instance metadata service among them).
-fn credentials() -> Credentials {
+/// For an `https://` endpoint, `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (/
+/// `AWS_SESSION_TOKEN`) when both are set; otherwise — a plain-`http://` local endpoint
+/// (moto, DynamoDB Local) — dummy keys, so real credentials are never sent in the clear.
+/// Explicit credentials also keep the SDK from asking any other credential source (the
+/// instance metadata service among them).
+fn credentials(endpoint: &str) -> Credentials {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let secure = endpoint.trim_start().starts_with("https://");
     match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
-        (Some(id), Some(secret)) => Credentials::new(
+        (Some(id), Some(secret)) if secure => Credentials::new(
             id,
             secret,
             var("AWS_SESSION_TOKEN"),
@@ -177,7 +180,7 @@ async fn dynamodb_sink(
     let mut builder = DynamoDbUsageSinkBuilder::from_env()?
         .endpoint_url(endpoint)
         .table_name(table)
-        .credentials(credentials())
+        .credentials(credentials(endpoint))
         // One write in flight: moto does not isolate concurrent transactions.
         .max_in_flight(1)
         .linger(Duration::from_millis(5));

@@ -36,7 +36,6 @@ use failover_openai::{OpenAiConfig, OpenAiProvider};
 use failover_provider::CompletionRequest;
 
 use crate::live;
-use crate::services::free_port;
 use crate::standin::StandIns;
 use stores::{CacheStore, UsageTable};
 
@@ -110,6 +109,8 @@ pub fn seed_breaker_config() -> BreakerConfig {
 pub struct Harness {
     mode: Mode,
     suffix: String,
+    /// Held for the harness's life: the unreachable endpoints stay unreachable.
+    _closed_ports: Vec<ClosedPort>,
     standins: Option<StandIns>,
     bedrock: Arc<BedrockProvider>,
     openai: Arc<OpenAiProvider>,
@@ -148,33 +149,41 @@ impl HarnessError {
     }
 }
 
-/// A closed port on 127.0.0.1: bound, then released (nothing listens there afterwards).
-fn closed_port_url() -> String {
-    let port = free_port().expect("a free port on 127.0.0.1");
-    format!("http://127.0.0.1:{port}")
+/// A closed port on 127.0.0.1, kept closed: the socket stays bound (so no other server of
+/// a parallel test can take the port) but never listens, so every connection is refused.
+struct ClosedPort {
+    _socket: tokio::net::TcpSocket,
+    url: String,
 }
 
-fn random_suffix() -> String {
-    let bytes: [u8; 6] = rand_bytes();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn rand_bytes<const N: usize>() -> [u8; N] {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = [0u8; N];
-    for chunk in out.chunks_mut(8) {
-        let mut hasher = RandomState::new().build_hasher();
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
-        let bits = hasher.finish().to_le_bytes();
-        chunk.copy_from_slice(&bits[..chunk.len()]);
+impl ClosedPort {
+    fn reserve() -> Result<Self, HarnessError> {
+        let socket =
+            tokio::net::TcpSocket::new_v4().map_err(|e| HarnessError::of("a closed port", e))?;
+        socket
+            .bind((std::net::Ipv4Addr::LOCALHOST, 0).into())
+            .map_err(|e| HarnessError::of("a closed port", e))?;
+        let addr = socket
+            .local_addr()
+            .map_err(|e| HarnessError::of("a closed port", e))?;
+        Ok(Self {
+            _socket: socket,
+            url: format!("http://{addr}"),
+        })
     }
-    out
+}
+
+/// 12 random hex digits: the harness's tenant and key-prefix suffix.
+fn random_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// A random secret for the harness's key deriver.
+fn random_secret() -> [u8; 32] {
+    let mut secret = [0u8; 32];
+    secret[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    secret[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    secret
 }
 
 impl Harness {
@@ -200,14 +209,26 @@ impl Harness {
             Mode::Offline => Some(StandIns::start().await),
             Mode::Live => None,
         };
-        let bedrock = Arc::new(bedrock_provider(mode, standins.as_ref(), options).await);
-        let openai = Arc::new(openai_provider(mode, standins.as_ref(), options)?);
+        let bedrock_closed = (options.bedrock_unreachable)
+            .then(ClosedPort::reserve)
+            .transpose()?;
+        let openai_closed = (options.openai_unreachable)
+            .then(ClosedPort::reserve)
+            .transpose()?;
+        let bedrock_endpoint = bedrock_closed.as_ref().map(|port| port.url.clone());
+        let openai_endpoint = openai_closed
+            .as_ref()
+            .map(|port| format!("{}/v1", port.url));
+        let bedrock = Arc::new(bedrock_provider(mode, standins.as_ref(), bedrock_endpoint).await);
+        let openai = Arc::new(openai_provider(mode, standins.as_ref(), openai_endpoint)?);
+        let closed_ports = bedrock_closed.into_iter().chain(openai_closed).collect();
         let (cache, cache_store) = cache(mode, &suffix)?;
         let (sink, usage_table) = usage_sink(mode, &suffix).await?;
-        let key_deriver = KeyDeriver::new(rand_bytes());
+        let key_deriver = KeyDeriver::new(random_secret());
         Ok(Self {
             mode,
             suffix,
+            _closed_ports: closed_ports,
             standins,
             bedrock,
             openai,
@@ -290,11 +311,6 @@ impl Harness {
         &self.clock
     }
 
-    /// The cache behind the adapter.
-    pub fn cache(&self) -> &Arc<ElastiCacheCache> {
-        &self.cache
-    }
-
     /// The usage sink behind the adapter.
     pub fn sink(&self) -> &Arc<DynamoDbUsageSink> {
         &self.sink
@@ -319,19 +335,29 @@ impl Harness {
 /// The real Bedrock client pointed at `standins` the way the suite builds it offline (static
 /// dummy credentials, us-east-1, one SDK attempt). `failover demo` uses it too.
 pub async fn standin_bedrock(standins: &StandIns) -> BedrockProvider {
-    bedrock_provider(Mode::Offline, Some(standins), HarnessOptions::default()).await
+    bedrock_provider(Mode::Offline, Some(standins), None).await
 }
 
 /// The real OpenAI client pointed at `standins` the way the suite builds it offline (the
 /// [`STANDIN_OPENAI_KEY`], one attempt). `failover demo` uses it too.
 pub fn standin_openai(standins: &StandIns) -> Result<OpenAiProvider, HarnessError> {
-    openai_provider(Mode::Offline, Some(standins), HarnessOptions::default())
+    openai_provider(Mode::Offline, Some(standins), None)
+}
+
+/// SDK attempts per Bedrock call. Offline, one: the adapter fails over, and every request a
+/// stand-in sees is one provider call in the ledger. Live, the SDK's standard three: real
+/// Bedrock throttles bursts, and a retried call is still one call (and one usage item).
+fn provider_attempts(mode: Mode) -> u32 {
+    match mode {
+        Mode::Offline => 1,
+        Mode::Live => 3,
+    }
 }
 
 async fn bedrock_provider(
     mode: Mode,
     standins: Option<&StandIns>,
-    options: HarnessOptions,
+    endpoint: Option<String>,
 ) -> BedrockProvider {
     let builder = match (mode, standins) {
         (Mode::Offline, Some(standins)) => BedrockConfig::builder()
@@ -343,16 +369,13 @@ async fn bedrock_provider(
             )),
         _ => failover_bedrock::BedrockConfigBuilder::from_env(),
     };
-    let builder = if options.bedrock_unreachable {
-        builder.endpoint_url(closed_port_url())
-    } else {
-        builder
+    let builder = match endpoint {
+        Some(url) => builder.endpoint_url(url),
+        None => builder,
     };
-    // One SDK attempt: the adapter fails over, and every call a server sees is in the
-    // ledger exactly once.
     BedrockProvider::new(
         builder
-            .max_attempts(1)
+            .max_attempts(provider_attempts(mode))
             .connect_timeout(Duration::from_secs(2))
             .first_token_timeout(Duration::from_secs(20))
             .stall_timeout(Duration::from_secs(20))
@@ -364,7 +387,7 @@ async fn bedrock_provider(
 fn openai_provider(
     mode: Mode,
     standins: Option<&StandIns>,
-    options: HarnessOptions,
+    base_url: Option<String>,
 ) -> Result<OpenAiProvider, HarnessError> {
     let builder = match (mode, standins) {
         (Mode::Offline, Some(standins)) => OpenAiConfig::builder()
@@ -372,14 +395,13 @@ fn openai_provider(
             .base_url(standins.openai_base_url()),
         _ => failover_openai::OpenAiConfigBuilder::from_env(),
     };
-    let builder = if options.openai_unreachable {
-        builder.base_url(format!("{}/v1", closed_port_url()))
-    } else {
-        builder
+    let builder = match base_url {
+        Some(url) => builder.base_url(url),
+        None => builder,
     };
     OpenAiProvider::new(
         builder
-            .max_attempts(1)
+            .max_attempts(provider_attempts(mode))
             .connect_timeout(Duration::from_secs(2))
             .first_token_timeout(Duration::from_secs(20))
             .stall_timeout(Duration::from_secs(20))
@@ -405,30 +427,42 @@ fn cache(mode: Mode, suffix: &str) -> Result<(ElastiCacheCache, CacheStore), Har
         // Everything `ElastiCacheCache::from_env` reads (endpoint, AUTH, TLS CA), with a
         // value key made for the run when FAILOVER_CACHE_ENCRYPTION_KEY is unset.
         Mode::Live => {
-            let run_key: String = rand_bytes::<32>()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            ElastiCacheConfig::from_lookup(|name| {
+            let key_env = failover_elasticache::ENV_ENCRYPTION_KEY;
+            let key_is_set = std::env::var(key_env).is_ok_and(|v| !v.trim().is_empty());
+            // A placeholder for the required variable, replaced below by a fresh key.
+            let placeholder = "0".repeat(64);
+            let mut config = ElastiCacheConfig::from_lookup(|name| {
                 let value = std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-                if name == failover_elasticache::ENV_ENCRYPTION_KEY {
-                    value.or_else(|| Some(run_key.clone()))
+                if name == key_env && !key_is_set {
+                    Some(placeholder.clone())
                 } else {
                     value
                 }
             })
-            .map_err(|e| HarnessError::of("ElastiCache settings", e))?
+            .map_err(|e| HarnessError::of("ElastiCache settings", e))?;
+            if !key_is_set {
+                config.encryption_key =
+                    EncryptionKey::generate().map_err(|e| HarnessError::of("cache key", e))?;
+            }
+            config
         }
+    };
+    // Operations get the adapter's whole cache budget (see `Harness::config`); live, the
+    // first connection may cross a TLS tunnel.
+    let (connect_timeout, operation_timeout) = match mode {
+        Mode::Offline => (Duration::from_secs(1), Duration::from_secs(1)),
+        Mode::Live => (Duration::from_secs(5), Duration::from_secs(2)),
     };
     let config = config
         .with_key_prefix(prefix.clone())
-        .with_connect_timeout(Duration::from_secs(1))
-        .with_operation_timeout(Duration::from_millis(500));
+        .with_connect_timeout(connect_timeout)
+        .with_operation_timeout(operation_timeout);
     let store = match &config.endpoint {
         Endpoint::Single(url) => CacheStore::new(
             url.clone(),
             config.username.clone(),
             config.password.clone(),
+            config.tls_root_cert_pem.clone(),
             prefix,
         ),
         _ => {
@@ -465,8 +499,11 @@ async fn usage_sink(
                 // moto does not isolate concurrent transactions; DynamoDB does.
                 .max_in_flight(1)
         }
+        // Live items expire a day after the run (when the table has TTL enabled on
+        // `expires_at`); the per-day aggregates of the run's tenants stay.
         Mode::Live => DynamoDbUsageSinkBuilder::from_env()
-            .map_err(|e| HarnessError::of("FAILOVER_DYNAMODB_TABLE", e))?,
+            .map_err(|e| HarnessError::of("DynamoDB settings", e))?
+            .ttl_days(1),
     };
     let builder = builder
         .spill_path(std::env::temp_dir().join(format!("failover-suite-{suffix}.spill")))

@@ -22,12 +22,13 @@ pub struct StoredEntry {
 }
 
 /// The Redis keys under one harness's prefix, read on a connection of its own (with the
-/// cache's AUTH settings; `Debug` shows neither the URL nor the credentials).
+/// cache's AUTH and TLS settings; `Debug` shows neither the URL nor the credentials).
 #[derive(Clone)]
 pub struct CacheStore {
     url: String,
     username: Option<String>,
     password: Option<String>,
+    tls_root_cert_pem: Option<Vec<u8>>,
     prefix: String,
 }
 
@@ -44,12 +45,14 @@ impl CacheStore {
         url: String,
         username: Option<String>,
         password: Option<String>,
+        tls_root_cert_pem: Option<Vec<u8>>,
         prefix: String,
     ) -> Self {
         Self {
             url,
             username,
             password,
+            tls_root_cert_pem,
             prefix,
         }
     }
@@ -73,7 +76,19 @@ impl CacheStore {
         if let Some(password) = &self.password {
             settings = settings.set_password(password);
         }
-        redis::Client::open(info.set_redis_settings(settings))
+        let info = info.set_redis_settings(settings);
+        let client = match &self.tls_root_cert_pem {
+            // The same private CA the cache trusts (ELASTICACHE_TLS_CA_FILE).
+            Some(pem) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => redis::Client::open(info),
+        };
+        client
             .expect("the cache URL parses")
             .get_multiplexed_async_connection()
             .await
@@ -150,11 +165,6 @@ pub struct UsageTable {
 impl UsageTable {
     pub(crate) fn new(client: Client, table: String) -> Self {
         Self { client, table }
-    }
-
-    /// The table's name.
-    pub fn table(&self) -> &str {
-        &self.table
     }
 
     /// Every raw usage record item of `tenant_id` (its partition, sort keys `TS#…`),

@@ -22,8 +22,11 @@ use crate::services::services_required;
 
 /// At most this many provider calls per live test (the suite's tests stay under it).
 pub const MAX_CALLS_PER_LIVE_TEST: u64 = 8;
-/// At most this many input tokens per call of the suite (short seed prompts).
-const MAX_INPUT_TOKENS_PER_CALL: u64 = 300;
+/// At most this many input tokens per Bedrock call: a short seed prompt, plus — in JSON
+/// mode — Anthropic's tool-use system prompt and the forced tool's schema.
+const MAX_BEDROCK_INPUT_TOKENS: u64 = 1_000;
+/// At most this many input tokens per OpenAI call (short seed prompts, no tool prompt).
+const MAX_OPENAI_INPUT_TOKENS: u64 = 300;
 /// At most this many output tokens per call (the suite asks for ≤ 50).
 const MAX_OUTPUT_TOKENS_PER_CALL: u64 = 50;
 
@@ -87,12 +90,13 @@ macro_rules! suite_tests {
 }
 
 /// An upper bound of a live run's provider cost: `tests` × [`MAX_CALLS_PER_LIVE_TEST`] calls,
-/// each at the dearer of the two routed models with the largest request the suite sends.
+/// each priced as the dearer of the largest call the suite sends to either routed model.
 pub fn estimated_live_cost(tests: u64, pricing: &PricingTable) -> Option<Usd> {
-    let usage = TokenUsage::new(MAX_INPUT_TOKENS_PER_CALL, MAX_OUTPUT_TOKENS_PER_CALL);
+    let bedrock = TokenUsage::new(MAX_BEDROCK_INPUT_TOKENS, MAX_OUTPUT_TOKENS_PER_CALL);
+    let openai = TokenUsage::new(MAX_OPENAI_INPUT_TOKENS, MAX_OUTPUT_TOKENS_PER_CALL);
     let per_call = [
-        pricing.cost(BEDROCK, BEDROCK_MODEL, &usage)?,
-        pricing.cost(OPENAI, MODEL, &usage)?,
+        pricing.cost(BEDROCK, BEDROCK_MODEL, &bedrock)?,
+        pricing.cost(OPENAI, MODEL, &openai)?,
     ]
     .into_iter()
     .max_by_key(Usd::amount)?;
@@ -157,6 +161,9 @@ fn run_live(arguments: &Arguments, tests: Vec<SuiteTest>) -> ExitCode {
         eprintln!("{}", live::missing_message(&missing));
         return ExitCode::FAILURE;
     }
+    for line in live::endpoint_overrides(lookup) {
+        eprintln!("live run: {line}, not to the public service");
+    }
     let (live_tests, offline_tests): (Vec<_>, Vec<_>) = tests
         .into_iter()
         .partition(|suite_test| suite_test.offline_only.is_none());
@@ -164,9 +171,9 @@ fn run_live(arguments: &Arguments, tests: Vec<SuiteTest>) -> ExitCode {
     let count = u64::try_from(live_tests.len()).unwrap_or(u64::MAX);
     match estimated_live_cost(count, &pricing) {
         Some(cost) => eprintln!(
-            "live run: {count} tests, at most {} provider calls of ≤ {MAX_INPUT_TOKENS_PER_CALL} \
-             input + {MAX_OUTPUT_TOKENS_PER_CALL} output tokens; estimated cost ≤ {cost} \
-             (pricing.toml as of {})",
+            "live run: {count} tests, at most {} provider calls of ≤ {MAX_BEDROCK_INPUT_TOKENS} \
+             (Bedrock) / {MAX_OPENAI_INPUT_TOKENS} (OpenAI) input + {MAX_OUTPUT_TOKENS_PER_CALL} \
+             output tokens; estimated cost ≤ {cost} (pricing.toml as of {})",
             count * MAX_CALLS_PER_LIVE_TEST,
             pricing.as_of().unwrap_or("unknown"),
         ),
@@ -201,8 +208,11 @@ mod tests {
         let one = estimated_live_cost(1, &pricing).unwrap();
         let ten = estimated_live_cost(10, &pricing).unwrap();
         assert_eq!(ten.amount(), one.amount() * rust_decimal::Decimal::from(10));
-        let usage = TokenUsage::new(MAX_INPUT_TOKENS_PER_CALL, MAX_OUTPUT_TOKENS_PER_CALL);
+        let usage = TokenUsage::new(MAX_BEDROCK_INPUT_TOKENS, MAX_OUTPUT_TOKENS_PER_CALL);
         let bedrock = pricing.cost(BEDROCK, BEDROCK_MODEL, &usage).unwrap();
         assert!(one.amount() >= bedrock.amount() * rust_decimal::Decimal::from(8));
+        let usage = TokenUsage::new(MAX_OPENAI_INPUT_TOKENS, MAX_OUTPUT_TOKENS_PER_CALL);
+        let openai = pricing.cost(OPENAI, MODEL, &usage).unwrap();
+        assert!(one.amount() >= openai.amount() * rust_decimal::Decimal::from(8));
     }
 }
