@@ -9,9 +9,8 @@
 use std::process::Command;
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodb::types::AttributeValue;
-use failover_dynamodb::{PK, SK, item_to_record, partition_key};
 use failover_testkit::services::redis;
+use failover_testkit::system::stores::{CacheStore, UsageTable};
 use failover_testkit::{moto, require_service};
 use failover_usage::UsageOutcome;
 
@@ -80,39 +79,12 @@ async fn the_demo_stores_its_answers_in_redis_and_its_ledger_in_dynamodb() {
 
     // Redis: the three answers (scenarios 1, 2 and 3) under the run's prefix, each with a
     // TTL; the cache hit and the failures wrote nothing.
-    let client = ::redis::Client::open(redis_url.as_str()).expect("the Redis URL parses");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("a connection to Redis");
-    let mut keys: Vec<String> = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = ::redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut connection)
-            .await
-            .expect("SCAN");
-        keys.extend(batch);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    keys.sort();
-    keys.dedup();
-    assert_eq!(keys.len(), 3, "{keys:?}");
-    for key in &keys {
-        let ttl_ms: i64 = ::redis::cmd("PTTL")
-            .arg(key)
-            .query_async(&mut connection)
-            .await
-            .expect("PTTL");
-        assert!(ttl_ms > 0, "{key} has a TTL ({ttl_ms})");
+    let entries = CacheStore::new(redis_url.clone(), None, None, None, prefix.to_owned())
+        .entries()
+        .await;
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    for entry in &entries {
+        assert!(entry.ttl.is_some(), "{} has a TTL", entry.key);
     }
 
     // DynamoDB: one raw usage item per provider call, in the run's tenant partition.
@@ -130,23 +102,9 @@ async fn the_demo_stores_its_answers_in_redis_and_its_ledger_in_dynamodb() {
             ))
             .build(),
     );
-    let page = dynamodb
-        .query()
-        .table_name(&table)
-        .key_condition_expression("#pk = :pk AND begins_with(#sk, :ts)")
-        .expression_attribute_names("#pk", PK)
-        .expression_attribute_names("#sk", SK)
-        .expression_attribute_values(":pk", AttributeValue::S(partition_key(tenant)))
-        .expression_attribute_values(":ts", AttributeValue::S("TS#".into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("Query of the demo's usage table");
-    let records: Vec<_> = page
-        .items()
-        .iter()
-        .map(|item| item_to_record(item).expect("a usage item decodes"))
-        .collect();
+    let records = UsageTable::new(dynamodb, table.clone())
+        .records(tenant)
+        .await;
     assert_eq!(records.len(), 7, "{records:?}");
     let count = |provider: &str, success: bool| {
         records

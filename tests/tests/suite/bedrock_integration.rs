@@ -29,21 +29,12 @@ pub(crate) fn tests() -> Vec<SuiteTest> {
 
 const ONE_HOUR: Duration = Duration::from_secs(3600);
 
-/// The seed's manual Bedrock test: temperature 0.1, ten tokens, text.
-fn seed_request(harness: &Harness, prompt: &str) -> CompletionRequest {
-    harness
-        .request(prompt)
-        .temperature(0.1)
-        .max_tokens(10)
-        .response_format(ResponseFormat::Text)
-}
-
 async fn bedrock_answers_the_seed_request() {
     let harness = Harness::start().await;
     let adapter = harness.adapter();
     let prompt = "What is 2+2? Answer with just the number.";
     let result = adapter
-        .generate_completion(seed_request(&harness, prompt))
+        .generate_completion(harness.seed_request(prompt))
         .await
         .unwrap();
     assert_eq!(result.provider, BEDROCK);
@@ -136,7 +127,7 @@ async fn gpt_4_routes_to_claude_3_5_sonnet_on_bedrock() {
     let harness = Harness::start().await;
     let adapter = harness.adapter();
     let result = adapter
-        .generate_completion(seed_request(&harness, "Name one primary colour."))
+        .generate_completion(harness.seed_request("Name one primary colour."))
         .await
         .unwrap();
     assert_eq!(result.provider, BEDROCK);
@@ -181,7 +172,7 @@ async fn token_counts_are_reported_and_logged_as_usage() {
     let adapter = harness.adapter();
     let prompt = "What is 2+2? Answer with just the number.";
     let result = adapter
-        .generate_completion(seed_request(&harness, prompt))
+        .generate_completion(harness.seed_request(prompt))
         .await
         .unwrap();
     assert_eq!(result.provider, BEDROCK);
@@ -216,7 +207,7 @@ async fn token_counts_are_reported_and_logged_as_usage() {
 
     // A cache hit reports the original counts but adds none to the ledger.
     let hit = adapter
-        .generate_completion(seed_request(&harness, prompt))
+        .generate_completion(harness.seed_request(prompt))
         .await
         .unwrap();
     assert!(hit.cached);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use failover_breaker::BreakerState;
 use failover_core::{FailoverError, HealthStatus};
-use failover_provider::{AttemptOutcome, CompletionRequest, ErrorKind, ResponseFormat, Usd};
+use failover_provider::{AttemptOutcome, ErrorKind, Usd};
 use failover_scenarios::{BEDROCK, OPENAI, stored_cache_entries, stored_usage};
 use failover_testkit::standin::{Fault, Vendor};
 use failover_testkit::system::suite::SuiteTest;
@@ -30,21 +30,12 @@ pub(crate) fn tests() -> Vec<SuiteTest> {
 
 const ONE_HOUR: Duration = Duration::from_secs(3600);
 
-/// The seed's manual-test request: temperature 0.1, ten tokens, text.
-fn seed_request(harness: &Harness, prompt: &str) -> CompletionRequest {
-    harness
-        .request(prompt)
-        .temperature(0.1)
-        .max_tokens(10)
-        .response_format(ResponseFormat::Text)
-}
-
 async fn scenario_1_normal_operation_answers_from_bedrock_and_caches() {
     let harness = Harness::start().await;
     let adapter = harness.adapter();
     let prompt = "What is 2+2? Answer with just the number.";
     let result = adapter
-        .generate_completion(seed_request(&harness, prompt))
+        .generate_completion(harness.seed_request(prompt))
         .await
         .unwrap();
     assert_eq!(result.provider, BEDROCK);
@@ -55,7 +46,7 @@ async fn scenario_1_normal_operation_answers_from_bedrock_and_caches() {
 
     // Cached for future calls: the same request is answered without a provider.
     let again = adapter
-        .generate_completion(seed_request(&harness, prompt))
+        .generate_completion(harness.seed_request(prompt))
         .await
         .unwrap();
     assert!(again.cached);
@@ -86,7 +77,7 @@ async fn scenario_2_unreachable_bedrock_falls_back_to_openai() {
     let adapter = harness.adapter();
     let prompt = "What is the capital of France?";
     let result = adapter
-        .generate_completion(seed_request(&harness, prompt))
+        .generate_completion(harness.seed_request(prompt))
         .await
         .unwrap();
     assert_eq!(result.provider, OPENAI);
@@ -115,7 +106,7 @@ async fn scenario_2_bedrock_unavailable_falls_back_to_openai() {
     let adapter = harness.adapter();
     let prompt = "What is the capital of France?";
     let result = adapter
-        .generate_completion(seed_request(&harness, prompt))
+        .generate_completion(harness.seed_request(prompt))
         .await
         .unwrap();
     assert_eq!(result.provider, OPENAI);
@@ -142,7 +133,7 @@ async fn assert_fallback_stored(
     bedrock_failure: ErrorKind,
 ) {
     let again = adapter
-        .generate_completion(seed_request(harness, prompt))
+        .generate_completion(harness.seed_request(prompt))
         .await
         .unwrap();
     assert!(again.cached && again.provider == OPENAI);
@@ -174,7 +165,7 @@ async fn scenario_3_open_breaker_skips_bedrock_without_calling_it() {
     let adapter = harness.adapter();
     adapter.breaker(BEDROCK).unwrap().force_open();
     let result = adapter
-        .generate_completion(seed_request(&harness, "Test fallback"))
+        .generate_completion(harness.seed_request("Test fallback"))
         .await
         .unwrap();
     assert_eq!(result.provider, OPENAI);
@@ -203,7 +194,7 @@ async fn scenario_3_open_breaker_skips_bedrock_without_calling_it() {
     // The seed closes it again; Bedrock answers the next request.
     adapter.breaker(BEDROCK).unwrap().reset();
     let result = adapter
-        .generate_completion(seed_request(&harness, "Test recovery"))
+        .generate_completion(harness.seed_request("Test recovery"))
         .await
         .unwrap();
     assert_eq!(result.provider, BEDROCK);
@@ -214,13 +205,13 @@ async fn scenario_4_cache_hit_calls_no_provider_and_logs_no_usage() {
     let adapter = harness.adapter();
     let prompt = "What is the capital of France?";
     let first = adapter
-        .generate_completion(seed_request(&harness, prompt))
+        .generate_completion(harness.seed_request(prompt))
         .await
         .unwrap();
     let tenant = harness.tenant();
     let items_before = stored_usage(&harness, &adapter, &tenant).await.len();
     let second = adapter
-        .generate_completion(seed_request(&harness, prompt))
+        .generate_completion(harness.seed_request(prompt))
         .await
         .unwrap();
     assert!(second.cached);
@@ -255,7 +246,7 @@ async fn scenario_5_all_providers_failing_is_one_error_naming_each_attempt() {
     let adapter = harness.adapter();
     adapter.breaker(BEDROCK).unwrap().force_open();
     let error = adapter
-        .generate_completion(seed_request(&harness, "anything"))
+        .generate_completion(harness.seed_request("anything"))
         .await
         .unwrap_err();
     let message = error.to_string();
@@ -278,7 +269,7 @@ async fn scenario_5_all_providers_failing_is_one_error_naming_each_attempt() {
     // OpenAI's breaker opens after its threshold; then nothing is called at all.
     for _ in 0..2 {
         adapter
-            .generate_completion(seed_request(&harness, "anything"))
+            .generate_completion(harness.seed_request("anything"))
             .await
             .unwrap_err();
     }
@@ -286,7 +277,7 @@ async fn scenario_5_all_providers_failing_is_one_error_naming_each_attempt() {
     assert_eq!(openai.state, BreakerState::Open);
     assert_eq!(openai.trips, 1);
     let error = adapter
-        .generate_completion(seed_request(&harness, "anything"))
+        .generate_completion(harness.seed_request("anything"))
         .await
         .unwrap_err();
     assert!(

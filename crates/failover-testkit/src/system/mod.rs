@@ -277,6 +277,15 @@ impl Harness {
             .max_tokens(20)
     }
 
+    /// The seed's manual-test request ("Test Bedrock Integration"): [`request`](Self::request)
+    /// with temperature 0.1, at most 10 tokens, text.
+    pub fn seed_request(&self, prompt: &str) -> CompletionRequest {
+        self.request(prompt)
+            .temperature(0.1)
+            .max_tokens(10)
+            .response_format(failover_provider::ResponseFormat::Text)
+    }
+
     /// The adapter over this harness's providers (Bedrock first), cache, sink, key deriver
     /// and manual clock, with the seed's breakers and [`config`](Self::config).
     pub fn adapter(&self) -> FailoverAdapter {

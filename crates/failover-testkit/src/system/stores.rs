@@ -41,7 +41,9 @@ impl std::fmt::Debug for CacheStore {
 }
 
 impl CacheStore {
-    pub(crate) fn new(
+    /// A view of the keys under `prefix` at the Redis `url`, with optional AUTH settings and
+    /// a private CA for `rediss://`.
+    pub fn new(
         url: String,
         username: Option<String>,
         password: Option<String>,
@@ -163,7 +165,8 @@ pub struct UsageTable {
 }
 
 impl UsageTable {
-    pub(crate) fn new(client: Client, table: String) -> Self {
+    /// A view of `table` through `client`.
+    pub fn new(client: Client, table: String) -> Self {
         Self { client, table }
     }
 
