@@ -13,6 +13,10 @@ use failover_usage::UsageRecord;
 
 pub use failover_testkit::system::{AGENT, BEDROCK, BEDROCK_MODEL, MODEL, OPENAI};
 
+/// The adapter's default cache TTL (one hour): the longest TTL an entry written with the
+/// suite's default settings may carry.
+pub const CACHE_TTL: Duration = Duration::from_secs(3600);
+
 /// The harness's seed request ([`Harness::request`]) on behalf of `tenant_id`.
 pub fn request_for(harness: &Harness, tenant_id: &str, prompt: &str) -> CompletionRequest {
     let mut request = harness.request(prompt);

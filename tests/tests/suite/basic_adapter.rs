@@ -4,13 +4,11 @@
 //! test asserting what Redis and DynamoDB hold afterwards and, offline, what each provider's
 //! server received.
 
-use std::time::Duration;
-
 use failover_breaker::BreakerState;
 use failover_core::HealthStatus;
 use failover_provider::{AttemptOutcome, JsonModeSupport};
 use failover_scenarios::{
-    BEDROCK, BEDROCK_MODEL, OPENAI, request_for, stored_cache_entries, stored_usage,
+    BEDROCK, BEDROCK_MODEL, CACHE_TTL, OPENAI, request_for, stored_cache_entries, stored_usage,
 };
 use failover_testkit::standin::Vendor;
 use failover_testkit::system::Harness;
@@ -27,8 +25,6 @@ pub(crate) fn tests() -> Vec<SuiteTest> {
         ],
     }
 }
-
-const ONE_HOUR: Duration = Duration::from_secs(3600);
 
 async fn adapter_initializes_with_bedrock_first_and_openai_second() {
     let harness = Harness::start().await;
@@ -71,7 +67,7 @@ async fn adapter_initializes_with_bedrock_first_and_openai_second() {
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!((items[0].provider.as_str(), items[0].attempt), (BEDROCK, 1));
     assert!(!items[0].fallback_used);
-    let entries = stored_cache_entries(&harness, &tenant, ONE_HOUR, &[prompt]).await;
+    let entries = stored_cache_entries(&harness, &tenant, CACHE_TTL, &[prompt]).await;
     assert_eq!(entries.len(), 1, "{entries:?}");
     if let Some(standins) = harness.standins() {
         assert_eq!(standins.calls(Vendor::Bedrock).await, 1);
@@ -142,7 +138,7 @@ async fn health_reports_each_breaker_the_elasticache_cache_and_the_dynamodb_sink
         (BreakerState::Closed, 1)
     );
     assert_eq!(
-        stored_cache_entries(&harness, &tenant, ONE_HOUR, &[prompt])
+        stored_cache_entries(&harness, &tenant, CACHE_TTL, &[prompt])
             .await
             .len(),
         1
@@ -196,8 +192,8 @@ async fn same_prompt_from_two_tenants_is_two_calls_and_two_tenant_tagged_entries
     // Redis: one entry per tenant, each under its own tenant tag, keys of hex only.
     let (tag_a, tag_b) = (harness.tenant_tag(&tenant_a), harness.tenant_tag(&tenant_b));
     assert_ne!(tag_a, tag_b);
-    let entries_a = stored_cache_entries(&harness, &tenant_a, ONE_HOUR, &[prompt]).await;
-    let entries_b = stored_cache_entries(&harness, &tenant_b, ONE_HOUR, &[prompt]).await;
+    let entries_a = stored_cache_entries(&harness, &tenant_a, CACHE_TTL, &[prompt]).await;
+    let entries_b = stored_cache_entries(&harness, &tenant_b, CACHE_TTL, &[prompt]).await;
     assert_eq!((entries_a.len(), entries_b.len()), (1, 1));
     assert_eq!(harness.cache_store().entries().await.len(), 2);
     for (entry, tag) in [(&entries_a[0], &tag_a), (&entries_b[0], &tag_b)] {

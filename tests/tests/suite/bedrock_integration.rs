@@ -3,11 +3,10 @@
 //! model, and token counts carried into the DynamoDB usage item — each test asserting what
 //! Redis and DynamoDB hold afterwards and, offline, what Bedrock's server was sent.
 
-use std::time::Duration;
-
 use failover_provider::{AttemptOutcome, CompletionRequest, ResponseFormat};
 use failover_scenarios::{
-    AGENT, BEDROCK, BEDROCK_MODEL, MODEL, bedrock_paths, stored_cache_entries, stored_usage,
+    AGENT, BEDROCK, BEDROCK_MODEL, CACHE_TTL, MODEL, bedrock_paths, stored_cache_entries,
+    stored_usage,
 };
 use failover_testkit::eventstream::converse_path;
 use failover_testkit::standin::{BEDROCK_REPLY, JSON_REPLY, Vendor};
@@ -27,8 +26,6 @@ pub(crate) fn tests() -> Vec<SuiteTest> {
     }
 }
 
-const ONE_HOUR: Duration = Duration::from_secs(3600);
-
 async fn bedrock_answers_the_seed_request() {
     let harness = Harness::start().await;
     let adapter = harness.adapter();
@@ -45,7 +42,7 @@ async fn bedrock_answers_the_seed_request() {
 
     // Stores: the answer cached for the tenant, the call in the ledger.
     let tenant = harness.tenant();
-    let entries = stored_cache_entries(&harness, &tenant, ONE_HOUR, &[prompt]).await;
+    let entries = stored_cache_entries(&harness, &tenant, CACHE_TTL, &[prompt]).await;
     assert_eq!(entries.len(), 1, "{entries:?}");
     let items = stored_usage(&harness, &adapter, &tenant).await;
     assert_eq!(items.len(), 1, "{items:?}");
@@ -95,7 +92,7 @@ async fn json_object_format_answers_a_json_object() {
     assert_eq!(again.content, result.content);
 
     let tenant = harness.tenant();
-    let entries = stored_cache_entries(&harness, &tenant, ONE_HOUR, &[prompt]).await;
+    let entries = stored_cache_entries(&harness, &tenant, CACHE_TTL, &[prompt]).await;
     assert_eq!(entries.len(), 1, "{entries:?}");
     let items = stored_usage(&harness, &adapter, &tenant).await;
     assert_eq!(items.len(), 1, "{items:?}");

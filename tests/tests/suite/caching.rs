@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use failover_provider::{CompletionRequest, ResponseFormat, Usd};
-use failover_scenarios::{AGENT, BEDROCK, request_for, stored_cache_entries, stored_usage};
+use failover_scenarios::{
+    AGENT, BEDROCK, CACHE_TTL, request_for, stored_cache_entries, stored_usage,
+};
 use failover_testkit::standin::Vendor;
 use failover_testkit::system::Harness;
 use failover_testkit::system::suite::SuiteTest;
@@ -26,7 +28,6 @@ pub(crate) fn tests() -> Vec<SuiteTest> {
     }
 }
 
-const ONE_HOUR: Duration = Duration::from_secs(3600);
 const PROMPT: &str = "What is the capital of France?";
 
 async fn second_identical_call_is_a_hit_served_from_redis() {
@@ -66,10 +67,10 @@ async fn second_identical_call_is_a_hit_served_from_redis() {
     // Redis: one entry for the tenant, its TTL the configured hour (less the seconds since);
     // DynamoDB: the one provider call, no item for either hit.
     let tenant = harness.tenant();
-    let entries = stored_cache_entries(&harness, &tenant, ONE_HOUR, &[PROMPT]).await;
+    let entries = stored_cache_entries(&harness, &tenant, CACHE_TTL, &[PROMPT]).await;
     assert_eq!(entries.len(), 1, "{entries:?}");
     let ttl = entries[0].ttl.unwrap();
-    assert!(ttl > ONE_HOUR - Duration::from_secs(300), "{ttl:?}");
+    assert!(ttl > CACHE_TTL - Duration::from_secs(300), "{ttl:?}");
     let items = stored_usage(&harness, &adapter, &tenant).await;
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0].request_id, first.request_id);
@@ -113,8 +114,8 @@ async fn tenants_never_share_an_entry_but_agents_of_a_tenant_do() {
         .unwrap();
     assert!(hit_b.cached);
 
-    let entries_a = stored_cache_entries(&harness, &tenant_a, ONE_HOUR, &[PROMPT]).await;
-    let entries_b = stored_cache_entries(&harness, &tenant_b, ONE_HOUR, &[PROMPT]).await;
+    let entries_a = stored_cache_entries(&harness, &tenant_a, CACHE_TTL, &[PROMPT]).await;
+    let entries_b = stored_cache_entries(&harness, &tenant_b, CACHE_TTL, &[PROMPT]).await;
     assert_eq!((entries_a.len(), entries_b.len()), (1, 1));
     assert_ne!(entries_a[0].key, entries_b[0].key);
     assert_eq!(harness.cache_store().entries().await.len(), 2);
@@ -167,7 +168,7 @@ async fn changing_any_generation_parameter_is_a_miss() {
         assert!(result.cached, "{changed}: its own entry");
     }
 
-    let entries = stored_cache_entries(&harness, &tenant, ONE_HOUR, &[PROMPT, spain]).await;
+    let entries = stored_cache_entries(&harness, &tenant, CACHE_TTL, &[PROMPT, spain]).await;
     assert_eq!(entries.len(), variants.len(), "{entries:?}");
     let items = stored_usage(&harness, &adapter, &tenant).await;
     let answered = items
@@ -265,7 +266,7 @@ async fn purging_a_tenant_leaves_other_tenants_entries() {
     }
     let prompts = [PROMPT, spain];
     assert_eq!(
-        stored_cache_entries(&harness, &tenant_a, ONE_HOUR, &prompts)
+        stored_cache_entries(&harness, &tenant_a, CACHE_TTL, &prompts)
             .await
             .len(),
         2
@@ -274,11 +275,11 @@ async fn purging_a_tenant_leaves_other_tenants_entries() {
     let removed = adapter.purge_tenant_cache(&tenant_a).await.unwrap();
     assert_eq!(removed, 2);
     assert!(
-        stored_cache_entries(&harness, &tenant_a, ONE_HOUR, &prompts)
+        stored_cache_entries(&harness, &tenant_a, CACHE_TTL, &prompts)
             .await
             .is_empty()
     );
-    let left = stored_cache_entries(&harness, &tenant_b, ONE_HOUR, &prompts).await;
+    let left = stored_cache_entries(&harness, &tenant_b, CACHE_TTL, &prompts).await;
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(harness.cache_store().entries().await.len(), 1);
 

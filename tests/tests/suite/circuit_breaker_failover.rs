@@ -8,7 +8,7 @@ use std::time::Duration;
 use failover_breaker::{BreakerState, Outcome};
 use failover_core::FailoverAdapter;
 use failover_provider::{CompletionRequest, ErrorKind};
-use failover_scenarios::{BEDROCK, OPENAI, stored_cache_entries, stored_usage};
+use failover_scenarios::{BEDROCK, CACHE_TTL, OPENAI, stored_cache_entries, stored_usage};
 use failover_testkit::standin::{Fault, Vendor};
 use failover_testkit::system::suite::SuiteTest;
 use failover_testkit::system::{Harness, HarnessOptions};
@@ -29,8 +29,6 @@ pub(crate) fn tests() -> Vec<SuiteTest> {
         ],
     }
 }
-
-const ONE_HOUR: Duration = Duration::from_secs(3600);
 
 /// A distinct question per call, so the cache never answers.
 fn question(harness: &Harness, n: usize) -> CompletionRequest {
@@ -97,7 +95,7 @@ async fn breaker_opens_after_threshold_failures_and_traffic_fails_over() {
             .all(|item| item.fallback_used)
     );
     // Each distinct question's answer is cached for the tenant.
-    let entries = stored_cache_entries(&harness, &harness.tenant(), ONE_HOUR, &[]).await;
+    let entries = stored_cache_entries(&harness, &harness.tenant(), CACHE_TTL, &[]).await;
     assert_eq!(entries.len(), 3);
     if let Some(standins) = harness.standins() {
         assert_eq!(standins.calls(Vendor::OpenAi).await, 3);

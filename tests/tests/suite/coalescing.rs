@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use failover_core::FailoverAdapter;
 use failover_provider::{Completion, CompletionRequest, StreamChunk};
-use failover_scenarios::{stored_cache_entries, stored_usage};
+use failover_scenarios::{CACHE_TTL, stored_cache_entries, stored_usage};
 use failover_testkit::standin::{Fault, Vendor};
 use failover_testkit::system::Harness;
 use failover_testkit::system::suite::SuiteTest;
@@ -27,7 +27,6 @@ pub(crate) fn tests() -> Vec<SuiteTest> {
 }
 
 const CALLERS: usize = 8;
-const ONE_HOUR: Duration = Duration::from_secs(3600);
 
 async fn concurrently(
     adapter: &FailoverAdapter,
@@ -70,7 +69,7 @@ async fn concurrent_identical_requests_cause_one_provider_call() {
         cache.coalesced + cache.hits,
         u64::try_from(CALLERS - 1).unwrap()
     );
-    let entries = stored_cache_entries(&harness, &harness.tenant(), ONE_HOUR, &[]).await;
+    let entries = stored_cache_entries(&harness, &harness.tenant(), CACHE_TTL, &[]).await;
     assert_eq!(entries.len(), 1, "one answer, one entry: {entries:?}");
 }
 
@@ -124,7 +123,7 @@ async fn followers_wait_for_the_leaders_flight_and_share_its_answer() {
     );
     let stored = stored_usage(&harness, &adapter, &harness.tenant()).await;
     assert_eq!(stored.len(), 1, "{stored:?}");
-    let entries = stored_cache_entries(&harness, &harness.tenant(), ONE_HOUR, &[]).await;
+    let entries = stored_cache_entries(&harness, &harness.tenant(), CACHE_TTL, &[]).await;
     assert_eq!(entries.len(), 1);
 }
 

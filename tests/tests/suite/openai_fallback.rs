@@ -5,7 +5,9 @@
 
 use failover_core::FailoverError;
 use failover_provider::{AttemptOutcome, Completion, ErrorKind, FinishReason, Usd};
-use failover_scenarios::{BEDROCK, BEDROCK_MODEL, OPENAI, stored_cache_entries, stored_usage};
+use failover_scenarios::{
+    BEDROCK, BEDROCK_MODEL, CACHE_TTL, OPENAI, stored_cache_entries, stored_usage,
+};
 use failover_testkit::standin::{Fault, Vendor};
 use failover_testkit::system::suite::SuiteTest;
 use failover_testkit::system::{Harness, HarnessOptions, STANDIN_OPENAI_KEY};
@@ -26,8 +28,6 @@ pub(crate) fn tests() -> Vec<SuiteTest> {
         ],
     }
 }
-
-const ONE_HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
 
 fn openai_key(harness: &Harness) -> String {
     match harness.standins() {
@@ -83,7 +83,7 @@ async fn openai_answers_when_bedrock_is_unreachable() {
     let entries = stored_cache_entries(
         &harness,
         &harness.tenant(),
-        ONE_HOUR,
+        CACHE_TTL,
         &["Capital of France?"],
     )
     .await;
@@ -178,7 +178,7 @@ async fn all_providers_failing_is_one_error_naming_each_attempt() {
     assert_eq!(items.len(), 2, "{items:?}");
     assert!(items.iter().all(|item| item.cost == Usd::ZERO));
     assert!(
-        stored_cache_entries(&harness, &harness.tenant(), ONE_HOUR, &["anything"])
+        stored_cache_entries(&harness, &harness.tenant(), CACHE_TTL, &["anything"])
             .await
             .is_empty()
     );

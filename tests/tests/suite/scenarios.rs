@@ -2,12 +2,10 @@
 //! the stores hold afterwards: DynamoDB usage items, Redis entries, breaker states, and —
 //! offline — the requests each provider's server received.
 
-use std::time::Duration;
-
 use failover_breaker::BreakerState;
 use failover_core::{FailoverError, HealthStatus};
 use failover_provider::{AttemptOutcome, ErrorKind, Usd};
-use failover_scenarios::{BEDROCK, OPENAI, stored_cache_entries, stored_usage};
+use failover_scenarios::{BEDROCK, CACHE_TTL, OPENAI, stored_cache_entries, stored_usage};
 use failover_testkit::standin::{Fault, Vendor};
 use failover_testkit::system::suite::SuiteTest;
 use failover_testkit::system::{Harness, HarnessOptions};
@@ -27,8 +25,6 @@ pub(crate) fn tests() -> Vec<SuiteTest> {
         ],
     }
 }
-
-const ONE_HOUR: Duration = Duration::from_secs(3600);
 
 async fn scenario_1_normal_operation_answers_from_bedrock_and_caches() {
     let harness = Harness::start().await;
@@ -54,7 +50,7 @@ async fn scenario_1_normal_operation_answers_from_bedrock_and_caches() {
 
     // Redis: one entry, the tenant's, with a TTL, holding no prompt text.
     let tenant = harness.tenant();
-    let entries = stored_cache_entries(&harness, &tenant, ONE_HOUR, &[prompt]).await;
+    let entries = stored_cache_entries(&harness, &tenant, CACHE_TTL, &[prompt]).await;
     assert_eq!(entries.len(), 1, "{entries:?}");
     // DynamoDB: one item, for the one provider call.
     let items = stored_usage(&harness, &adapter, &tenant).await;
@@ -139,7 +135,7 @@ async fn assert_fallback_stored(
     assert!(again.cached && again.provider == OPENAI);
     let tenant = harness.tenant();
     assert_eq!(
-        stored_cache_entries(harness, &tenant, ONE_HOUR, &[prompt])
+        stored_cache_entries(harness, &tenant, CACHE_TTL, &[prompt])
             .await
             .len(),
         1
@@ -188,7 +184,7 @@ async fn scenario_3_open_breaker_skips_bedrock_without_calling_it() {
     if let Some(standins) = harness.standins() {
         assert_eq!(standins.calls(Vendor::Bedrock).await, 0);
     }
-    let entries = stored_cache_entries(&harness, &tenant, ONE_HOUR, &["Test fallback"]).await;
+    let entries = stored_cache_entries(&harness, &tenant, CACHE_TTL, &["Test fallback"]).await;
     assert_eq!(entries.len(), 1);
 
     // The seed closes it again; Bedrock answers the next request.
@@ -229,7 +225,7 @@ async fn scenario_4_cache_hit_calls_no_provider_and_logs_no_usage() {
     );
     assert_eq!(items_before, 1);
     assert_eq!(
-        stored_cache_entries(&harness, &tenant, ONE_HOUR, &[prompt])
+        stored_cache_entries(&harness, &tenant, CACHE_TTL, &[prompt])
             .await
             .len(),
         1
@@ -292,7 +288,7 @@ async fn scenario_5_all_providers_failing_is_one_error_naming_each_attempt() {
     // record for the skipped attempts.
     let tenant = harness.tenant();
     assert!(
-        stored_cache_entries(&harness, &tenant, ONE_HOUR, &["anything"])
+        stored_cache_entries(&harness, &tenant, CACHE_TTL, &["anything"])
             .await
             .is_empty()
     );

@@ -8,7 +8,7 @@ use failover_core::{FailoverAdapter, FailoverError};
 use failover_provider::{
     AttemptOutcome, CompletionRequest, ErrorKind, ResponseFormat, StreamChunk, StreamSummary,
 };
-use failover_scenarios::{BEDROCK, OPENAI, stored_cache_entries, stored_usage};
+use failover_scenarios::{BEDROCK, CACHE_TTL, OPENAI, stored_cache_entries, stored_usage};
 use failover_testkit::standin::{Fault, Vendor};
 use failover_testkit::system::suite::SuiteTest;
 use failover_testkit::system::{Harness, HarnessOptions};
@@ -32,8 +32,6 @@ pub(crate) fn tests() -> Vec<SuiteTest> {
         ],
     }
 }
-
-const ONE_HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
 
 type Item = Result<StreamChunk, FailoverError>;
 
@@ -159,7 +157,8 @@ async fn a_throttled_stream_request_falls_back_to_openai_streaming() {
         (stored[1].provider.as_str(), stored[1].attempt),
         (OPENAI, 2)
     );
-    let entries = stored_cache_entries(&harness, &harness.tenant(), ONE_HOUR, &["Say hello"]).await;
+    let entries =
+        stored_cache_entries(&harness, &harness.tenant(), CACHE_TTL, &["Say hello"]).await;
     assert_eq!(entries.len(), 1);
     assert_eq!(harness.offline().calls(Vendor::Bedrock).await, 1);
     assert_eq!(harness.offline().calls(Vendor::OpenAi).await, 1);
@@ -182,7 +181,7 @@ async fn a_clean_stream_is_cached_and_replayed_to_streams_and_plain_calls() {
     assert_eq!(plain.content, text(&first));
 
     let tenant = harness.tenant();
-    let entries = stored_cache_entries(&harness, &tenant, ONE_HOUR, &[prompt]).await;
+    let entries = stored_cache_entries(&harness, &tenant, CACHE_TTL, &[prompt]).await;
     assert_eq!(entries.len(), 1, "{entries:?}");
     let stored = stored_usage(&harness, &adapter, &tenant).await;
     assert_eq!(stored.len(), 1, "one provider call: {stored:?}");
@@ -220,7 +219,7 @@ async fn a_stream_cut_after_content_ends_with_an_error_and_is_never_cached() {
 
     let tenant = harness.tenant();
     assert!(
-        stored_cache_entries(&harness, &tenant, ONE_HOUR, &[prompt])
+        stored_cache_entries(&harness, &tenant, CACHE_TTL, &[prompt])
             .await
             .is_empty(),
         "a cut stream is never cached"
@@ -261,7 +260,7 @@ async fn a_json_mode_stream_delivers_one_json_object() {
     let stored = stored_usage(&harness, &adapter, &harness.tenant()).await;
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert_eq!(stored[0].usage, summary(&items).usage);
-    let entries = stored_cache_entries(&harness, &harness.tenant(), ONE_HOUR, &[]).await;
+    let entries = stored_cache_entries(&harness, &harness.tenant(), CACHE_TTL, &[]).await;
     assert_eq!(
         entries.len(),
         1,
@@ -298,7 +297,7 @@ async fn dropping_a_stream_records_a_cancelled_call_and_judges_nobody() {
         "a cancellation judges nobody"
     );
     assert!(
-        stored_cache_entries(&harness, &harness.tenant(), ONE_HOUR, &[])
+        stored_cache_entries(&harness, &harness.tenant(), CACHE_TTL, &[])
             .await
             .is_empty()
     );

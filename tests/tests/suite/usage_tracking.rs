@@ -4,11 +4,11 @@
 //! and fallback calls as items of their own, and cache hits logged only when configured —
 //! each test reading the items back from the table with a raw query.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use failover_provider::{CompletionRequest, ErrorKind, RequestId, TokenUsage, Usd};
 use failover_scenarios::{
-    AGENT, BEDROCK, BEDROCK_MODEL, MODEL, OPENAI, stored_cache_entries, stored_usage,
+    AGENT, BEDROCK, BEDROCK_MODEL, CACHE_TTL, MODEL, OPENAI, stored_cache_entries, stored_usage,
 };
 use failover_testkit::standin::Vendor;
 use failover_testkit::system::suite::SuiteTest;
@@ -26,8 +26,6 @@ pub(crate) fn tests() -> Vec<SuiteTest> {
         ],
     }
 }
-
-const ONE_HOUR: Duration = Duration::from_secs(3600);
 
 /// A seed request of the harness's tenant from `agent_id`.
 fn agent_request(harness: &Harness, agent_id: &str, prompt: &str) -> CompletionRequest {
@@ -276,7 +274,7 @@ async fn failed_and_fallback_calls_are_logged_as_items_of_their_own() {
     assert_eq!(stats.by_provider[OPENAI].successes, 1);
     assert_eq!(stats.cost, result.estimated_cost);
     assert_eq!(
-        stored_cache_entries(&harness, &tenant, ONE_HOUR, &[prompt])
+        stored_cache_entries(&harness, &tenant, CACHE_TTL, &[prompt])
             .await
             .len(),
         1
