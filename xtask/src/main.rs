@@ -157,16 +157,7 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    fn env(
-        pairs: &'static [(&'static str, &'static str)],
-    ) -> impl Fn(&str) -> Option<String> + Copy {
-        move |name| {
-            pairs
-                .iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| (*value).to_owned())
-        }
-    }
+    use failover_testkit::live::lookup_in as env;
 
     #[test]
     fn skip_wins_over_missing_variables() {

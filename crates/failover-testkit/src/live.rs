@@ -184,20 +184,24 @@ pub fn live_mode_requested() -> bool {
     std::env::var(MODE_ENV).is_ok_and(|mode| mode.trim().eq_ignore_ascii_case("live"))
 }
 
+/// An environment reader over fixed `(name, value)` pairs, for checking the functions above
+/// without touching the process environment (setting variables is `unsafe` in Rust 2024).
+pub fn lookup_in(
+    pairs: &'static [(&'static str, &'static str)],
+) -> impl Fn(&str) -> Option<String> + Copy {
+    move |name| {
+        pairs
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| (*value).to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn env(
-        pairs: &'static [(&'static str, &'static str)],
-    ) -> impl Fn(&str) -> Option<String> + Copy {
-        move |name| {
-            pairs
-                .iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| (*value).to_owned())
-        }
-    }
+    use super::lookup_in as env;
 
     #[test]
     fn an_empty_environment_misses_everything_by_name() {

@@ -37,13 +37,13 @@ mod scenarios;
 use std::error::Error;
 use std::time::Duration;
 
-use failover_breaker::BreakerConfig;
 use failover_core::{AdapterConfig, FailoverAdapter};
 use failover_usage::UsageQuery;
 
 use backends::Backends;
+use failover_testkit::system::seed_breaker_config;
 use providers::Providers;
-use scenarios::{FAILURES_TO_OPEN, Scenarios};
+use scenarios::Scenarios;
 
 /// Options of `failover demo`: where the cache and the usage ledger live.
 #[derive(Debug, Clone, clap::Args)]
@@ -70,15 +70,6 @@ pub(crate) struct DemoArgs {
 /// of an earlier run in a shared table.
 const TENANT: &str = "test_tenant";
 
-/// Breakers as the seed exercises them: open after [`FAILURES_TO_OPEN`] consecutive
-/// failures, for 30 s, without jitter.
-fn breaker_config() -> BreakerConfig {
-    BreakerConfig::default()
-        .with_consecutive_failures(FAILURES_TO_OPEN)
-        .with_open_duration(Duration::from_secs(30))
-        .with_jitter(0.0)
-}
-
 /// Twelve random hex digits naming this run (cache key prefix, tenant, spill file).
 fn run_id() -> String {
     format!("{:012x}", fastrand::u64(..) & 0xffff_ffff_ffff)
@@ -94,8 +85,9 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Box<dyn Error>> {
     report::print_setup(&run, &tenant, &providers, &backends);
 
     let adapter = FailoverAdapter::builder()
-        .provider(providers.bedrock.clone(), breaker_config())
-        .provider(providers.openai.clone(), breaker_config())
+        // Breakers as the suite's harness sets them up: the seed's threshold, no jitter.
+        .provider(providers.bedrock.clone(), seed_breaker_config())
+        .provider(providers.openai.clone(), seed_breaker_config())
         .cache(backends.cache.clone())
         .usage_sink(backends.sink.clone())
         // A lookup or write past its budget counts as a miss; the first one against Redis

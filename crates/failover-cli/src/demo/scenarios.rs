@@ -9,13 +9,10 @@ use failover_provider::{
 use failover_testkit::standin::{Fault, StandIns, Vendor};
 use failover_usage::UsageStats;
 
+use failover_testkit::system::{AGENT, MODEL, seed_breaker_config};
+
 use super::providers::{BEDROCK, OPENAI};
 
-/// Consecutive failures that open a breaker; scenario 5 fails OpenAI this many times.
-pub(crate) const FAILURES_TO_OPEN: u32 = 3;
-
-const AGENT: &str = "test_agent";
-const MODEL: &str = "gpt-4";
 /// Scenario 1's prompt, asked again in scenario 4.
 const CACHED_PROMPT: &str = "What is 2+2? Answer with just the number.";
 
@@ -349,12 +346,14 @@ impl<'a> Scenarios<'a> {
     /// 5: Bedrock's breaker still open, OpenAI's stand-in answering 503 until OpenAI's
     /// breaker opens: each request ends in one error naming both attempts.
     async fn all_providers_fail(&self) -> Row {
-        let times = FAILURES_TO_OPEN as usize;
+        // As many failures as open a breaker.
+        let failures_to_open = seed_breaker_config().consecutive_failures;
+        let times = failures_to_open as usize;
         self.standins
             .inject(
                 Vendor::OpenAi,
                 Fault::Unavailable,
-                u64::from(FAILURES_TO_OPEN),
+                u64::from(failures_to_open),
             )
             .await;
         let before = self.received().await;

@@ -54,11 +54,6 @@ impl SuiteTest {
             offline_only: Some(reason),
         }
     }
-
-    /// The test's name.
-    pub fn name(&self) -> &str {
-        self.test.name()
-    }
 }
 
 /// Declares a suite module's tests: `suite_tests! { both: [a, b], offline_only("why"): [c] }`.
@@ -152,9 +147,8 @@ fn run_live(arguments: &Arguments, tests: Vec<SuiteTest>) -> ExitCode {
             .into_iter()
             .map(|suite_test| suite_test.test)
             .collect();
-        let reason = format!("skipped: {}=1", live::SKIP_ENV);
-        return libtest_mimic::run(arguments, trials("live", Err(reason), tests, false))
-            .exit_code();
+        let reason = format!("live run skipped: {}=1", live::SKIP_ENV);
+        return libtest_mimic::run(arguments, ignored_trials(tests, &reason)).exit_code();
     }
     let missing = live::missing_from_process();
     if !missing.is_empty() {
@@ -164,9 +158,18 @@ fn run_live(arguments: &Arguments, tests: Vec<SuiteTest>) -> ExitCode {
     for line in live::endpoint_overrides(lookup) {
         eprintln!("live run: {line}, not to the public service");
     }
-    let (live_tests, offline_tests): (Vec<_>, Vec<_>) = tests
-        .into_iter()
-        .partition(|suite_test| suite_test.offline_only.is_none());
+    let mut live_tests = Vec::new();
+    let mut offline_only = Vec::new();
+    for SuiteTest {
+        test,
+        offline_only: reason,
+    } in tests
+    {
+        match reason {
+            None => live_tests.push(test),
+            Some(reason) => offline_only.push((test, reason)),
+        }
+    }
     let pricing = PricingTable::embedded();
     let count = u64::try_from(live_tests.len()).unwrap_or(u64::MAX);
     match estimated_live_cost(count, &pricing) {
@@ -179,16 +182,12 @@ fn run_live(arguments: &Arguments, tests: Vec<SuiteTest>) -> ExitCode {
         ),
         None => eprintln!("live run: {count} tests; the routed models have no price"),
     }
-    let mut all: Vec<Trial> = live_tests
-        .into_iter()
-        .map(|suite_test| runnable_trial(suite_test.test))
-        .collect();
-    for suite_test in offline_tests {
-        let reason = format!(
-            "offline only: {}",
-            suite_test.offline_only.unwrap_or("needs the stand-ins")
-        );
-        all.extend(ignored_trials(vec![suite_test.test], &reason));
+    let mut all: Vec<Trial> = live_tests.into_iter().map(runnable_trial).collect();
+    for (test, reason) in offline_only {
+        all.extend(ignored_trials(
+            vec![test],
+            &format!("offline only: {reason}"),
+        ));
     }
     let conclusion = libtest_mimic::run(arguments, all);
     if !arguments.list && conclusion.num_passed == 0 && conclusion.num_failed == 0 {
