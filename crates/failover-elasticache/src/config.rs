@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use base64::Engine as _;
+use failover_provider::redact_url;
 
 use crate::keys::check_prefix;
 
@@ -156,24 +157,6 @@ impl Endpoint {
     pub(crate) fn uses_tls(&self) -> bool {
         self.urls().iter().any(|u| u.starts_with("rediss://"))
     }
-}
-
-/// Hides a password embedded in a URL (`redis://user:secret@host` → `redis://user:***@host`).
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &rest[..at];
-    let user = match userinfo.find(':') {
-        Some(colon) => format!("{}:***", &userinfo[..colon]),
-        None => "***".to_owned(),
-    };
-    format!("{}{}{}", &url[..scheme_end], user, &rest[at..])
 }
 
 /// Settings of an [`ElastiCacheCache`](crate::ElastiCacheCache). Build one with
@@ -466,15 +449,6 @@ mod tests {
             format!("{:?}", EncryptionKey::from_bytes([1; 32])),
             "EncryptionKey(<redacted>)"
         );
-    }
-
-    #[test]
-    fn redact_url_cases() {
-        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
-        assert_eq!(redact_url("redis://:pw@h:1"), "redis://:***@h:1");
-        assert_eq!(redact_url("rediss://u:pw@h:1/2"), "rediss://u:***@h:1/2");
-        assert_eq!(redact_url("redis://pw@h"), "redis://***@h");
-        assert_eq!(redact_url("redis://h/a@b"), "redis://h/a@b");
     }
 
     #[test]

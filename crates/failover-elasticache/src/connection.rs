@@ -13,7 +13,9 @@ use redis::{
     Cmd, ConnectionInfo, FromRedisValue, IntoConnectionInfo, RedisResult, TlsCertificates, Value,
 };
 
-use crate::config::{ConfigError, ElastiCacheConfig, Endpoint, redact_url};
+use failover_provider::redact_url;
+
+use crate::config::{ConfigError, ElastiCacheConfig, Endpoint};
 
 pub(crate) enum Connection {
     Single(SingleNode),

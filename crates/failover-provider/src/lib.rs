@@ -5,6 +5,7 @@ mod error;
 mod json;
 mod message;
 mod provider;
+mod redact;
 mod request;
 mod timeouts;
 mod usage;
@@ -18,6 +19,7 @@ pub use message::{Message, PromptInput, Role};
 pub use provider::{
     Capabilities, JsonModeSupport, Provider, ProviderEvent, ProviderResponse, ProviderStream,
 };
+pub use redact::redact_url;
 pub use request::{CompletionRequest, ProviderRequest, RequestId, ResponseFormat};
 pub use timeouts::CallTimeouts;
 pub use usage::{TokenUsage, Usd};

@@ -14,6 +14,7 @@ use aws_sdk_dynamodb::config::Credentials;
 use failover_cache::{Cache, MemoryCache};
 use failover_dynamodb::{DynamoDbUsageSink, DynamoDbUsageSinkBuilder, TableOptions};
 use failover_elasticache::{ElastiCacheCache, ElastiCacheConfig, EncryptionKey};
+use failover_provider::redact_url;
 use failover_usage::{MemoryUsageSink, UsageSink};
 
 use super::DemoArgs;
@@ -45,28 +46,6 @@ pub(crate) struct Backends {
 /// A non-empty, trimmed value.
 fn given(value: Option<&String>) -> Option<&str> {
     value.map(|v| v.trim()).filter(|v| !v.is_empty())
-}
-
-/// `url` without a password (`redis://user:secret@host` → `redis://user:***@host`).
-pub(crate) fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let authority_end = url[scheme_end..]
-        .find('/')
-        .map_or(url.len(), |i| scheme_end + i);
-    let authority = &url[scheme_end..authority_end];
-    match authority.rfind('@') {
-        Some(at) => {
-            let user = authority[..at].split(':').next().unwrap_or_default();
-            format!(
-                "{}{user}:***@{}",
-                &url[..scheme_end],
-                &url[scheme_end + at + 1..]
-            )
-        }
-        None => url.to_owned(),
-    }
 }
 
 impl Backends {
@@ -135,11 +114,11 @@ async fn redis_cache(url: &str, run: &str) -> Result<(Arc<dyn Cache>, String), B
     cache
         .ping()
         .await
-        .map_err(|error| format!("the Redis at {} does not answer: {error}", redact(url)))?;
+        .map_err(|error| format!("the Redis at {} does not answer: {error}", redact_url(url)))?;
     let label = format!(
         "cache: redis at {} (ElastiCacheCache, key prefix {prefix}, values sealed with a key \
          generated for this run; entries expire with the cache TTL)",
-        redact(url)
+        redact_url(url)
     );
     Ok((Arc::new(cache), label))
 }
@@ -198,11 +177,16 @@ async fn dynamodb_sink(
     let created =
         failover_dynamodb::create_table_if_missing(&client, table, &TableOptions::default())
             .await
-            .map_err(|error| format!("DynamoDB table {table} at {}: {error}", redact(endpoint)))?;
+            .map_err(|error| {
+                format!(
+                    "DynamoDB table {table} at {}: {error}",
+                    redact_url(endpoint)
+                )
+            })?;
     let sink = builder.build().await?;
     let label = format!(
         "usage: dynamodb at {} (DynamoDbUsageSink, table {table}{}, region {})",
-        redact(endpoint),
+        redact_url(endpoint),
         if created { ", created now" } else { "" },
         sink.config().region.as_deref().unwrap_or(DEFAULT_REGION)
     );
@@ -213,23 +197,4 @@ async fn dynamodb_sink(
 /// records).
 fn spill_path(run: &str) -> PathBuf {
     std::env::temp_dir().join(format!("failover-demo-{run}.spill"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact("redis://user:secret@127.0.0.1:6379/0"),
-            "redis://user:***@127.0.0.1:6379/0"
-        );
-        assert_eq!(
-            redact("redis://:secret@127.0.0.1:6379"),
-            "redis://:***@127.0.0.1:6379"
-        );
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(redact("not a url"), "not a url");
-    }
 }
