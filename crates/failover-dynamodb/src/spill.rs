@@ -167,6 +167,47 @@ impl Spill {
         Ok(Some(records))
     }
 
+    /// A replay stopped part-way: `left` (a subset of what [`Spill::take_for_replay`]
+    /// returned, `taken` records) is all that is not yet stored. The replay file is
+    /// rewritten to hold only `left`, so the next replay resumes where this one stopped
+    /// instead of sending every stored record again — against an endpoint that fails
+    /// now and then, a large spill would otherwise never drain.
+    ///
+    /// Crash-safe: the new contents go to a temporary file, fsync'd, renamed over the
+    /// replay file; a crash leaves either file, and a record replayed twice is stored once.
+    pub(crate) fn keep_for_replay(
+        &self,
+        left: &[UsageRecord],
+        taken: usize,
+    ) -> Result<(), DynamoDbError> {
+        let stored = taken.saturating_sub(left.len());
+        if stored == 0 {
+            return Ok(());
+        }
+        let mut text = Vec::with_capacity(left.len() * 512);
+        for record in left {
+            serde_json::to_writer(&mut text, record)
+                .map_err(|e| self.error(&self.replaying, io::Error::other(e)))?;
+            text.push(b'\n');
+        }
+        let mut partial = self.replaying.clone().into_os_string();
+        partial.push(".tmp");
+        let partial = PathBuf::from(partial);
+        let _guard = self.lock();
+        let mut file = File::create(&partial).map_err(|e| self.error(&partial, e))?;
+        file.write_all(&text)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| self.error(&partial, e))?;
+        fs::rename(&partial, &self.replaying).map_err(|e| self.error(&self.replaying, e))?;
+        sync_dir(&self.replaying);
+        let _ = self
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                Some(p.saturating_sub(stored as u64))
+            });
+        Ok(())
+    }
+
     /// Every record taken by [`Spill::take_for_replay`] is stored: delete the file.
     pub(crate) fn finish_replay(&self, replayed: usize) -> Result<(), DynamoDbError> {
         let _guard = self.lock();
@@ -270,6 +311,30 @@ mod tests {
         assert_eq!(spill.pending(), 1);
         let rest = spill.take_for_replay().unwrap().unwrap();
         assert_eq!(rest, vec![record("d")]);
+        spill.finish_replay(1).unwrap();
+        assert_eq!(spill.pending(), 0);
+        assert_eq!(spill.take_for_replay().unwrap(), None);
+        let _ = fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_replay_stopped_part_way_resumes_where_it_stopped() {
+        let path = temp_path("resume");
+        let spill = Spill::open(path.clone()).unwrap();
+        spill
+            .append(&[record("a"), record("b"), record("c")])
+            .unwrap();
+        let taken = spill.take_for_replay().unwrap().unwrap();
+        assert_eq!(taken.len(), 3);
+        // "a" and "b" were stored before the replay failed.
+        spill.keep_for_replay(&[record("c")], taken.len()).unwrap();
+        assert_eq!(spill.pending(), 1);
+        // The next replay — in this process or the next — offers only what is left.
+        assert_eq!(Spill::open(path.clone()).unwrap().pending(), 1);
+        assert_eq!(spill.take_for_replay().unwrap().unwrap(), vec![record("c")]);
+        // Nothing stored: nothing to rewrite.
+        spill.keep_for_replay(&[record("c")], 1).unwrap();
+        assert_eq!(spill.pending(), 1);
         spill.finish_replay(1).unwrap();
         assert_eq!(spill.pending(), 0);
         assert_eq!(spill.take_for_replay().unwrap(), None);

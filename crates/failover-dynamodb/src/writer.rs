@@ -175,8 +175,18 @@ pub(crate) async fn replay_spill(shared: &Shared) -> Result<(), DynamoDbError> {
             return Ok(());
         };
         let n = records.len();
-        if let Err((error, _)) = write_with_retry(shared, records).await {
-            tracing::warn!(%error, records = n, "usage spill replay failed; will retry");
+        if let Err((error, left)) = write_with_retry(shared, records).await {
+            tracing::warn!(%error, records = n, left = left.len(), "usage spill replay failed; will retry");
+            // Keep the progress: the next replay resumes with what is left.
+            let stored = n.saturating_sub(left.len());
+            let spill = shared.spill.clone();
+            tokio::task::spawn_blocking(move || spill.keep_for_replay(&left, n))
+                .await
+                .map_err(|e| DynamoDbError::Config(format!("replay task failed: {e}")))??;
+            shared
+                .counters
+                .replayed
+                .fetch_add(stored as u64, Ordering::Relaxed);
             return Err(error);
         }
         let spill = shared.spill.clone();

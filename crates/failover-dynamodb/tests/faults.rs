@@ -21,6 +21,7 @@ failover_testkit::service_test_main! {
         a_lost_acknowledgement_never_double_counts,
         a_lost_acknowledgement_in_raw_batch_mode_overwrites_identically,
         a_permanent_error_spills_at_once_and_replays_later,
+        a_replay_stopped_part_way_resumes_where_it_stopped,
     ],
 }
 
@@ -228,5 +229,73 @@ async fn a_permanent_error_spills_at_once_and_replays_later() {
         "{health:?}"
     );
     assert_eq!(health.spill_pending, 0, "{health:?}");
+    assert_exact(&world, &sent).await;
+}
+
+/// A spill of 60 records is replayed in three transactions; the second is refused. The
+/// next replay sends only the 35 records not yet stored: a replay that restarted from its
+/// first record each time would never drain a large spill against an endpoint that fails
+/// now and then (or times out on its slowest requests).
+async fn a_replay_stopped_part_way_resumes_where_it_stopped() {
+    let endpoint = failover_testkit::require_service!(moto::shared());
+    let table = moto::unique_table_name("resume");
+    common::create(endpoint.url(), &table).await;
+    let proxy = FaultProxy::start(endpoint.url()).await;
+    let run = common::run_id();
+    let sent = records(&run, 60);
+    let spill = common::temp_spill(&table);
+    common::write_spill(&spill, &sent);
+    proxy.inject("TransactWriteItems", Fault::Forward);
+    proxy.inject(
+        "TransactWriteItems",
+        Fault::Error(400, "ValidationException"),
+    );
+    let sink = common::builder(&proxy.url(), &table, WriteMode::Transactional)
+        .spill_path(&spill)
+        .build()
+        .await
+        .expect("sink");
+    // The sink replays at start; the flush may be the replay that is refused part-way.
+    if let Err(error) = sink.flush().await {
+        assert!(
+            error
+                .to_string()
+                .contains("35 usage records are held in the spill file"),
+            "{error}"
+        );
+        sink.flush().await.unwrap();
+    }
+    let health = sink.dynamodb_health();
+    assert_eq!(
+        (
+            health.replayed,
+            health.duplicates,
+            health.spill_pending,
+            health.rejected
+        ),
+        (60, 0, 0, 0),
+        "no stored record is sent again: {health:?}"
+    );
+    let mut forwarded: Vec<(String, String)> = proxy
+        .seen()
+        .into_iter()
+        .filter(|seen| seen.operation == "TransactWriteItems" && seen.fault == "Forward")
+        .flat_map(|seen| seen.keys)
+        .collect();
+    let total = forwarded.len();
+    forwarded.sort();
+    forwarded.dedup();
+    assert_eq!(
+        (total, forwarded.len()),
+        (60, 60),
+        "each record reaches the table in exactly one request"
+    );
+    assert!(!spill.exists());
+    let world = World {
+        moto_url: endpoint.url().to_owned(),
+        proxy,
+        table,
+        sink,
+    };
     assert_exact(&world, &sent).await;
 }

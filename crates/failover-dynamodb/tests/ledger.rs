@@ -25,15 +25,6 @@ const DAY: u64 = 86_400_000;
 /// 2025-11-24T16:00:00Z: records spread over this day and the next two.
 const BASE: u64 = 1_764_000_000_000;
 
-fn write_spill(path: &std::path::Path, records: &[UsageRecord]) {
-    let mut text = String::new();
-    for record in records {
-        text.push_str(&serde_json::to_string(record).unwrap());
-        text.push('\n');
-    }
-    std::fs::write(path, text).unwrap();
-}
-
 async fn check(
     label: &str,
     url: &str,
@@ -141,7 +132,7 @@ async fn n_records_make_n_items_and_matching_aggregates_also_after_a_replay() {
     let spill = common::temp_spill(&format!("{table}-replay"));
     let mut twice = sent.clone();
     twice.extend(sent.iter().cloned());
-    write_spill(&spill, &twice);
+    common::write_spill(&spill, &twice);
     let replayer = common::builder(url, &table, WriteMode::Transactional)
         .spill_path(&spill)
         .build()

@@ -178,6 +178,17 @@ pub fn simple(run: &str, tenant: &str, i: u64) -> UsageRecord {
     }
 }
 
+/// Writes `records` as a spill file at `path`, the way the sink spills them.
+#[allow(dead_code)] // not every test binary replays a prepared spill
+pub fn write_spill(path: &std::path::Path, records: &[UsageRecord]) {
+    let mut text = String::new();
+    for record in records {
+        text.push_str(&serde_json::to_string(record).unwrap());
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+}
+
 /// A random run id.
 pub fn run_id() -> String {
     format!("run{:016x}", fastrand::u64(..))

@@ -2,6 +2,13 @@
 //! the faults moto never produces — throttling, 5xx, unprocessed items, cancelled
 //! transactions, acknowledgements lost after the write was applied — and can be killed and
 //! restarted on the same port. The storage behind it is real, so tests check exact counts.
+//!
+//! Requests reach moto one at a time, and each one runs to its end even when its client
+//! has gone (a killed connection, an attempt time-out): DynamoDB applies a request whose
+//! client vanished, and its transactions are serializable. moto's are not — it snapshots
+//! the table when a transaction starts and restores the snapshot when the transaction is
+//! cancelled, so an abandoned request still running beside its retry can undo the retry's
+//! writes or its own. Serializing at the proxy gives the writer the store it is built for.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -46,13 +53,20 @@ struct State {
     seen: Mutex<Vec<Seen>>,
 }
 
+/// moto behind the proxy, taking one request at a time.
+#[derive(Debug)]
+struct Upstream {
+    url: String,
+    http: reqwest::Client,
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
 /// The proxy.
 pub struct FaultProxy {
     addr: SocketAddr,
-    upstream: String,
+    upstream: Arc<Upstream>,
     state: Arc<State>,
     tasks: Mutex<JoinSet<()>>,
-    http: reqwest::Client,
 }
 
 impl FaultProxy {
@@ -61,10 +75,13 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let proxy = Self {
             addr: listener.local_addr().unwrap(),
-            upstream: upstream.trim_end_matches('/').to_owned(),
+            upstream: Arc::new(Upstream {
+                url: upstream.trim_end_matches('/').to_owned(),
+                http: reqwest::Client::new(),
+                one_at_a_time: tokio::sync::Mutex::new(()),
+            }),
             state: Arc::default(),
             tasks: Mutex::new(JoinSet::new()),
-            http: reqwest::Client::new(),
         };
         proxy.serve(listener);
         proxy
@@ -112,7 +129,6 @@ impl FaultProxy {
     fn serve(&self, listener: TcpListener) {
         let state = self.state.clone();
         let upstream = self.upstream.clone();
-        let http = self.http.clone();
         let mut tasks = self.tasks.lock().unwrap();
         tasks.spawn(async move {
             let mut connections = JoinSet::new();
@@ -120,12 +136,7 @@ impl FaultProxy {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                connections.spawn(connection(
-                    stream,
-                    state.clone(),
-                    upstream.clone(),
-                    http.clone(),
-                ));
+                connections.spawn(connection(stream, state.clone(), upstream.clone()));
                 while connections.try_join_next().is_some() {}
             }
         });
@@ -244,31 +255,37 @@ fn write_keys(operation: &str, body: &Value) -> Vec<(String, String)> {
 }
 
 /// Forwards with the client's headers (moto routes on the SigV4 `authorization` header's
-/// service name; it does not check the signature, so a rewritten body is accepted).
+/// service name; it does not check the signature, so a rewritten body is accepted). The
+/// forward runs in a task of its own, after every earlier one, to its end: if the client's
+/// connection is killed meanwhile, moto still finishes the request before the next starts.
 async fn forward(
-    http: &reqwest::Client,
-    upstream: &str,
+    upstream: &Arc<Upstream>,
     headers: &[(String, String)],
     body: Vec<u8>,
 ) -> Option<(u16, Vec<u8>)> {
-    let mut request = http.post(format!("{upstream}/"));
-    for (name, value) in headers {
-        if name != "content-length" {
+    let upstream = upstream.clone();
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(name, _)| name != "content-length")
+        .cloned()
+        .collect();
+    tokio::spawn(async move {
+        let _turn = upstream.one_at_a_time.lock().await;
+        let mut request = upstream.http.post(format!("{}/", upstream.url));
+        for (name, value) in &headers {
             request = request.header(name.as_str(), value.as_str());
         }
-    }
-    let response = request.body(body).send().await.ok()?;
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await.ok()?;
-    Some((status, bytes.to_vec()))
+        let response = request.body(body).send().await.ok()?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.ok()?;
+        Some((status, bytes.to_vec()))
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
-async fn connection(
-    mut stream: TcpStream,
-    state: Arc<State>,
-    upstream: String,
-    http: reqwest::Client,
-) {
+async fn connection(mut stream: TcpStream, state: Arc<State>, upstream: Arc<Upstream>) {
     let mut buffer = Vec::new();
     while let Some(request) = read_request(&mut stream, &mut buffer).await {
         let operation = request
@@ -291,8 +308,7 @@ async fn connection(
             fault: format!("{fault:?}"),
         });
         let ok = match fault {
-            Fault::Forward => match forward(&http, &upstream, &request.headers, request.body).await
-            {
+            Fault::Forward => match forward(&upstream, &request.headers, request.body).await {
                 Some((status, body)) => respond(&mut stream, status, &body, None).await,
                 None => false,
             },
@@ -300,7 +316,7 @@ async fn connection(
                 respond(&mut stream, status, &error_body(code), Some(code)).await
             }
             Fault::LostAckStatus => {
-                let _ = forward(&http, &upstream, &request.headers, request.body).await;
+                let _ = forward(&upstream, &request.headers, request.body).await;
                 respond(
                     &mut stream,
                     500,
@@ -310,7 +326,7 @@ async fn connection(
                 .await
             }
             Fault::LostAckDrop => {
-                let _ = forward(&http, &upstream, &request.headers, request.body).await;
+                let _ = forward(&upstream, &request.headers, request.body).await;
                 false
             }
             Fault::Unprocessed(n) => {
@@ -327,7 +343,6 @@ async fn connection(
                     }
                 }
                 match forward(
-                    &http,
                     &upstream,
                     &request.headers,
                     serde_json::to_vec(&forwarded).unwrap(),
