@@ -1,13 +1,22 @@
 //! `cargo xtask`: a thin orchestrator over cargo for the checks CI and developers run.
 
+mod services;
+
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
-use failover_testkit::live;
+use failover_testenv::live;
+use failover_testenv::services::REQUIRE_SERVICES_ENV;
 
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  ci         cargo fmt --check, clippy (-D warnings) and the whole test suite, as CI runs them
+  test       every test of the workspace with the servers they need: finds or installs
+             redis-server, redis-cli and openssl (Debian) and moto_server (PyPI, in a
+             virtualenv under target/), then runs `cargo test --workspace` with
+             FAILOVER_REQUIRE_SERVICES=1, so a test that cannot reach its server fails.
+             Extra arguments after -- go to cargo test (e.g. -- --no-fail-fast)
+  ci         cargo fmt --check, clippy (-D warnings), then `test`, as CI runs them
   bench      run every criterion bench (pass extra criterion arguments after --)
   test-live  the scenario suite and the providers' live tests against real Bedrock, OpenAI,
              ElastiCache and DynamoDB (costs money; see the README, \"Tests: offline and live\").
@@ -37,6 +46,25 @@ fn cargo(args: &[&str]) -> Result<(), String> {
     run(cargo_command(args), &format!("cargo {}", args.join(" ")))
 }
 
+/// `cargo test --workspace` (and `extra`) with every service binary on `PATH` and
+/// services required.
+fn test(extra: &[String]) -> Result<(), String> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("xtask is not inside the workspace")?;
+    let path = services::prepare(workspace)?;
+    let mut command = cargo_command(&["test", "--workspace"]);
+    command.args(extra);
+    command.env("PATH", path).env(REQUIRE_SERVICES_ENV, "1");
+    run(
+        command,
+        &format!(
+            "{REQUIRE_SERVICES_ENV}=1 cargo test --workspace {}",
+            extra.join(" ")
+        ),
+    )
+}
+
 fn ci() -> Result<(), String> {
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&[
@@ -47,7 +75,7 @@ fn ci() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
-    cargo(&["test", "--workspace"])
+    test(&[])
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {
@@ -135,6 +163,7 @@ fn main() -> ExitCode {
             .unwrap_or(&[])
     };
     let result = match args.first().map(String::as_str) {
+        Some("test") => test(rest()),
         Some("ci") => ci(),
         Some("bench") => bench(rest()),
         Some("test-live") => test_live(rest()),
@@ -157,7 +186,7 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    use failover_testkit::live::lookup_in as env;
+    use failover_testenv::live::lookup_in as env;
 
     #[test]
     fn skip_wins_over_missing_variables() {

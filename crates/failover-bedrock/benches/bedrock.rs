@@ -27,7 +27,7 @@ use failover_bedrock::mapping::{JsonPlan, to_converse};
 use failover_bedrock::stream::StreamMapper;
 use failover_bedrock::{BedrockConfig, BedrockProvider, JsonModeConfig, StaticCredentials};
 use failover_provider::{Message, Provider, ProviderRequest, RequestId, ResponseFormat};
-use failover_testkit::eventstream::ConverseStreamBody;
+use failover_standin::eventstream::ConverseStreamBody;
 use futures::StreamExt;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer};

@@ -13,7 +13,7 @@ use failover_provider::{
     AttemptOutcome, BreakerEffect, CompletionRequest, ErrorKind, FinishReason, Message, Provider,
     ProviderRequest, RequestId, ResponseFormat, TokenUsage, Usd,
 };
-use failover_testkit::eventstream::{
+use failover_standin::eventstream::{
     BEDROCK_ERRORS, bedrock_error, converse_path, converse_response, converse_text,
     converse_tool_use,
 };

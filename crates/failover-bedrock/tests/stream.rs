@@ -14,8 +14,8 @@ use failover_provider::{
     ProviderEvent, ProviderRequest, RequestId, ResponseFormat, StreamChunk, StreamSummary,
     TokenUsage, Usd,
 };
-use failover_testkit::bedrock_server::{ChunkedResponse, ChunkedServer};
-use failover_testkit::eventstream::{ConverseStreamBody, converse_stream_path};
+use failover_standin::bedrock_server::{ChunkedResponse, ChunkedServer};
+use failover_standin::eventstream::{ConverseStreamBody, converse_stream_path};
 use failover_testkit::{ScriptedProvider, Step};
 use futures::StreamExt;
 use rust_decimal::Decimal;
@@ -562,7 +562,7 @@ async fn an_error_status_on_converse_stream_is_classified_before_any_event_and_f
     Mock::given(method("POST"))
         .and(path(converse_stream_path(GPT4_MODEL)))
         .respond_with(
-            failover_testkit::eventstream::bedrock_error(
+            failover_standin::eventstream::bedrock_error(
                 429,
                 "ThrottlingException",
                 "Too many requests",

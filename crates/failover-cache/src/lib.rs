@@ -4,7 +4,7 @@ mod key;
 mod memory;
 
 pub use key::{CacheKey, CacheKeyInput, KEY_FORMAT_VERSION, KeyDeriver, TENANT_TAG_LEN, TenantTag};
-pub use memory::{MemoryCache, MemoryCacheConfig};
+pub use memory::{MemoryCache, MemoryCacheConfig, MemoryEntry};
 
 use std::fmt::Debug;
 use std::time::Duration;

@@ -46,11 +46,23 @@ impl Default for MemoryCacheConfig {
     }
 }
 
-/// What moka stores: the value and the TTL it was put with.
+/// What moka stores: the value, the TTL it was put with, and when.
 #[derive(Clone)]
 struct Entry {
     value: Arc<CachedCompletion>,
     ttl: Duration,
+    stored_at: Instant,
+}
+
+/// One live entry of a [`MemoryCache`], as [`MemoryCache::entries`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryEntry {
+    /// The entry's key (tenant tag and digest; no request text).
+    pub key: CacheKey,
+    /// The stored answer.
+    pub value: CachedCompletion,
+    /// The time to live left.
+    pub ttl_left: Duration,
 }
 
 /// Expires each entry `ttl` after its latest `put`; reads do not extend it.
@@ -135,6 +147,23 @@ impl MemoryCache {
         self.inner.entry_count()
     }
 
+    /// Every live entry with its time to live left, in no particular order: what the cache
+    /// holds, for inspection (the scenario suite reads it back the way it reads Redis).
+    /// O(entries); entries put or removed concurrently may or may not be listed.
+    pub fn entries(&self) -> Vec<MemoryEntry> {
+        self.inner
+            .iter()
+            .filter_map(|(key, entry)| {
+                let ttl_left = entry.ttl.checked_sub(entry.stored_at.elapsed())?;
+                (!ttl_left.is_zero()).then(|| MemoryEntry {
+                    key: *key,
+                    value: CachedCompletion::clone(&entry.value),
+                    ttl_left,
+                })
+            })
+            .collect()
+    }
+
     /// Runs moka's pending maintenance (eviction, expiry sweeps) now; tests use it to
     /// make [`MemoryCache::entry_count`] exact.
     pub async fn run_pending_tasks(&self) {
@@ -192,6 +221,7 @@ impl Cache for MemoryCache {
         let entry = Entry {
             value: Arc::new(value),
             ttl,
+            stored_at: Instant::now(),
         };
         self.inner.insert(*key, entry).await;
         Ok(())
@@ -275,6 +305,33 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(cache.get(&short).await.unwrap(), None, "expired");
         assert_eq!(cache.get(&long).await.unwrap(), Some(value("l")));
+    }
+
+    #[tokio::test]
+    async fn entries_lists_what_is_held_with_the_ttl_left() {
+        let cache = MemoryCache::new();
+        let d = KeyDeriver::default();
+        let a = key(&d, "t", "a");
+        let b = key(&d, "u", "b");
+        assert!(cache.entries().is_empty());
+        cache
+            .put(&a, value("va"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        cache
+            .put(&b, value("vb"), Duration::from_secs(3600))
+            .await
+            .unwrap();
+        let mut entries = cache.entries();
+        entries.sort_by_key(|entry| entry.ttl_left);
+        assert_eq!(entries.len(), 2);
+        assert_eq!((entries[0].key, &entries[0].value), (a, &value("va")));
+        assert_eq!((entries[1].key, &entries[1].value), (b, &value("vb")));
+        assert!(entries[0].ttl_left <= Duration::from_secs(60));
+        assert!(entries[1].ttl_left > Duration::from_secs(60));
+        // Removed entries are gone from the list.
+        cache.put(&a, value("va"), Duration::ZERO).await.unwrap();
+        assert_eq!(cache.entries().len(), 1);
     }
 
     #[tokio::test]

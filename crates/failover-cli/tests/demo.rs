@@ -131,7 +131,7 @@ fn the_demo_in_memory_mode_succeeds_with_every_scenario_as_expected() {
 
 #[test]
 fn an_unreachable_redis_fails_the_demo_before_any_scenario() {
-    let port = failover_testkit::services::free_port().expect("a free port");
+    let port = failover_testenv::services::free_port().expect("a free port");
     let url = format!("redis://127.0.0.1:{port}");
     let output = demo(&[("REDIS_URL", url.as_str())]);
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -3,18 +3,18 @@
 //! afterwards Redis holds the run's cached answers (with a TTL) and the table holds one
 //! usage item per provider call.
 //!
-//! Under the testkit's service harness: without Redis or moto the test is reported as
+//! Under failover-testenv's service harness: without Redis or moto the test is reported as
 //! ignored (failed under `FAILOVER_REQUIRE_SERVICES=1`), never as passed.
 
 use std::process::Command;
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use failover_testkit::services::redis;
-use failover_testkit::system::stores::{CacheStore, UsageTable};
-use failover_testkit::{moto, require_service};
+use failover_scenarios::stores::{CacheStore, UsageTable};
+use failover_testenv::services::redis;
+use failover_testenv::{moto, require_service};
 use failover_usage::UsageOutcome;
 
-failover_testkit::service_test_main! {
+failover_testenv::service_test_main! {
     service: "redis and dynamodb (moto_server)",
     available: redis::shared().and_then(|_| moto::shared()),
     tests: [the_demo_stores_its_answers_in_redis_and_its_ledger_in_dynamodb],

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use failover_dynamodb::{DynamoDbUsageSinkBuilder, TableOptions, WriteMode, create_table};
 use failover_provider::{RequestId, TokenUsage, Usd};
-use failover_testkit::moto;
+use failover_testenv::moto;
 use failover_usage::{UsageOutcome, UsageQuery, UsageRecord, UsageSink};
 use rust_decimal::Decimal;
 

@@ -8,12 +8,12 @@ use std::collections::HashSet;
 
 use common::proxy::{Fault, FaultProxy};
 use failover_dynamodb::{DynamoDbUsageSink, WriteMode};
-use failover_testkit::moto;
+use failover_testenv::moto;
 use failover_usage::{UsageQuery, UsageRecord, UsageSink, UsageStats};
 
-failover_testkit::service_test_main! {
+failover_testenv::service_test_main! {
     service: "dynamodb endpoint",
-    available: failover_testkit::moto::shared(),
+    available: failover_testenv::moto::shared(),
     tests: [
         unprocessed_items_are_sent_again_until_stored,
         throttling_5xx_and_cancelled_transactions_are_retried,
@@ -33,7 +33,7 @@ struct World {
 }
 
 async fn world(prefix: &str, mode: WriteMode) -> World {
-    let endpoint = failover_testkit::require_service!(moto::shared());
+    let endpoint = failover_testenv::require_service!(moto::shared());
     let table = moto::unique_table_name(prefix);
     common::create(endpoint.url(), &table).await;
     let proxy = FaultProxy::start(endpoint.url()).await;
@@ -237,7 +237,7 @@ async fn a_permanent_error_spills_at_once_and_replays_later() {
 /// first record each time would never drain a large spill against an endpoint that fails
 /// now and then (or times out on its slowest requests).
 async fn a_replay_stopped_part_way_resumes_where_it_stopped() {
-    let endpoint = failover_testkit::require_service!(moto::shared());
+    let endpoint = failover_testenv::require_service!(moto::shared());
     let table = moto::unique_table_name("resume");
     common::create(endpoint.url(), &table).await;
     let proxy = FaultProxy::start(endpoint.url()).await;

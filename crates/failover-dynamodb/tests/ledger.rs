@@ -9,12 +9,12 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::proxy::FaultProxy;
 use failover_dynamodb::{WriteMode, partition_key, record_sort_key};
-use failover_testkit::moto;
+use failover_testenv::moto;
 use failover_usage::{UsageQuery, UsageRecord, UsageSink, UsageStats};
 
-failover_testkit::service_test_main! {
+failover_testenv::service_test_main! {
     service: "dynamodb endpoint",
-    available: failover_testkit::moto::shared(),
+    available: failover_testenv::moto::shared(),
     tests: [
         n_records_make_n_items_and_matching_aggregates_also_after_a_replay,
         a_full_queue_spills_instead_of_dropping,
@@ -82,7 +82,7 @@ async fn check(
 }
 
 async fn n_records_make_n_items_and_matching_aggregates_also_after_a_replay() {
-    let endpoint = failover_testkit::require_service!(moto::shared());
+    let endpoint = failover_testenv::require_service!(moto::shared());
     let url = endpoint.url();
     let table = moto::unique_table_name("ledger");
     common::create(url, &table).await;
@@ -156,7 +156,7 @@ async fn n_records_make_n_items_and_matching_aggregates_also_after_a_replay() {
 }
 
 async fn a_full_queue_spills_instead_of_dropping() {
-    let endpoint = failover_testkit::require_service!(moto::shared());
+    let endpoint = failover_testenv::require_service!(moto::shared());
     let table = moto::unique_table_name("queue-full");
     common::create(endpoint.url(), &table).await;
     let proxy = FaultProxy::start(endpoint.url()).await;

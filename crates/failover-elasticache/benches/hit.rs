@@ -10,7 +10,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use failover_cache::{Cache, CachedCompletion};
 use failover_elasticache::{ElastiCacheCache, ElastiCacheConfig, EncryptionKey};
-use failover_testkit::services::redis as redis_service;
+use failover_testenv::services::redis as redis_service;
 use failover_testkit::suites::cache::{World, sample_completion};
 
 fn bench_hit(c: &mut Criterion) {

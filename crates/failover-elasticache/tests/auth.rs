@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use failover_cache::{Cache, CacheErrorKind};
 use failover_elasticache::ElastiCacheCache;
-use failover_testkit::require_service;
-use failover_testkit::services::redis as redis_service;
+use failover_testenv::require_service;
+use failover_testenv::services::redis as redis_service;
 use failover_testkit::suites::cache::{World, sample_completion};
 
-failover_testkit::service_test_main! {
+failover_testenv::service_test_main! {
     service: "redis-server",
-    available: failover_testkit::services::find_binary("redis-server", std::env::var_os("PATH").as_deref()).ok_or("`redis-server` was not found on PATH"),
+    available: failover_testenv::services::find_binary("redis-server", std::env::var_os("PATH").as_deref()).ok_or("`redis-server` was not found on PATH"),
     tests: [
         a_password_protected_server_needs_the_password,
         an_acl_user_from_the_url_or_the_config,

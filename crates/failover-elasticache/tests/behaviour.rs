@@ -6,10 +6,10 @@
 
 mod common;
 
-use failover_testkit::require_service;
-use failover_testkit::services::redis as redis_service;
+use failover_testenv::require_service;
+use failover_testenv::services::redis as redis_service;
 
-failover_testkit::service_test_main! {
+failover_testenv::service_test_main! {
     service: "redis",
     available: redis_service::shared(),
     tests: [],

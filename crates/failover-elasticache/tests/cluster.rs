@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use failover_cache::{Cache, CacheKey};
 use failover_elasticache::{ElastiCacheCache, ElastiCacheConfig};
-use failover_testkit::require_service;
-use failover_testkit::services::redis as redis_service;
+use failover_testenv::require_service;
+use failover_testenv::services::redis as redis_service;
 use failover_testkit::suites::cache::{World, sample_completion};
 
-failover_testkit::service_test_main! {
+failover_testenv::service_test_main! {
     service: "redis cluster",
-    available: failover_testkit::services::redis::shared_cluster(),
+    available: failover_testenv::services::redis::shared_cluster(),
     tests: [
         tenants_spread_over_nodes_and_a_purge_removes_exactly_one_tenant,
         one_tenants_keys_share_a_slot,

@@ -11,14 +11,14 @@ use failover_cache::{Cache, CacheErrorKind, CacheKey};
 use failover_core::AdapterConfig;
 use failover_elasticache::{ElastiCacheCache, ElastiCacheConfig};
 use failover_provider::CompletionRequest;
-use failover_testkit::require_service;
-use failover_testkit::services::redis as redis_service;
-use failover_testkit::services::{BlackHole, free_port};
+use failover_testenv::require_service;
+use failover_testenv::services::redis as redis_service;
+use failover_testenv::services::{BlackHole, free_port};
 use failover_testkit::suites::cache::sample_completion;
 
-failover_testkit::service_test_main! {
+failover_testenv::service_test_main! {
     service: "redis-server",
-    available: failover_testkit::services::find_binary("redis-server", std::env::var_os("PATH").as_deref()).ok_or("`redis-server` was not found on PATH"),
+    available: failover_testenv::services::find_binary("redis-server", std::env::var_os("PATH").as_deref()).ok_or("`redis-server` was not found on PATH"),
     tests: [
         killed_server_costs_the_budget_then_a_restart_brings_the_cache_back,
         a_black_holed_endpoint_costs_each_lookup_at_most_its_timeout,

@@ -8,13 +8,13 @@ use std::time::Duration;
 use failover_cache::{Cache, CacheKey, CacheKeyInput, KeyDeriver};
 use failover_elasticache::{ElastiCacheCache, VALUE_FORMAT_V1};
 use failover_provider::{Message, ResponseFormat};
-use failover_testkit::require_service;
-use failover_testkit::services::redis as redis_service;
+use failover_testenv::require_service;
+use failover_testenv::services::redis as redis_service;
 use failover_testkit::suites::cache::sample_completion;
 
-failover_testkit::service_test_main! {
+failover_testenv::service_test_main! {
     service: "redis",
-    available: failover_testkit::services::redis::shared(),
+    available: failover_testenv::services::redis::shared(),
     tests: [
         every_write_carries_a_ttl_and_long_ones_are_clamped,
         entries_expire_on_the_server,

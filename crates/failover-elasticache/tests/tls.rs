@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use failover_cache::{Cache, CacheErrorKind};
 use failover_elasticache::ElastiCacheCache;
-use failover_testkit::require_service;
-use failover_testkit::services::redis as redis_service;
-use failover_testkit::services::{Unavailable, find_binary, free_port};
+use failover_testenv::require_service;
+use failover_testenv::services::redis as redis_service;
+use failover_testenv::services::{Unavailable, find_binary, free_port};
 use failover_testkit::suites::cache::{World, sample_completion};
 
-failover_testkit::service_test_main! {
+failover_testenv::service_test_main! {
     service: "redis-server and openssl",
-    available: failover_testkit::services::find_binary("redis-server", std::env::var_os("PATH").as_deref()).ok_or("`redis-server` was not found on PATH").and_then(|_| failover_testkit::services::find_binary("openssl", std::env::var_os("PATH").as_deref()).ok_or("`openssl` was not found on PATH")),
+    available: failover_testenv::services::find_binary("redis-server", std::env::var_os("PATH").as_deref()).ok_or("`redis-server` was not found on PATH").and_then(|_| failover_testenv::services::find_binary("openssl", std::env::var_os("PATH").as_deref()).ok_or("`openssl` was not found on PATH")),
     tests: [
         rediss_with_a_trusted_private_ca_works_and_an_unknown_ca_is_refused,
     ],

@@ -13,7 +13,7 @@ use failover_openai::mapping::{
 };
 use failover_openai::{OpenAiConfig, OpenAiProvider};
 use failover_provider::{Message, Provider, ProviderRequest, RequestId, ResponseFormat};
-use failover_testkit::openai_fixtures::{
+use failover_standin::openai_fixtures::{
     base_url, chat_completion_cached, json_response, mount_chat, sse_events, sse_response,
 };
 use futures::StreamExt;

@@ -14,7 +14,7 @@ use failover_provider::{
     AttemptOutcome, Completion, CompletionRequest, ErrorKind, Provider, ResponseFormat,
     StreamChunk, TokenUsage,
 };
-use failover_testkit::openai_fixtures::{
+use failover_standin::openai_fixtures::{
     base_url, chat_completion, chat_completion_cached, json_response, mount_chat, server_error,
     sse_error_frame, sse_events, sse_response, sse_role_chunk, sse_text_chunk,
 };
@@ -403,7 +403,7 @@ async fn an_exhausted_openai_account_fails_over_and_counts_against_the_breaker()
         &server,
         json_response(
             429,
-            &failover_testkit::openai_fixtures::insufficient_quota_error(),
+            &failover_standin::openai_fixtures::insufficient_quota_error(),
         ),
         None,
     )

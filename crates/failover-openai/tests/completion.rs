@@ -6,7 +6,7 @@ mod common;
 use common::{TEST_KEY, config, provider, request, request_as};
 use failover_openai::OpenAiProvider;
 use failover_provider::{ErrorKind, FinishReason, Provider, ResponseFormat, TokenUsage};
-use failover_testkit::openai_fixtures::{
+use failover_standin::openai_fixtures::{
     base_url, chat_completion, chat_completion_cached, json_response, mount_chat,
 };
 use serde_json::{Value, json};

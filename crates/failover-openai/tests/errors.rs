@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::{config, provider, request};
 use failover_openai::OpenAiProvider;
 use failover_provider::{ErrorKind, Provider, ProviderError};
-use failover_testkit::openai_fixtures::{
+use failover_standin::openai_fixtures::{
     base_url, chat_completion, context_length_error, context_length_error_without_code,
     error_response_with_hint, insufficient_quota_error, invalid_api_key_error,
     invalid_request_error, json_response, model_not_found_error, mount_chat, permission_error,

@@ -12,7 +12,7 @@ use failover_breaker::BreakerConfig;
 use failover_core::FailoverAdapter;
 use failover_openai::OpenAiProvider;
 use failover_provider::{CompletionRequest, ErrorKind, Provider};
-use failover_testkit::openai_fixtures::{
+use failover_standin::openai_fixtures::{
     base_url, error_body, json_response, mount_chat, server_error, sse_event, sse_response,
     sse_text_chunk,
 };

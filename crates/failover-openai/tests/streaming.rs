@@ -13,8 +13,8 @@ use failover_provider::{
     ErrorKind, FinishReason, Provider, ProviderError, ProviderEvent, ProviderStream,
     ResponseFormat, TokenUsage,
 };
-use failover_testkit::bedrock_server::ChunkedServer;
-use failover_testkit::openai_fixtures::{
+use failover_standin::bedrock_server::ChunkedServer;
+use failover_standin::openai_fixtures::{
     base_url, json_response, mount_chat, rate_limit_error, sse_chunked, sse_done, sse_error_frame,
     sse_events, sse_finish_chunk, sse_response, sse_role_chunk, sse_text_chunk, sse_usage_chunk,
 };
@@ -288,7 +288,7 @@ async fn http_errors_before_the_stream_are_returned_and_retried() {
         &refusing,
         json_response(
             401,
-            &failover_testkit::openai_fixtures::invalid_api_key_error(),
+            &failover_standin::openai_fixtures::invalid_api_key_error(),
         ),
         None,
     )
@@ -365,7 +365,7 @@ async fn events_split_at_any_byte_even_inside_a_character_are_reassembled() {
         let mut response = sse_chunked(&[]);
         response.parts = body
             .chunks(size)
-            .map(|part| failover_testkit::bedrock_server::Part::Bytes(part.to_vec()))
+            .map(|part| failover_standin::bedrock_server::Part::Bytes(part.to_vec()))
             .collect();
         let server = ChunkedServer::start(response).await.unwrap();
         let items = collect(

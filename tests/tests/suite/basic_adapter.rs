@@ -7,20 +7,20 @@
 use failover_breaker::BreakerState;
 use failover_core::HealthStatus;
 use failover_provider::{AttemptOutcome, JsonModeSupport};
+use failover_scenarios::Harness;
+use failover_scenarios::runner::SuiteTest;
 use failover_scenarios::{
     BEDROCK, BEDROCK_MODEL, CACHE_TTL, OPENAI, request_for, stored_cache_entries, stored_usage,
 };
-use failover_testkit::standin::Vendor;
-use failover_testkit::system::Harness;
-use failover_testkit::system::suite::SuiteTest;
+use failover_standin::Vendor;
 use failover_usage::UsageOutcome;
 
 /// This class's tests, for the suite's runner.
 pub(crate) fn tests() -> Vec<SuiteTest> {
-    failover_testkit::suite_tests! {
+    failover_scenarios::suite_tests! {
         both: [
             adapter_initializes_with_bedrock_first_and_openai_second,
-            health_reports_each_breaker_the_elasticache_cache_and_the_dynamodb_sink,
+            health_reports_each_breaker_the_cache_and_the_usage_sink,
             same_prompt_from_two_tenants_is_two_calls_and_two_tenant_tagged_entries,
         ],
     }
@@ -75,7 +75,7 @@ async fn adapter_initializes_with_bedrock_first_and_openai_second() {
     }
 }
 
-async fn health_reports_each_breaker_the_elasticache_cache_and_the_dynamodb_sink() {
+async fn health_reports_each_breaker_the_cache_and_the_usage_sink() {
     let harness = Harness::start().await;
     let adapter = harness.adapter();
 
@@ -91,10 +91,10 @@ async fn health_reports_each_breaker_the_elasticache_cache_and_the_dynamodb_sink
         );
     }
     let cache = health.cache.as_ref().expect("the cache is configured");
-    assert_eq!(cache.backend.backend, "elasticache");
+    assert_eq!(cache.backend.backend, harness.stores().cache_backend());
     assert!(cache.available);
     assert_eq!((cache.hits, cache.misses, cache.errors), (0, 0, 0));
-    assert_eq!(health.usage.backend, "dynamodb");
+    assert_eq!(health.usage.backend, harness.stores().usage_backend());
     assert_eq!(
         (
             health.usage.accepted,

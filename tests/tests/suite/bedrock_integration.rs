@@ -4,19 +4,19 @@
 //! Redis and DynamoDB hold afterwards and, offline, what Bedrock's server was sent.
 
 use failover_provider::{AttemptOutcome, CompletionRequest, ResponseFormat};
+use failover_scenarios::Harness;
+use failover_scenarios::runner::SuiteTest;
 use failover_scenarios::{
     AGENT, BEDROCK, BEDROCK_MODEL, CACHE_TTL, MODEL, bedrock_paths, stored_cache_entries,
     stored_usage,
 };
-use failover_testkit::eventstream::converse_path;
-use failover_testkit::standin::{BEDROCK_REPLY, JSON_REPLY, Vendor};
-use failover_testkit::system::Harness;
-use failover_testkit::system::suite::SuiteTest;
+use failover_standin::eventstream::converse_path;
+use failover_standin::{BEDROCK_REPLY, JSON_REPLY, Vendor};
 use failover_usage::{PricingTable, UsageOutcome, UsageQuery};
 
 /// This class's tests, for the suite's runner.
 pub(crate) fn tests() -> Vec<SuiteTest> {
-    failover_testkit::suite_tests! {
+    failover_scenarios::suite_tests! {
         both: [
             bedrock_answers_the_seed_request,
             json_object_format_answers_a_json_object,

@@ -7,17 +7,17 @@
 use std::time::{Duration, Instant};
 
 use failover_provider::{CompletionRequest, ResponseFormat, Usd};
+use failover_scenarios::Harness;
+use failover_scenarios::runner::SuiteTest;
 use failover_scenarios::{
     AGENT, BEDROCK, CACHE_TTL, request_for, stored_cache_entries, stored_usage,
 };
-use failover_testkit::standin::Vendor;
-use failover_testkit::system::Harness;
-use failover_testkit::system::suite::SuiteTest;
+use failover_standin::Vendor;
 use failover_usage::UsageOutcome;
 
 /// This class's tests, for the suite's runner.
 pub(crate) fn tests() -> Vec<SuiteTest> {
-    failover_testkit::suite_tests! {
+    failover_scenarios::suite_tests! {
         both: [
             second_identical_call_is_a_hit_served_from_redis,
             tenants_never_share_an_entry_but_agents_of_a_tenant_do,

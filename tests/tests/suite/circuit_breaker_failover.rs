@@ -8,14 +8,14 @@ use std::time::Duration;
 use failover_breaker::{BreakerState, Outcome};
 use failover_core::FailoverAdapter;
 use failover_provider::{CompletionRequest, ErrorKind};
+use failover_scenarios::runner::SuiteTest;
 use failover_scenarios::{BEDROCK, CACHE_TTL, OPENAI, stored_cache_entries, stored_usage};
-use failover_testkit::standin::{Fault, Vendor};
-use failover_testkit::system::suite::SuiteTest;
-use failover_testkit::system::{Harness, HarnessOptions};
+use failover_scenarios::{Harness, HarnessOptions};
+use failover_standin::{Fault, Vendor};
 use failover_usage::{UsageOutcome, UsageRecord};
 
 pub(crate) fn tests() -> Vec<SuiteTest> {
-    failover_testkit::suite_tests! {
+    failover_scenarios::suite_tests! {
         both: [
             breaker_opens_after_threshold_failures_and_traffic_fails_over,
             open_breaker_prevents_calls,

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use failover_core::FailoverAdapter;
 use failover_provider::{Completion, CompletionRequest, StreamChunk};
+use failover_scenarios::Harness;
+use failover_scenarios::runner::SuiteTest;
 use failover_scenarios::{CACHE_TTL, stored_cache_entries, stored_usage};
-use failover_testkit::standin::{Fault, Vendor};
-use failover_testkit::system::Harness;
-use failover_testkit::system::suite::SuiteTest;
+use failover_standin::{Fault, Vendor};
 use futures::StreamExt;
 
 pub(crate) fn tests() -> Vec<SuiteTest> {
-    failover_testkit::suite_tests! {
+    failover_scenarios::suite_tests! {
         both: [
             concurrent_identical_requests_cause_one_provider_call,
             tenants_never_share_a_provider_call,
@@ -153,7 +153,7 @@ async fn a_stream_leader_answers_waiting_streams_and_plain_calls() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         adapter.generate_completion(request.clone()).await.unwrap()
     });
-    let reply = failover_testkit::standin::BEDROCK_REPLY;
+    let reply = failover_standin::BEDROCK_REPLY;
     assert_eq!((first.as_str(), second.as_str()), (reply, reply));
     assert_eq!(plain.content, reply);
     assert_eq!(harness.offline().calls(Vendor::Bedrock).await, 1);

@@ -4,16 +4,16 @@
 //! at its own rate; each test asserting the costs the DynamoDB items hold.
 
 use failover_provider::{CompletionRequest, TokenUsage, Usd};
+use failover_scenarios::Harness;
+use failover_scenarios::runner::SuiteTest;
 use failover_scenarios::{AGENT, BEDROCK, BEDROCK_MODEL, MODEL, OPENAI, request_for, stored_usage};
-use failover_testkit::standin::Vendor;
-use failover_testkit::system::Harness;
-use failover_testkit::system::suite::SuiteTest;
+use failover_standin::Vendor;
 use failover_usage::{PricingTable, UsageQuery};
 use rust_decimal::Decimal;
 
 /// This class's tests, for the suite's runner.
 pub(crate) fn tests() -> Vec<SuiteTest> {
-    failover_testkit::suite_tests! {
+    failover_scenarios::suite_tests! {
         both: [
             response_cost_is_the_pricing_table_price_of_its_usage,
             usage_statistics_sum_the_item_costs_exactly,
@@ -118,10 +118,8 @@ async fn usage_statistics_sum_the_item_costs_exactly() {
     assert_eq!(stats_a.by_model[BEDROCK_MODEL].cost, cost_a);
     assert_eq!(
         harness
-            .sink()
             .stats_from_records(&UsageQuery::tenant(&tenant_a))
             .await
-            .unwrap()
             .cost,
         cost_a,
         "the daily aggregates and the raw items agree"

@@ -22,7 +22,7 @@ mod streaming;
 mod usage_tracking;
 
 fn main() -> std::process::ExitCode {
-    failover_testkit::system::suite::main(
+    failover_scenarios::runner::main(
         [
             basic_adapter::tests(),
             bedrock_integration::tests(),

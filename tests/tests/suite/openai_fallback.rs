@@ -5,16 +5,17 @@
 
 use failover_core::FailoverError;
 use failover_provider::{AttemptOutcome, Completion, ErrorKind, FinishReason, Usd};
+use failover_scenarios::runner::SuiteTest;
 use failover_scenarios::{
     BEDROCK, BEDROCK_MODEL, CACHE_TTL, OPENAI, stored_cache_entries, stored_usage,
 };
-use failover_testkit::standin::{Fault, Vendor};
-use failover_testkit::system::suite::SuiteTest;
-use failover_testkit::system::{Harness, HarnessOptions, STANDIN_OPENAI_KEY};
+use failover_scenarios::{Harness, HarnessOptions};
+use failover_standin::STANDIN_OPENAI_KEY;
+use failover_standin::{Fault, Vendor};
 use failover_usage::UsageOutcome;
 
 pub(crate) fn tests() -> Vec<SuiteTest> {
-    failover_testkit::suite_tests! {
+    failover_scenarios::suite_tests! {
         both: [
             openai_answers_when_bedrock_is_unreachable,
             all_providers_failing_is_one_error_naming_each_attempt,
@@ -123,7 +124,7 @@ async fn openai_answers_a_bedrock_503_with_the_routed_model_and_its_key() {
     let bedrock = &standins.requests(Vendor::Bedrock).await[0];
     assert_eq!(
         bedrock.url.path(),
-        failover_testkit::eventstream::converse_path(BEDROCK_MODEL)
+        failover_standin::eventstream::converse_path(BEDROCK_MODEL)
     );
     let signature = bedrock
         .headers

@@ -5,14 +5,14 @@
 use failover_breaker::BreakerState;
 use failover_core::{FailoverError, HealthStatus};
 use failover_provider::{AttemptOutcome, ErrorKind, Usd};
+use failover_scenarios::runner::SuiteTest;
 use failover_scenarios::{BEDROCK, CACHE_TTL, OPENAI, stored_cache_entries, stored_usage};
-use failover_testkit::standin::{Fault, Vendor};
-use failover_testkit::system::suite::SuiteTest;
-use failover_testkit::system::{Harness, HarnessOptions};
+use failover_scenarios::{Harness, HarnessOptions};
+use failover_standin::{Fault, Vendor};
 use failover_usage::UsageOutcome;
 
 pub(crate) fn tests() -> Vec<SuiteTest> {
-    failover_testkit::suite_tests! {
+    failover_scenarios::suite_tests! {
         both: [
             scenario_1_normal_operation_answers_from_bedrock_and_caches,
             scenario_2_unreachable_bedrock_falls_back_to_openai,

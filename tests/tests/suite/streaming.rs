@@ -8,15 +8,15 @@ use failover_core::{FailoverAdapter, FailoverError};
 use failover_provider::{
     AttemptOutcome, CompletionRequest, ErrorKind, ResponseFormat, StreamChunk, StreamSummary,
 };
+use failover_scenarios::runner::SuiteTest;
 use failover_scenarios::{BEDROCK, CACHE_TTL, OPENAI, stored_cache_entries, stored_usage};
-use failover_testkit::standin::{Fault, Vendor};
-use failover_testkit::system::suite::SuiteTest;
-use failover_testkit::system::{Harness, HarnessOptions};
+use failover_scenarios::{Harness, HarnessOptions};
+use failover_standin::{Fault, Vendor};
 use failover_usage::UsageOutcome;
 use futures::StreamExt;
 
 pub(crate) fn tests() -> Vec<SuiteTest> {
-    failover_testkit::suite_tests! {
+    failover_scenarios::suite_tests! {
         both: [
             chunks_arrive_in_order_then_a_summary_with_usage_and_cost,
             streaming_falls_back_to_openai_before_the_first_chunk,
@@ -83,7 +83,7 @@ async fn chunks_arrive_in_order_then_a_summary_with_usage_and_cost() {
     assert!(summary.estimated_cost.amount() > rust_decimal::Decimal::ZERO);
     if let Some(standins) = harness.standins() {
         // The stand-in sends the reply word by word: the deltas are its words, in order.
-        assert_eq!(text(&items), failover_testkit::standin::BEDROCK_REPLY);
+        assert_eq!(text(&items), failover_standin::BEDROCK_REPLY);
         assert_eq!(deltas, 7);
         assert_eq!(standins.calls(Vendor::Bedrock).await, 1);
     }
@@ -135,7 +135,7 @@ async fn a_throttled_stream_request_falls_back_to_openai_streaming() {
         .await;
     let adapter = harness.adapter();
     let items = collect(&adapter, harness.request("Say hello")).await;
-    assert_eq!(text(&items), failover_testkit::standin::OPENAI_REPLY);
+    assert_eq!(text(&items), failover_standin::OPENAI_REPLY);
     let summary = summary(&items);
     assert_eq!(summary.provider, OPENAI);
     assert!(matches!(
@@ -240,7 +240,7 @@ async fn a_stream_cut_after_content_ends_with_an_error_and_is_never_cached() {
     // The same request again is a fresh provider call that completes, and is cached.
     let again = collect(&adapter, harness.request(prompt)).await;
     assert!(!summary(&again).cached);
-    assert_eq!(text(&again), failover_testkit::standin::BEDROCK_REPLY);
+    assert_eq!(text(&again), failover_standin::BEDROCK_REPLY);
     assert_eq!(harness.offline().calls(Vendor::Bedrock).await, 2);
 }
 

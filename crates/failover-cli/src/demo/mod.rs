@@ -4,7 +4,7 @@
 //! - **Providers**: the real [`BedrockProvider`](failover_bedrock::BedrockProvider) (the
 //!   AWS SDK, static dummy credentials, region `us-east-1`) and
 //!   [`OpenAiProvider`](failover_openai::OpenAiProvider) (a dummy key), each pointed at one
-//!   of the testkit's [`StandIns`](failover_testkit::standin::StandIns): wiremock servers on
+//!   of the [`StandIns`](failover_standin::StandIns) (`failover-standin`): wiremock servers on
 //!   127.0.0.1 that answer in the providers' real wire formats and serve scripted faults.
 //!   One SDK attempt per call, so what each server received can be counted exactly
 //!   ([`providers`]).
@@ -41,7 +41,7 @@ use failover_core::{AdapterConfig, FailoverAdapter};
 use failover_usage::UsageQuery;
 
 use backends::Backends;
-use failover_testkit::system::seed_breaker_config;
+use failover_standin::seed::seed_breaker_config;
 use providers::Providers;
 use scenarios::Scenarios;
 

@@ -6,10 +6,10 @@ use failover_core::{FailoverAdapter, FailoverError};
 use failover_provider::{
     AttemptOutcome, AttemptRecord, Completion, CompletionRequest, ErrorKind, ResponseFormat, Usd,
 };
-use failover_testkit::standin::{Fault, StandIns, Vendor};
+use failover_standin::{Fault, StandIns, Vendor};
 use failover_usage::UsageStats;
 
-use failover_testkit::system::{AGENT, MODEL, seed_breaker_config};
+use failover_standin::seed::{AGENT, MODEL, seed_breaker_config};
 
 use super::providers::{BEDROCK, OPENAI};
 

@@ -66,7 +66,7 @@ pub async fn create(endpoint: &str, table: &str) {
 
 /// A sink on a new table of its own at `endpoint`.
 pub async fn sink_on_new_table(endpoint: &str, prefix: &str, mode: WriteMode) -> DynamoDbUsageSink {
-    let table = failover_testkit::moto::unique_table_name(prefix);
+    let table = failover_testenv::moto::unique_table_name(prefix);
     create(endpoint, &table).await;
     builder(endpoint, &table, mode).build().await.expect("sink")
 }

@@ -378,9 +378,8 @@ macro_rules! cache_behaviour_suite {
     };
 }
 
-/// The cache checks as a `Vec<`[`AsyncTest`](crate::harness::AsyncTest)`>` for a
-/// service-backed test binary ([`service_test_main!`](crate::service_test_main)'s
-/// `suites:`). `$factory` is as for [`cache_behaviour_suite!`](crate::cache_behaviour_suite)
+/// The cache checks as a `Vec<`[`Check`](crate::suites::Check)`>` for a
+/// service-backed test binary (`failover_testenv::service_test_main!`'s `suites:`). `$factory` is as for [`cache_behaviour_suite!`](crate::cache_behaviour_suite)
 /// and is expanded into each check: it may capture `Copy` values (a mode, a port), which
 /// each check then owns.
 #[macro_export]
@@ -391,11 +390,13 @@ macro_rules! cache_behaviour_tests {
         tests
     }};
     (@check $tests:ident, $factory:expr, $name:ident, $check:ident) => {
-        $tests.push($crate::harness::AsyncTest::new(
-            ::core::stringify!($name),
-            move || async move {
-                $crate::suites::cache::$check(($factory)().await).await;
-            },
-        ));
+        $tests.push($crate::suites::Check {
+            name: ::std::string::String::from(::core::stringify!($name)),
+            body: ::std::boxed::Box::new(move || {
+                ::std::boxed::Box::pin(async move {
+                    $crate::suites::cache::$check(($factory)().await).await;
+                })
+            }),
+        });
     };
 }

@@ -17,9 +17,9 @@
 //!
 //! ```ignore
 //! // tests/redis_semantics.rs, with `[[test]] name = "redis_semantics", harness = false`
-//! failover_testkit::service_test_main! {
+//! failover_testenv::service_test_main! {
 //!     service: "redis",
-//!     available: failover_testkit::services::redis::shared(),
+//!     available: failover_testenv::services::redis::shared(),
 //!     tests: [ttl_is_set_on_every_write, purge_leaves_other_tenants],
 //! }
 //!
@@ -60,14 +60,6 @@ impl AsyncTest {
     /// The test's name.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// The same test under another name (to run one suite for several configurations).
-    pub fn renamed(self, name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            ..self
-        }
     }
 }
 
@@ -148,8 +140,8 @@ pub fn run<E: std::fmt::Display>(
 
 /// Declares the `main` of a service-backed test binary (`harness = false`): checks
 /// `available` (a `Result<_, impl Display>`) once, then runs the listed `async fn` tests and
-/// any suite test lists (`Vec<AsyncTest>`, e.g. from
-/// [`cache_behaviour_tests!`](crate::cache_behaviour_tests)) through [`run`].
+/// the checks of any behaviour suites (`failover_testkit::cache_behaviour_tests!` and
+/// the like) through [`run`].
 #[macro_export]
 macro_rules! service_test_main {
     (
@@ -167,7 +159,11 @@ macro_rules! service_test_main {
                     || $test(),
                 )),*
             ];
-            $($(tests.extend($suite);)*)?
+            // A behaviour suite's checks (`failover_testkit::suites::Check`: a name and a
+            // boxed body), taken by shape so this crate needs no testkit.
+            $($(tests.extend(($suite).into_iter().map(|check| {
+                $crate::harness::AsyncTest::new(check.name, check.body)
+            }));)*)?
             $crate::harness::run($service, ($available).map(|_| ()), tests)
         }
     };

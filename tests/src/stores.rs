@@ -1,35 +1,49 @@
 //! Views of what the stores hold, read around the system under test: Redis keys under a
 //! harness's prefix (raw `SCAN`/`PTTL`/`GET` on a connection of their own) and the usage
-//! items of a tenant in the DynamoDB table (a raw `Query`). The suite asserts on these, not
-//! on the adapter's own account of what it wrote.
+//! items of a tenant in the DynamoDB table (a raw `Query`) — or, in the memory tier, the
+//! entries of the `MemoryCache` and the records of the `MemoryUsageSink`, rendered the same
+//! way. The suite asserts on these, not on the adapter's own account of what it wrote.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
+use failover_cache::MemoryCache;
 use failover_dynamodb::{PK, SK, item_to_record, partition_key};
-use failover_usage::UsageRecord;
+use failover_usage::{MemoryUsageSink, UsageRecord};
 
-/// One Redis entry as stored.
+/// One cache entry as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEntry {
-    /// The Redis key.
+    /// The Redis key (`{prefix}:{<tenant tag>}:<digest>`); in the memory tier the entry's
+    /// key rendered in the same layout.
     pub key: String,
     /// The time to live left; `None` when the key never expires.
     pub ttl: Option<Duration>,
-    /// The stored bytes (sealed: the cache encrypts values).
+    /// The stored bytes: sealed in Redis (the cache encrypts values); the entry's JSON in
+    /// the memory tier.
     pub value: Vec<u8>,
 }
 
-/// The Redis keys under one harness's prefix, read on a connection of its own (with the
-/// cache's AUTH and TLS settings; `Debug` shows neither the URL nor the credentials).
+/// The cache entries under one harness's prefix: Redis keys read on a connection of its
+/// own (with the cache's AUTH and TLS settings; `Debug` shows neither the URL nor the
+/// credentials), or a `MemoryCache`'s entries.
 #[derive(Clone)]
 pub struct CacheStore {
-    url: String,
-    username: Option<String>,
-    password: Option<String>,
-    tls_root_cert_pem: Option<Vec<u8>>,
+    backend: CacheBackend,
     prefix: String,
+}
+
+#[derive(Clone)]
+enum CacheBackend {
+    Redis {
+        url: String,
+        username: Option<String>,
+        password: Option<String>,
+        tls_root_cert_pem: Option<Vec<u8>>,
+    },
+    Memory(Arc<MemoryCache>),
 }
 
 impl std::fmt::Debug for CacheStore {
@@ -51,10 +65,20 @@ impl CacheStore {
         prefix: String,
     ) -> Self {
         Self {
-            url,
-            username,
-            password,
-            tls_root_cert_pem,
+            backend: CacheBackend::Redis {
+                url,
+                username,
+                password,
+                tls_root_cert_pem,
+            },
+            prefix,
+        }
+    }
+
+    /// A view of `cache`'s entries, their keys rendered under `prefix` in the Redis layout.
+    pub fn memory(cache: Arc<MemoryCache>, prefix: String) -> Self {
+        Self {
+            backend: CacheBackend::Memory(cache),
             prefix,
         }
     }
@@ -64,22 +88,23 @@ impl CacheStore {
         &self.prefix
     }
 
-    async fn connection(&self) -> redis::aio::MultiplexedConnection {
+    async fn connection(
+        url: &str,
+        username: &Option<String>,
+        password: &Option<String>,
+        tls_root_cert_pem: &Option<Vec<u8>>,
+    ) -> redis::aio::MultiplexedConnection {
         use redis::IntoConnectionInfo;
-        let info = self
-            .url
-            .as_str()
-            .into_connection_info()
-            .expect("the cache URL parses");
+        let info = url.into_connection_info().expect("the cache URL parses");
         let mut settings = info.redis_settings().clone();
-        if let Some(username) = &self.username {
+        if let Some(username) = username {
             settings = settings.set_username(username);
         }
-        if let Some(password) = &self.password {
+        if let Some(password) = password {
             settings = settings.set_password(password);
         }
         let info = info.set_redis_settings(settings);
-        let client = match &self.tls_root_cert_pem {
+        let client = match tls_root_cert_pem {
             // The same private CA the cache trusts (ELASTICACHE_TLS_CA_FILE).
             Some(pem) => redis::Client::build_with_tls(
                 info,
@@ -99,7 +124,38 @@ impl CacheStore {
 
     /// Every entry under the prefix, sorted by key.
     pub async fn entries(&self) -> Vec<StoredEntry> {
-        let mut connection = self.connection().await;
+        let mut entries = match &self.backend {
+            CacheBackend::Redis {
+                url,
+                username,
+                password,
+                tls_root_cert_pem,
+            } => {
+                let connection = Self::connection(url, username, password, tls_root_cert_pem).await;
+                self.redis_entries(connection).await
+            }
+            CacheBackend::Memory(cache) => cache
+                .entries()
+                .into_iter()
+                .map(|entry| StoredEntry {
+                    key: format!(
+                        "{}:{{{}",
+                        self.prefix,
+                        entry.key.to_hex().replacen(':', "}:", 1)
+                    ),
+                    ttl: Some(entry.ttl_left),
+                    value: serde_json::to_vec(&entry.value).expect("a cached value serializes"),
+                })
+                .collect(),
+        };
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        entries
+    }
+
+    async fn redis_entries(
+        &self,
+        mut connection: redis::aio::MultiplexedConnection,
+    ) -> Vec<StoredEntry> {
         let mut keys: Vec<String> = Vec::new();
         let mut cursor: u64 = 0;
         loop {
@@ -157,29 +213,49 @@ impl CacheStore {
     }
 }
 
-/// The usage items of the DynamoDB table behind a harness.
+/// The usage items of the DynamoDB table behind a harness, or the records of its
+/// `MemoryUsageSink`.
 #[derive(Debug, Clone)]
-pub struct UsageTable {
-    client: Client,
-    table: String,
+pub enum UsageTable {
+    /// A DynamoDB table, read through a client of its own.
+    DynamoDb {
+        /// The client.
+        client: Client,
+        /// The table.
+        table: String,
+    },
+    /// The memory tier's sink.
+    Memory(Arc<MemoryUsageSink>),
 }
 
 impl UsageTable {
     /// A view of `table` through `client`.
     pub fn new(client: Client, table: String) -> Self {
-        Self { client, table }
+        Self::DynamoDb { client, table }
     }
 
-    /// Every raw usage record item of `tenant_id` (its partition, sort keys `TS#…`),
-    /// decoded, in time order. Read with a consistent `Query` straight to the table.
+    /// Every usage record of `tenant_id`, in time order: in DynamoDB, the raw record items
+    /// of its partition (sort keys `TS#…`), decoded, read with a consistent `Query`
+    /// straight to the table.
     pub async fn records(&self, tenant_id: &str) -> Vec<UsageRecord> {
+        let (client, table) = match self {
+            Self::DynamoDb { client, table } => (client, table),
+            Self::Memory(sink) => {
+                let mut records: Vec<UsageRecord> = sink
+                    .records()
+                    .into_iter()
+                    .filter(|record| record.tenant_id == tenant_id)
+                    .collect();
+                records.sort_by_key(|record| record.timestamp_unix_ms);
+                return records;
+            }
+        };
         let mut records = Vec::new();
         let mut start = None;
         loop {
-            let page = self
-                .client
+            let page = client
                 .query()
-                .table_name(&self.table)
+                .table_name(table)
                 .key_condition_expression("#pk = :pk AND begins_with(#sk, :ts)")
                 .expression_attribute_names("#pk", PK)
                 .expression_attribute_names("#sk", SK)

@@ -1,24 +1,29 @@
 //! The runner of the scenario suite: one test binary (`harness = false`) whose tests each
-//! assemble a [`Harness`](super::Harness), run in either mode.
+//! assemble a [`Harness`](crate::Harness), run in either mode, in two tiers.
 //!
-//! - **Offline**: checks once that Redis and a DynamoDB endpoint are available; every test
-//!   runs, or — when a service is missing — every test is *ignored* with the reason, or
-//!   *fails* under `FAILOVER_REQUIRE_SERVICES=1`.
+//! - **Offline**: every test runs twice. The `memory::` tier keeps the cache and the ledger
+//!   in `MemoryCache` and `MemoryUsageSink` and needs no server, so every seed class runs on
+//!   any machine. The `services::` tier keeps them in Redis and DynamoDB: the runner checks
+//!   once that Redis and a DynamoDB endpoint are available; its tests run, or — when a
+//!   service is missing — are *ignored* with the reason, or *fail* under
+//!   `FAILOVER_REQUIRE_SERVICES=1`.
 //! - **Live**: `SKIP_AWS_INTEGRATION_TESTS=1` reports every test as ignored (skipped, and
 //!   said so); otherwise it names every missing variable and stops, or prints the estimated
 //!   cost of the run, runs the tests that work live (tests that need scripted stand-in
-//!   faults are ignored, with that reason) and fails when no live test ran.
+//!   faults are ignored, with that reason) and fails when no live test ran. The memory tier
+//!   is ignored: a live run is for the real stores.
 
 use std::process::ExitCode;
 
 use failover_provider::{TokenUsage, Usd};
+use failover_standin::seed::{BEDROCK, BEDROCK_MODEL, MODEL, OPENAI};
+use failover_testenv::harness::libtest_mimic::{self, Arguments, Trial};
+use failover_testenv::harness::{AsyncTest, TestFuture, ignored_trials, runnable_trial, trials};
+use failover_testenv::live;
+use failover_testenv::services::services_required;
 use failover_usage::PricingTable;
-use libtest_mimic::{Arguments, Trial};
 
-use super::{BEDROCK, BEDROCK_MODEL, MODEL, Mode, OPENAI};
-use crate::harness::{AsyncTest, ignored_trials, runnable_trial, trials};
-use crate::live;
-use crate::services::services_required;
+use crate::harness::{Mode, Stores, in_tier};
 
 /// At most this many provider calls per live test (the suite's tests stay under it).
 pub const MAX_CALLS_PER_LIVE_TEST: u64 = 8;
@@ -33,31 +38,44 @@ const MAX_OUTPUT_TOKENS_PER_CALL: u64 = 50;
 /// One test of the suite and where it can run.
 #[derive(Debug)]
 pub struct SuiteTest {
-    test: AsyncTest,
+    name: String,
+    run: fn() -> TestFuture,
     offline_only: Option<&'static str>,
 }
 
 impl SuiteTest {
-    /// A test that runs in both modes.
-    pub fn both(test: AsyncTest) -> Self {
+    /// A test named `name` (`<class>::<fn>`) that runs in both modes.
+    pub fn both(name: String, run: fn() -> TestFuture) -> Self {
         Self {
-            test,
+            name,
+            run,
             offline_only: None,
         }
     }
 
     /// A test that needs the offline stand-ins (scripted faults, exact server call
     /// counts); in live mode it is ignored with `reason`.
-    pub fn offline_only(test: AsyncTest, reason: &'static str) -> Self {
+    pub fn offline_only(name: String, run: fn() -> TestFuture, reason: &'static str) -> Self {
         Self {
-            test,
+            name,
+            run,
             offline_only: Some(reason),
         }
+    }
+
+    /// The test in tier `stores`: named `<tier>::<class>::<fn>`, its harnesses keeping
+    /// their stores there.
+    fn in_tier(&self, stores: Stores) -> AsyncTest {
+        let run = self.run;
+        AsyncTest::new(format!("{}::{}", stores.name(), self.name), move || {
+            in_tier(stores, run())
+        })
     }
 }
 
 /// Declares a suite module's tests: `suite_tests! { both: [a, b], offline_only("why"): [c] }`.
-/// Names are `<module>::<fn>`, so `cargo test --test suite caching::` runs one seed class.
+/// Names are `<tier>::<module>::<fn>`, so `cargo test --test suite caching::` runs one seed
+/// class in both tiers, and `-- memory::caching::` in one.
 #[macro_export]
 macro_rules! suite_tests {
     (
@@ -67,17 +85,15 @@ macro_rules! suite_tests {
     ) => {{
         let module = ::core::module_path!().rsplit("::").next().unwrap_or("suite");
         #[allow(unused_mut)]
-        let mut tests: ::std::vec::Vec<$crate::system::suite::SuiteTest> = ::std::vec![
-            $($crate::system::suite::SuiteTest::both($crate::harness::AsyncTest::new(
+        let mut tests: ::std::vec::Vec<$crate::runner::SuiteTest> = ::std::vec![
+            $($crate::runner::SuiteTest::both(
                 ::std::format!("{module}::{}", ::core::stringify!($both)),
-                || $both(),
-            ))),*
+                || ::std::boxed::Box::pin($both()),
+            )),*
         ];
-        $($(tests.push($crate::system::suite::SuiteTest::offline_only(
-            $crate::harness::AsyncTest::new(
-                ::std::format!("{module}::{}", ::core::stringify!($offline)),
-                || $offline(),
-            ),
+        $($(tests.push($crate::runner::SuiteTest::offline_only(
+            ::std::format!("{module}::{}", ::core::stringify!($offline)),
+            || ::std::boxed::Box::pin($offline()),
             $reason,
         ));)*)*
         tests
@@ -101,8 +117,8 @@ pub fn estimated_live_cost(tests: u64, pricing: &PricingTable) -> Option<Usd> {
 }
 
 fn offline_availability() -> Result<(), String> {
-    let redis = crate::services::redis::shared().map(|_| ());
-    let dynamodb = crate::moto::shared().map(|_| ());
+    let redis = failover_testenv::services::redis::shared().map(|_| ());
+    let dynamodb = failover_testenv::moto::shared().map(|_| ());
     match (redis, dynamodb) {
         (Ok(()), Ok(())) => Ok(()),
         (redis, dynamodb) => Err([redis.err(), dynamodb.err()]
@@ -120,17 +136,20 @@ pub fn main(tests: Vec<SuiteTest>) -> ExitCode {
     let arguments = Arguments::from_args();
     match Mode::from_env() {
         Mode::Offline => {
-            let tests = tests
-                .into_iter()
-                .map(|suite_test| suite_test.test)
+            let mut all: Vec<Trial> = tests
+                .iter()
+                .map(|test| runnable_trial(test.in_tier(Stores::Memory)))
                 .collect();
-            let trials = trials(
+            all.extend(trials(
                 "redis and dynamodb",
                 offline_availability(),
-                tests,
+                tests
+                    .iter()
+                    .map(|test| test.in_tier(Stores::Services))
+                    .collect(),
                 services_required(),
-            );
-            libtest_mimic::run(&arguments, trials).exit_code()
+            ));
+            libtest_mimic::run(&arguments, all).exit_code()
         }
         Mode::Live => run_live(&arguments, tests),
     }
@@ -144,8 +163,8 @@ fn run_live(arguments: &Arguments, tests: Vec<SuiteTest>) -> ExitCode {
             live::SKIP_ENV
         );
         let tests = tests
-            .into_iter()
-            .map(|suite_test| suite_test.test)
+            .iter()
+            .map(|test| test.in_tier(Stores::Services))
             .collect();
         let reason = format!("live run skipped: {}=1", live::SKIP_ENV);
         return libtest_mimic::run(arguments, ignored_trials(tests, &reason)).exit_code();
@@ -160,14 +179,10 @@ fn run_live(arguments: &Arguments, tests: Vec<SuiteTest>) -> ExitCode {
     }
     let mut live_tests = Vec::new();
     let mut offline_only = Vec::new();
-    for SuiteTest {
-        test,
-        offline_only: reason,
-    } in tests
-    {
-        match reason {
-            None => live_tests.push(test),
-            Some(reason) => offline_only.push((test, reason)),
+    for test in &tests {
+        match test.offline_only {
+            None => live_tests.push(test.in_tier(Stores::Services)),
+            Some(reason) => offline_only.push((test.in_tier(Stores::Services), reason)),
         }
     }
     let pricing = PricingTable::embedded();
@@ -189,6 +204,13 @@ fn run_live(arguments: &Arguments, tests: Vec<SuiteTest>) -> ExitCode {
             &format!("offline only: {reason}"),
         ));
     }
+    all.extend(ignored_trials(
+        tests
+            .iter()
+            .map(|test| test.in_tier(Stores::Memory))
+            .collect(),
+        "memory tier: offline only (a live run is for the real stores)",
+    ));
     let conclusion = libtest_mimic::run(arguments, all);
     if !arguments.list && conclusion.num_passed == 0 && conclusion.num_failed == 0 {
         eprintln!("no live test ran (check the filter): a live run that tests nothing fails");

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use failover_testkit::harness::libtest_mimic::{Arguments, run};
-use failover_testkit::harness::{AsyncTest, trials};
+use failover_testenv::harness::libtest_mimic::{Arguments, run};
+use failover_testenv::harness::{AsyncTest, trials};
 
 /// The inner run's report goes to a log file, so its "FAILED" lines (the point of two of
 /// these tests) never mix with this binary's own output.

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use failover_testkit::require_service;
-use failover_testkit::services::{DiscoveryEnv, Origin, discover, find_binary, redis};
+use failover_testenv::require_service;
+use failover_testenv::services::{DiscoveryEnv, Origin, discover, find_binary, redis};
 
-failover_testkit::service_test_main! {
+failover_testenv::service_test_main! {
     service: "redis-server",
     available: find_binary("redis-server", std::env::var_os("PATH").as_deref())
         .ok_or("`redis-server` was not found on PATH"),

@@ -1,14 +1,18 @@
 //! The scenario suite's [`Harness`]: the whole assembled system — the real Bedrock and
-//! OpenAI clients, the ElastiCache (Redis) cache and the DynamoDB usage sink — configured
-//! for the mode the suite runs in (feature `system`).
+//! OpenAI clients, a response cache and a usage ledger — configured for the mode and the
+//! tier the suite runs in.
 //!
 //! - **Offline** (default): the provider clients talk to [`StandIns`] on loopback that
-//!   speak the providers' wire formats and take scripted faults; Redis and the DynamoDB
-//!   endpoint come from the testkit's service discovery (`REDIS_URL` / `DYNAMODB_ENDPOINT`,
-//!   else a spawned `redis-server` / `moto_server`).
+//!   speak the providers' wire formats and take scripted faults.
 //! - **Live** (`FAILOVER_TEST_MODE=live`, set by `cargo xtask test-live`): real Bedrock,
 //!   OpenAI, ElastiCache and DynamoDB from `AWS_REGION`, the AWS credential chain,
 //!   `OPENAI_API_KEY`, `ELASTICACHE_ENDPOINT` and `FAILOVER_DYNAMODB_TABLE`.
+//!
+//! The tier ([`Stores`]) decides where the cache and the ledger live: Redis through
+//! `ElastiCacheCache` and DynamoDB through `DynamoDbUsageSink` (offline, Redis and the
+//! DynamoDB endpoint come from failover-testenv's service discovery: `REDIS_URL` /
+//! `DYNAMODB_ENDPOINT`, else a spawned `redis-server` / `moto_server`), or `MemoryCache`
+//! and `MemoryUsageSink`, which need no server (offline only).
 //!
 //! Both modes build the same clients, cache and sink through the same constructors; only
 //! the endpoints differ. Failures that work in both modes are induced the way the seed
@@ -16,40 +20,28 @@
 //! provider's endpoint ([`HarnessOptions`]). Scripted server faults ([`Harness::standins`])
 //! exist offline only.
 //!
-//! Every harness has its own tenants (a random suffix), its own cache key prefix and — offline
-//! — its own DynamoDB table, so tests share servers but never state, and what the stores
-//! hold afterwards can be asserted exactly.
+//! Every harness has its own tenants (a random suffix), its own cache key prefix and — with
+//! services, offline — its own DynamoDB table, so tests share servers but never state, and
+//! what the stores hold afterwards can be asserted exactly.
 
-pub mod stores;
-pub mod suite;
-
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use failover_bedrock::{BedrockConfig, BedrockProvider, StaticCredentials};
-use failover_breaker::{BreakerConfig, ManualClock};
-use failover_cache::KeyDeriver;
+use failover_bedrock::{BedrockConfigBuilder, BedrockProvider};
+use failover_breaker::ManualClock;
+use failover_cache::{Cache, KeyDeriver, MemoryCache};
 use failover_core::{AdapterConfig, FailoverAdapter};
 use failover_dynamodb::{DynamoDbUsageSink, DynamoDbUsageSinkBuilder, TableOptions};
 use failover_elasticache::{ElastiCacheCache, ElastiCacheConfig, EncryptionKey, Endpoint};
-use failover_openai::{OpenAiConfig, OpenAiProvider};
+use failover_openai::{OpenAiConfigBuilder, OpenAiProvider};
 use failover_provider::CompletionRequest;
+use failover_standin::StandIns;
+use failover_standin::seed::{AGENT, MODEL, seed_breaker_config};
+use failover_testenv::live;
+use failover_usage::{MemoryUsageSink, UsageQuery, UsageSink, UsageStats};
 
-use crate::live;
-use crate::standin::StandIns;
-use stores::{CacheStore, UsageTable};
-
-/// The primary provider's name.
-pub const BEDROCK: &str = "bedrock";
-/// The fallback provider's name.
-pub const OPENAI: &str = "openai";
-/// The seed's agent.
-pub const AGENT: &str = "test_agent";
-/// The seed's model, routed to Claude on Bedrock and GPT-4 on OpenAI.
-pub const MODEL: &str = "gpt-4";
-
-/// The Bedrock model `gpt-4` routes to (`data/routes.toml`).
-pub const BEDROCK_MODEL: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
+use crate::stores::{CacheStore, UsageTable};
 
 /// Where the suite runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +61,60 @@ impl Mode {
             Self::Offline
         }
     }
+}
+
+/// Where a harness keeps the response cache and the usage ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stores {
+    /// `ElastiCacheCache` on Redis and `DynamoDbUsageSink` on DynamoDB (offline: a spawned
+    /// `redis-server` and `moto_server`; live: ElastiCache and the usage table).
+    Services,
+    /// `MemoryCache` and `MemoryUsageSink`: no server needed, so every seed class runs on
+    /// any machine (offline only).
+    Memory,
+}
+
+impl Stores {
+    /// The tier's name, the first part of its tests' names (`memory::caching::…`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Services => "services",
+            Self::Memory => "memory",
+        }
+    }
+
+    /// The backend name the cache reports in the health report.
+    pub fn cache_backend(self) -> &'static str {
+        match self {
+            Self::Services => "elasticache",
+            Self::Memory => "memory",
+        }
+    }
+
+    /// The backend name the usage sink reports in the health report.
+    pub fn usage_backend(self) -> &'static str {
+        match self {
+            Self::Services => "dynamodb",
+            Self::Memory => "memory",
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The stores of the tier the current test runs in, set by the suite's runner.
+    static STORES: Stores;
+}
+
+/// Runs `test` with harnesses it starts keeping their stores in `stores`.
+pub async fn in_tier<F: Future>(stores: Stores, test: F) -> F::Output {
+    STORES.scope(stores, test).await
+}
+
+/// The stores of the current test's tier: [`Stores::Services`] outside the suite's runner.
+fn current_stores() -> Stores {
+    STORES
+        .try_with(|stores| *stores)
+        .unwrap_or(Stores::Services)
 }
 
 /// How a harness wires its providers.
@@ -93,30 +139,22 @@ impl HarnessOptions {
     }
 }
 
-/// Breakers as the seed exercises them: open after 3 consecutive failures, for 30 s; one
-/// probe closes them. No jitter, so the harness's manual clock decides exactly.
-pub fn seed_breaker_config() -> BreakerConfig {
-    BreakerConfig::default()
-        .with_consecutive_failures(3)
-        .with_open_duration(Duration::from_secs(30))
-        .with_jitter(0.0)
-        .with_half_open_max_probes(1)
-        .with_half_open_successes_to_close(1)
-}
-
 /// The system under test for one test: providers, cache and sink for the suite's mode, and
 /// views of what the stores hold.
 pub struct Harness {
     mode: Mode,
+    stores: Stores,
     suffix: String,
     /// Held for the harness's life: the unreachable endpoints stay unreachable.
     _closed_ports: Vec<ClosedPort>,
     standins: Option<StandIns>,
     bedrock: Arc<BedrockProvider>,
     openai: Arc<OpenAiProvider>,
-    cache: Arc<ElastiCacheCache>,
+    cache: Arc<dyn Cache>,
     cache_store: CacheStore,
-    sink: Arc<DynamoDbUsageSink>,
+    sink: Arc<dyn UsageSink>,
+    /// The sink as itself, in the services tier: for what only it computes.
+    dynamodb: Option<Arc<DynamoDbUsageSink>>,
     usage_table: UsageTable,
     key_deriver: KeyDeriver,
     clock: ManualClock,
@@ -126,6 +164,7 @@ impl std::fmt::Debug for Harness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Harness")
             .field("mode", &self.mode)
+            .field("stores", &self.stores)
             .field("suffix", &self.suffix)
             .finish_non_exhaustive()
     }
@@ -192,18 +231,22 @@ impl Harness {
         Self::start_with(HarnessOptions::default()).await
     }
 
-    /// A harness for the process's mode with `options`. Panics (failing the test) with
-    /// the reason when a store cannot be reached: the suite's runner has already checked
-    /// that the services exist.
+    /// A harness for the process's mode and the test's tier with `options`. Panics
+    /// (failing the test) with the reason when a store cannot be reached: the suite's runner
+    /// has already checked that the services exist.
     pub async fn start_with(options: HarnessOptions) -> Self {
-        match Self::try_start(Mode::from_env(), options).await {
+        match Self::try_start(Mode::from_env(), current_stores(), options).await {
             Ok(harness) => harness,
             Err(error) => panic!("cannot assemble the system under test: {error}"),
         }
     }
 
-    /// Assembles the system for `mode`.
-    pub async fn try_start(mode: Mode, options: HarnessOptions) -> Result<Self, HarnessError> {
+    /// Assembles the system for `mode` with its cache and ledger in `stores`.
+    pub async fn try_start(
+        mode: Mode,
+        stores: Stores,
+        options: HarnessOptions,
+    ) -> Result<Self, HarnessError> {
         let suffix = random_suffix();
         let standins = match mode {
             Mode::Offline => Some(StandIns::start().await),
@@ -222,19 +265,44 @@ impl Harness {
         let bedrock = Arc::new(bedrock_provider(mode, standins.as_ref(), bedrock_endpoint).await);
         let openai = Arc::new(openai_provider(mode, standins.as_ref(), openai_endpoint)?);
         let closed_ports = bedrock_closed.into_iter().chain(openai_closed).collect();
-        let (cache, cache_store) = cache(mode, &suffix)?;
-        let (sink, usage_table) = usage_sink(mode, &suffix).await?;
+        let prefix = format!("lf-suite-{suffix}");
+        let ((cache, cache_store), (sink, dynamodb, usage_table)) = match stores {
+            Stores::Services => {
+                let (sink, table) = dynamodb_sink(mode, &suffix).await?;
+                (
+                    redis_cache(mode, prefix)?,
+                    (sink.clone() as Arc<dyn UsageSink>, Some(sink), table),
+                )
+            }
+            Stores::Memory => {
+                let cache = Arc::new(MemoryCache::new());
+                let sink = Arc::new(MemoryUsageSink::new());
+                (
+                    (
+                        cache.clone() as Arc<dyn Cache>,
+                        CacheStore::memory(cache, prefix),
+                    ),
+                    (
+                        sink.clone() as Arc<dyn UsageSink>,
+                        None,
+                        UsageTable::Memory(sink),
+                    ),
+                )
+            }
+        };
         let key_deriver = KeyDeriver::new(random_secret());
         Ok(Self {
             mode,
+            stores,
             suffix,
             _closed_ports: closed_ports,
             standins,
             bedrock,
             openai,
-            cache: Arc::new(cache),
+            cache,
             cache_store,
-            sink: Arc::new(sink),
+            sink,
+            dynamodb,
             usage_table,
             key_deriver,
             clock: ManualClock::new(),
@@ -244,6 +312,11 @@ impl Harness {
     /// The mode this harness runs in.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// Where this harness keeps its cache and ledger.
+    pub fn stores(&self) -> Stores {
+        self.stores
     }
 
     /// The local stand-ins (offline only): script faults, count and read requests.
@@ -320,17 +393,28 @@ impl Harness {
         &self.clock
     }
 
-    /// The usage sink behind the adapter.
-    pub fn sink(&self) -> &Arc<DynamoDbUsageSink> {
-        &self.sink
-    }
-
-    /// What Redis holds under this harness's key prefix.
+    /// What the cache holds under this harness's key prefix.
     pub fn cache_store(&self) -> &CacheStore {
         &self.cache_store
     }
 
-    /// What the DynamoDB table holds.
+    /// The usage statistics of `query` computed from the ledger's raw records, not its
+    /// per-day aggregates: `DynamoDbUsageSink::stats_from_records` in the services tier; in
+    /// memory, the statistics of the records held.
+    pub async fn stats_from_records(&self, query: &UsageQuery) -> UsageStats {
+        match &self.dynamodb {
+            Some(sink) => sink
+                .stats_from_records(query)
+                .await
+                .expect("statistics from the usage table's raw items"),
+            None => match &self.usage_table {
+                UsageTable::Memory(sink) => UsageStats::from_records(&sink.records(), query),
+                UsageTable::DynamoDb { .. } => unreachable!("a DynamoDB table has its sink"),
+            },
+        }
+    }
+
+    /// What the usage ledger holds.
     pub fn usage_table(&self) -> &UsageTable {
         &self.usage_table
     }
@@ -341,27 +425,14 @@ impl Harness {
     }
 }
 
-/// The real Bedrock client pointed at `standins` the way the suite builds it offline (static
-/// dummy credentials, us-east-1, one SDK attempt). `failover demo` uses it too.
-pub async fn standin_bedrock(standins: &StandIns) -> BedrockProvider {
-    bedrock_provider(Mode::Offline, Some(standins), None).await
-}
+/// SDK attempts per Bedrock call live: the SDK's standard three, as real Bedrock throttles
+/// bursts, and a retried call is still one call (and one usage item). Offline, the
+/// stand-ins' settings make one: every request a stand-in sees is one call in the ledger.
+const LIVE_PROVIDER_ATTEMPTS: u32 = 3;
 
-/// The real OpenAI client pointed at `standins` the way the suite builds it offline (the
-/// [`STANDIN_OPENAI_KEY`], one attempt). `failover demo` uses it too.
-pub fn standin_openai(standins: &StandIns) -> Result<OpenAiProvider, HarnessError> {
-    openai_provider(Mode::Offline, Some(standins), None)
-}
-
-/// SDK attempts per Bedrock call. Offline, one: the adapter fails over, and every request a
-/// stand-in sees is one provider call in the ledger. Live, the SDK's standard three: real
-/// Bedrock throttles bursts, and a retried call is still one call (and one usage item).
-fn provider_attempts(mode: Mode) -> u32 {
-    match mode {
-        Mode::Offline => 1,
-        Mode::Live => 3,
-    }
-}
+/// Provider time-outs live (the stand-ins' settings have the same ones offline).
+const LIVE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const LIVE_STREAM_TIMEOUT: Duration = Duration::from_secs(20);
 
 async fn bedrock_provider(
     mode: Mode,
@@ -369,28 +440,18 @@ async fn bedrock_provider(
     endpoint: Option<String>,
 ) -> BedrockProvider {
     let builder = match (mode, standins) {
-        (Mode::Offline, Some(standins)) => BedrockConfig::builder()
-            .region("us-east-1")
-            .endpoint_url(standins.bedrock_endpoint())
-            .credentials(StaticCredentials::new(
-                "AKIDSTANDINTEST00000",
-                "stand-in-secret-not-real",
-            )),
-        _ => failover_bedrock::BedrockConfigBuilder::from_env(),
+        (Mode::Offline, Some(standins)) => standins.bedrock_config(),
+        _ => BedrockConfigBuilder::from_env()
+            .max_attempts(LIVE_PROVIDER_ATTEMPTS)
+            .connect_timeout(LIVE_CONNECT_TIMEOUT)
+            .first_token_timeout(LIVE_STREAM_TIMEOUT)
+            .stall_timeout(LIVE_STREAM_TIMEOUT),
     };
     let builder = match endpoint {
         Some(url) => builder.endpoint_url(url),
         None => builder,
     };
-    BedrockProvider::new(
-        builder
-            .max_attempts(provider_attempts(mode))
-            .connect_timeout(Duration::from_secs(2))
-            .first_token_timeout(Duration::from_secs(20))
-            .stall_timeout(Duration::from_secs(20))
-            .build(),
-    )
-    .await
+    BedrockProvider::new(builder.build()).await
 }
 
 fn openai_provider(
@@ -399,34 +460,25 @@ fn openai_provider(
     base_url: Option<String>,
 ) -> Result<OpenAiProvider, HarnessError> {
     let builder = match (mode, standins) {
-        (Mode::Offline, Some(standins)) => OpenAiConfig::builder()
-            .api_key(STANDIN_OPENAI_KEY)
-            .base_url(standins.openai_base_url()),
-        _ => failover_openai::OpenAiConfigBuilder::from_env(),
+        (Mode::Offline, Some(standins)) => standins.openai_config(),
+        _ => OpenAiConfigBuilder::from_env()
+            .max_attempts(LIVE_PROVIDER_ATTEMPTS)
+            .connect_timeout(LIVE_CONNECT_TIMEOUT)
+            .first_token_timeout(LIVE_STREAM_TIMEOUT)
+            .stall_timeout(LIVE_STREAM_TIMEOUT),
     };
     let builder = match base_url {
         Some(url) => builder.base_url(url),
         None => builder,
     };
-    OpenAiProvider::new(
-        builder
-            .max_attempts(provider_attempts(mode))
-            .connect_timeout(Duration::from_secs(2))
-            .first_token_timeout(Duration::from_secs(20))
-            .stall_timeout(Duration::from_secs(20))
-            .build(),
-    )
-    .map_err(|error| HarnessError(format!("OpenAI client: {error}")))
+    OpenAiProvider::new(builder.build())
+        .map_err(|error| HarnessError(format!("OpenAI client: {error}")))
 }
 
-/// The API key the OpenAI client sends to its stand-in; no output may contain it.
-pub const STANDIN_OPENAI_KEY: &str = "sk-standin-3b7c9e1f5a2d4c6e8f0a";
-
-fn cache(mode: Mode, suffix: &str) -> Result<(ElastiCacheCache, CacheStore), HarnessError> {
-    let prefix = format!("lf-suite-{suffix}");
+fn redis_cache(mode: Mode, prefix: String) -> Result<(Arc<dyn Cache>, CacheStore), HarnessError> {
     let config = match mode {
         Mode::Offline => {
-            let url = crate::services::redis::shared()
+            let url = failover_testenv::services::redis::shared()
                 .map_err(|e| HarnessError(e.to_string()))?
                 .url()
                 .to_owned();
@@ -484,18 +536,19 @@ fn cache(mode: Mode, suffix: &str) -> Result<(ElastiCacheCache, CacheStore), Har
         }
     };
     let cache = ElastiCacheCache::new(config).map_err(|e| HarnessError::of("ElastiCache", e))?;
-    Ok((cache, store))
+    Ok((Arc::new(cache), store))
 }
 
-async fn usage_sink(
+async fn dynamodb_sink(
     mode: Mode,
     suffix: &str,
-) -> Result<(DynamoDbUsageSink, UsageTable), HarnessError> {
+) -> Result<(Arc<DynamoDbUsageSink>, UsageTable), HarnessError> {
     let builder = match mode {
         Mode::Offline => {
-            let endpoint = crate::moto::shared().map_err(|e| HarnessError(e.to_string()))?;
+            let endpoint =
+                failover_testenv::moto::shared().map_err(|e| HarnessError(e.to_string()))?;
             DynamoDbUsageSinkBuilder::new()
-                .table_name(crate::moto::unique_table_name("suite"))
+                .table_name(failover_testenv::moto::unique_table_name("suite"))
                 .endpoint_url(endpoint.url())
                 .region("us-east-1")
                 .credentials(aws_sdk_dynamodb::config::Credentials::new(
@@ -532,5 +585,5 @@ async fn usage_sink(
         .build()
         .await
         .map_err(|e| HarnessError::of("DynamoDB usage sink", e))?;
-    Ok((sink, UsageTable::new(client, table)))
+    Ok((Arc::new(sink), UsageTable::new(client, table)))
 }

@@ -45,7 +45,7 @@ pub fn exception_frame(exception_type: &str, message: &str) -> Vec<u8> {
 /// A ConverseStream body, one frame at a time.
 ///
 /// ```
-/// use failover_testkit::eventstream::ConverseStreamBody;
+/// use failover_standin::eventstream::ConverseStreamBody;
 /// let body = ConverseStreamBody::text_reply(&["Hel", "lo"], 12, 2);
 /// // messageStart, 2 deltas, contentBlockStop, messageStop, metadata
 /// assert_eq!(body.frames().len(), 6);

@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+
+pub mod bedrock_server;
+#[cfg(feature = "clients")]
+mod clients;
+pub mod eventstream;
+pub mod openai_fixtures;
+pub mod seed;
+mod standin;
+
+#[cfg(feature = "clients")]
+pub use clients::STANDIN_OPENAI_KEY;
+pub use standin::{BEDROCK_REPLY, Fault, JSON_REPLY, OPENAI_REPLY, StandIns, Vendor};
