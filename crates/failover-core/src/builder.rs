@@ -9,9 +9,11 @@ use failover_provider::Provider;
 use failover_usage::{MemoryUsageSink, PricingTable, UsageSink};
 
 use crate::accounting::Ledger;
-use crate::adapter::{FailoverAdapter, Inner, ProviderSlot};
-use crate::cache_layer::CacheLayer;
+use crate::adapter::FailoverAdapter;
+use crate::cache::TimeBoxedCache;
 use crate::config::AdapterConfig;
+use crate::engine::{Engine, ProviderSlot};
+use crate::layers::{ProviderLayer, RequestLayer};
 use crate::routing::Router;
 
 /// A configuration the adapter refuses to start with.
@@ -55,7 +57,7 @@ enum BreakerChoice {
 /// Builds a [`FailoverAdapter`]. Providers are tried in the order they are added.
 ///
 /// Defaults: the embedded routing and pricing tables, no cache, an in-memory usage sink,
-/// the system clock, [`AdapterConfig::default`].
+/// the system clock, [`AdapterConfig::default`], no layers.
 pub struct AdapterBuilder {
     providers: Vec<(Arc<dyn Provider>, BreakerChoice)>,
     router: Router,
@@ -65,6 +67,8 @@ pub struct AdapterBuilder {
     pricing: PricingTable,
     config: AdapterConfig,
     clock: Arc<dyn Clock>,
+    request_layers: Vec<Arc<dyn RequestLayer>>,
+    provider_layers: Vec<Arc<dyn ProviderLayer>>,
 }
 
 impl Default for AdapterBuilder {
@@ -78,6 +82,8 @@ impl Default for AdapterBuilder {
             pricing: PricingTable::embedded(),
             config: AdapterConfig::default(),
             clock: Arc::new(SystemClock),
+            request_layers: Vec::new(),
+            provider_layers: Vec::new(),
         }
     }
 }
@@ -143,6 +149,22 @@ impl AdapterBuilder {
         self
     }
 
+    /// Adds a layer around every request, inside the layers added before it: it is asked
+    /// after them and told after them how the request ended. Where request layers sit
+    /// among the built-in steps is documented in [`layers`](crate::layers).
+    pub fn request_layer(mut self, layer: Arc<dyn RequestLayer>) -> Self {
+        self.request_layers.push(layer);
+        self
+    }
+
+    /// Adds a layer around every provider call, inside the layers added before it and
+    /// outside the provider's breaker. Where provider layers sit among the built-in steps
+    /// is documented in [`layers`](crate::layers).
+    pub fn provider_layer(mut self, layer: Arc<dyn ProviderLayer>) -> Self {
+        self.provider_layers.push(layer);
+        self
+    }
+
     /// Checks the configuration and builds the adapter.
     pub fn build(self) -> Result<FailoverAdapter, BuildError> {
         if self.providers.is_empty() {
@@ -185,7 +207,7 @@ impl AdapterBuilder {
             }
         }
         let cache = self.cache.map(|cache| {
-            CacheLayer::new(
+            TimeBoxedCache::new(
                 cache,
                 self.key_deriver,
                 self.config.cache_ttl,
@@ -196,13 +218,15 @@ impl AdapterBuilder {
         let sink = self
             .sink
             .unwrap_or_else(|| Arc::new(MemoryUsageSink::default()));
-        Ok(FailoverAdapter::from_inner(Inner {
+        Ok(FailoverAdapter::from_engine(Engine {
             chain,
             router: self.router,
             cache,
             ledger: Ledger::new(sink, self.pricing),
             config: self.config,
             flights: Default::default(),
+            request_layers: self.request_layers,
+            provider_layers: self.provider_layers,
         }))
     }
 }

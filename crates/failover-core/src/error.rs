@@ -1,6 +1,7 @@
 //! The adapter's error: what a caller gets when no provider could answer.
 
 use std::fmt;
+use std::time::Duration;
 
 use failover_provider::{AttemptOutcome, AttemptRecord, ErrorKind, RequestId};
 
@@ -13,6 +14,19 @@ pub enum FailoverError {
     /// The request was refused before any cache or provider was touched.
     #[error("invalid request: {0}")]
     Invalid(#[from] ValidationError),
+    /// A request layer rejected the request (a budget, a rate limit) before the cache and
+    /// any provider were touched.
+    #[error("request {request_id} rejected by {layer}: {reason}")]
+    Rejected {
+        /// The request's id.
+        request_id: RequestId,
+        /// The rejecting layer's name.
+        layer: String,
+        /// Why, in the layer's words.
+        reason: String,
+        /// When trying again may succeed, if the layer knows.
+        retry_after: Option<Duration>,
+    },
     /// Every provider was tried or skipped, and none answered.
     #[error(
         "all providers failed for request {request_id}: {}",
@@ -71,7 +85,9 @@ impl FailoverError {
             FailoverError::AllProvidersFailed { attempts, .. }
             | FailoverError::Refused { attempts, .. }
             | FailoverError::DeadlineExceeded { attempts, .. } => attempts,
-            FailoverError::Invalid(_) | FailoverError::StreamInterrupted { .. } => &[],
+            FailoverError::Invalid(_)
+            | FailoverError::Rejected { .. }
+            | FailoverError::StreamInterrupted { .. } => &[],
         }
     }
 }

@@ -5,7 +5,7 @@ use failover_provider::Capabilities;
 use failover_usage::SinkHealth;
 use serde::Serialize;
 
-use crate::cache_layer::CacheReport;
+use crate::cache::CacheReport;
 
 /// Overall status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

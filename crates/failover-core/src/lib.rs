@@ -1,21 +1,32 @@
 #![doc = include_str!("../README.md")]
 
+// A request goes through `adapter` → `complete` or `stream` → `prepare` → `request_scope`
+// → `reuse` → `chain` → `attempt`, never back up; `engine` holds what they share and
+// `layers` documents the order of the layers along that path.
 mod accounting;
 mod adapter;
+mod attempt;
 mod builder;
-mod cache_layer;
-mod call;
+mod cache;
+mod chain;
 mod coalesce;
+mod complete;
 mod config;
+mod deadline;
+mod engine;
 mod error;
 mod health;
+pub mod layers;
+mod prepare;
+mod request_scope;
+mod reuse;
 mod routing;
 mod stream;
 mod validate;
 
 pub use adapter::FailoverAdapter;
 pub use builder::{AdapterBuilder, BuildError};
-pub use cache_layer::CacheReport;
+pub use cache::CacheReport;
 pub use config::AdapterConfig;
 pub use error::FailoverError;
 pub use health::{HealthReport, HealthStatus, ProviderHealth};

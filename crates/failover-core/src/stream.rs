@@ -1,25 +1,35 @@
 //! Streaming completions with failover up to the commit point.
 //!
 //! The commit point is the first non-empty text delta. Before it, a failing provider is
-//! skipped exactly as in [`FailoverAdapter::generate_completion`]: nothing has reached the
-//! caller yet. After it, a failure ends the stream with a
+//! skipped exactly as in a plain completion (the same chain walk, the same layers): nothing
+//! has reached the caller yet. After it, a failure ends the stream with a
 //! [`FailoverError::StreamInterrupted`] item: never a silent clean end, never a second
 //! provider's text spliced onto the first's.
+//!
+//! The provider's attempt stays open past the commit point, until the terminal event, the
+//! interruption or the caller dropping the stream: that is when the breaker, the usage
+//! record and the provider layers hear how the call ended, and then the request layers.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
+use failover_cache::CachedCompletion;
 use failover_provider::{
-    CompletionRequest, ErrorKind, FinishReason, ProviderError, ProviderEvent, ProviderStream,
-    StreamChunk, StreamSummary, TokenUsage, Usd,
+    AttemptRecord, CompletionRequest, ErrorKind, FinishReason, ProviderError, ProviderEvent,
+    ProviderStream, StreamChunk, StreamSummary, TokenUsage, Usd,
 };
 use futures::{Stream, StreamExt};
 
-use crate::adapter::{ChainWalk, FailoverAdapter, Inner, Prepared, Shortcut};
-use crate::call::{Call, before_deadline, check_json};
+use crate::attempt::{Attempt, check_json};
+use crate::chain::{self, Answered};
 use crate::coalesce::Leader;
+use crate::deadline::before_deadline;
+use crate::engine::Engine;
 use crate::error::FailoverError;
-use failover_cache::CachedCompletion;
+use crate::layers::RequestOutcome;
+use crate::prepare::{Prepared, prepare};
+use crate::request_scope::RequestScope;
+use crate::reuse::{self, Lookup};
 
 /// A stream of chunks: text deltas, then one [`StreamChunk::Done`], or an error item.
 pub type CompletionStream = Pin<Box<dyn Stream<Item = Result<StreamChunk, FailoverError>> + Send>>;
@@ -28,66 +38,55 @@ async fn next_event(stream: &mut ProviderStream) -> Result<Option<ProviderEvent>
     stream.next().await.transpose()
 }
 
-impl FailoverAdapter {
-    /// Streams one request. Errors before the first chunk (validation, every provider
-    /// failing) are returned here; errors after it are the stream's last item.
-    ///
-    /// A usage record is written on every terminal path: done, error, or the caller
-    /// dropping the stream (with the tokens consumed so far, estimated when the provider
-    /// did not report them). Only a stream that ended cleanly is cached; a cache hit is
-    /// replayed as one delta and a `Done`.
-    pub async fn stream_completion(
-        &self,
-        request: CompletionRequest,
-    ) -> Result<CompletionStream, FailoverError> {
-        let inner = &self.inner;
-        let mut prepared = inner.prepare(request, true)?;
-        let leader = match inner.shortcut(&mut prepared).await {
-            Shortcut::Answered(hit) => return Ok(replay(&prepared, hit)),
-            Shortcut::Call(leader) => leader,
-        };
-
-        let mut walk = ChainWalk::new(true);
-        while let Some((provider, call)) = walk.next_call(inner, &prepared) {
-            let opened = before_deadline(
-                prepared.deadline,
-                provider.stream(prepared.provider_request(&call.model)),
-            )
-            .await;
-            let first = match opened {
-                Ok(mut stream) => first_event(&prepared, &mut stream)
-                    .await
-                    .map(|event| (stream, event)),
-                Err(error) => Err(error),
-            };
-            match first {
-                Ok((stream, event)) => {
-                    let committed = Committed {
-                        inner: Arc::clone(inner),
-                        prepared,
-                        call: Some(call),
-                        stream,
-                        pending: Some(event),
-                        text: String::new(),
-                        walk: Some(walk),
-                        leader,
-                        finished: false,
-                    };
-                    return Ok(Box::pin(futures::stream::unfold(
-                        committed,
-                        |mut state| async move { state.next_chunk().await.map(|item| (item, state)) },
-                    )));
-                }
-                Err(error) => walk.failed(&prepared, call, &error, None)?,
-            }
+/// Streams one request (see
+/// [`FailoverAdapter::stream_completion`](crate::FailoverAdapter::stream_completion)).
+pub(crate) async fn stream(
+    engine: &Arc<Engine>,
+    request: CompletionRequest,
+) -> Result<CompletionStream, FailoverError> {
+    let mut prepared = prepare(engine, request, true)?;
+    let mut scope = RequestScope::enter(engine, &prepared).await?;
+    let leader = match reuse::lookup(engine, &mut prepared).await {
+        Lookup::Answered(hit) => {
+            let (content, summary) = replayed(&prepared, hit);
+            // A replay cannot fail or be cut: its request ends here.
+            scope.finish(&RequestOutcome::Streamed(&summary));
+            return Ok(replay(content, summary));
         }
-        Err(walk.exhausted(&prepared))
-    }
+        Lookup::Missed { leader } => leader,
+    };
+    let shared = &prepared;
+    let walked = chain::walk(engine, shared, move |provider, request| async move {
+        let mut stream = before_deadline(shared.deadline, provider.stream(request)).await?;
+        let first = first_event(shared, &mut stream).await?;
+        Ok((stream, first))
+    })
+    .await;
+    let Answered {
+        attempt,
+        value: (stream, first),
+        attempts,
+    } = scope.finish_on_error(walked)?;
+    let committed = Committed {
+        attempt: Some(attempt),
+        engine: Arc::clone(engine),
+        prepared,
+        stream,
+        pending: Some(first),
+        text: String::new(),
+        attempts,
+        leader,
+        scope,
+        finished: false,
+    };
+    Ok(Box::pin(futures::stream::unfold(
+        committed,
+        |mut state| async move { state.next_chunk().await.map(|item| (item, state)) },
+    )))
 }
 
-/// A stream served without a provider call of its own: the whole text as one delta, then
-/// the summary.
-fn replay(prepared: &Prepared, hit: CachedCompletion) -> CompletionStream {
+/// A cached answer as a stream's content and summary.
+fn replayed(prepared: &Prepared, hit: CachedCompletion) -> (String, StreamSummary) {
     let summary = StreamSummary {
         request_id: prepared.request_id().clone(),
         provider: hit.provider,
@@ -99,9 +98,15 @@ fn replay(prepared: &Prepared, hit: CachedCompletion) -> CompletionStream {
         latency: prepared.started.elapsed(),
         attempts: Vec::new(),
     };
+    (hit.content, summary)
+}
+
+/// A stream served without a provider call of its own: the whole text as one delta, then
+/// the summary.
+fn replay(content: String, summary: StreamSummary) -> CompletionStream {
     let mut chunks = Vec::with_capacity(2);
-    if !hit.content.is_empty() {
-        chunks.push(Ok(StreamChunk::Delta { text: hit.content }));
+    if !content.is_empty() {
+        chunks.push(Ok(StreamChunk::Delta { text: content }));
     }
     chunks.push(Ok(StreamChunk::Done(summary)));
     Box::pin(futures::stream::iter(chunks))
@@ -137,17 +142,21 @@ async fn first_event(
 
 /// A stream past its commit point.
 struct Committed {
-    inner: Arc<Inner>,
-    prepared: Prepared,
     /// `Some` until the terminal event; dropping it unfinished records a cancellation.
-    call: Option<Call>,
+    /// Declared first so that, on a drop, the call's layers hear of it before the
+    /// request's (fields drop in order).
+    attempt: Option<Attempt>,
+    engine: Arc<Engine>,
+    prepared: Prepared,
     stream: ProviderStream,
     pending: Option<ProviderEvent>,
     text: String,
-    /// The attempts so far; consumed by the terminal event.
-    walk: Option<ChainWalk>,
+    /// The attempts before this provider's.
+    attempts: Vec<AttemptRecord>,
     /// Set when identical requests wait for this stream's answer.
     leader: Option<Leader>,
+    /// The request layers, told when the stream ends (or is dropped).
+    scope: RequestScope,
     finished: bool,
 }
 
@@ -167,8 +176,8 @@ impl Committed {
                         continue;
                     }
                     self.text.push_str(&text);
-                    if let Some(call) = self.call.as_mut() {
-                        call.received_bytes += text.len();
+                    if let Some(attempt) = self.attempt.as_mut() {
+                        attempt.received_bytes += text.len();
                     }
                     Ok(StreamChunk::Delta { text })
                 }
@@ -197,22 +206,20 @@ impl Committed {
             return Err(self.interrupt(error, reported));
         }
         self.finished = true;
-        let call = self
-            .call
+        let attempt = self
+            .attempt
             .take()
-            .expect("a committed stream holds its call until it finishes");
+            .expect("a committed stream holds its attempt until it finishes");
         let (usage, estimated) = self
             .prepared
             .context
             .partial_usage(reported, self.text.len());
-        let (provider, model) = (call.provider.clone(), call.model.clone());
-        let walk = self
-            .walk
-            .take()
-            .expect("a committed stream holds its walk until it finishes");
-        let (cost, attempts) = walk.succeeded(call, usage, estimated);
-        if self.prepared.cache_key.is_some() {
-            let answer = self.inner.cached_value(
+        let (cost, record) = attempt.succeeded(usage, estimated);
+        let (provider, model) = (record.provider.clone(), record.model.clone());
+        let mut attempts = std::mem::take(&mut self.attempts);
+        attempts.push(record);
+        if reuse::wanted(&self.prepared) {
+            let answer = reuse::fresh_answer(
                 &provider,
                 &model,
                 std::mem::take(&mut self.text),
@@ -220,11 +227,9 @@ impl Committed {
                 usage,
                 cost,
             );
-            self.prepared
-                .remember(&self.inner, answer, self.leader.take())
-                .await;
+            reuse::remember(&self.engine, &self.prepared, answer, self.leader.take()).await;
         }
-        Ok(StreamChunk::Done(StreamSummary {
+        let summary = StreamSummary {
             request_id: self.prepared.request_id().clone(),
             provider,
             model,
@@ -234,7 +239,9 @@ impl Committed {
             cached: false,
             latency: self.prepared.started.elapsed(),
             attempts,
-        }))
+        };
+        self.scope.finish(&RequestOutcome::Streamed(&summary));
+        Ok(StreamChunk::Done(summary))
     }
 
     /// Ends the stream with an error item; `reported` is the usage the provider reported
@@ -244,11 +251,11 @@ impl Committed {
         // Release identical requests waiting on this stream now, not when the caller
         // drops it: they go to the providers themselves.
         self.leader = None;
-        let call = self
-            .call
+        let attempt = self
+            .attempt
             .take()
-            .expect("a committed stream holds its call until it finishes");
-        let provider = call.provider.clone();
+            .expect("a committed stream holds its attempt until it finishes");
+        let provider = attempt.provider().to_owned();
         tracing::warn!(
             request_id = %self.prepared.request_id(),
             provider = %provider,
@@ -257,13 +264,15 @@ impl Committed {
             %error,
             "stream interrupted after its first chunk"
         );
-        call.failed(&error, reported);
-        FailoverError::StreamInterrupted {
+        attempt.failed(&error, reported);
+        let interrupted = FailoverError::StreamInterrupted {
             request_id: self.prepared.request_id().clone(),
             provider,
             kind: error.kind(),
             message: error.detail(),
             delivered_bytes: self.text.len(),
-        }
+        };
+        self.scope.finish(&RequestOutcome::Failed(&interrupted));
+        interrupted
     }
 }

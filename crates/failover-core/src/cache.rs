@@ -1,4 +1,5 @@
-//! The cache as the adapter uses it: time-boxed, and every error a miss.
+//! The cache as the adapter uses it: every operation time-boxed, and every error a miss.
+//! (Not a request layer: where the cache sits in the order is in [`crate::layers`].)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,8 +33,9 @@ pub struct CacheReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CacheUnavailable;
 
+/// A [`Cache`] with a time budget per operation and the counters of the health report.
 #[derive(Debug)]
-pub(crate) struct CacheLayer {
+pub(crate) struct TimeBoxedCache {
     cache: Arc<dyn Cache>,
     deriver: KeyDeriver,
     ttl: Duration,
@@ -47,7 +49,7 @@ pub(crate) struct CacheLayer {
     coalesced: AtomicU64,
 }
 
-impl CacheLayer {
+impl TimeBoxedCache {
     pub(crate) fn new(
         cache: Arc<dyn Cache>,
         deriver: KeyDeriver,

@@ -1,0 +1,339 @@
+//! One attempt on one provider: admission by the provider layers and then the breaker, and
+//! on every terminal path (success, failure, or the caller dropping the call) the
+//! breaker's outcome, the usage record and every admitting layer's `after_call` — in that
+//! order, so layers observe a call the breaker and the ledger already know about.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use failover_breaker::{Outcome, Permit};
+use failover_provider::{
+    AttemptOutcome, AttemptRecord, BreakerEffect, JsonContract, ProviderError, ProviderRequest,
+    ResponseFormat, TokenUsage, Usd,
+};
+use failover_usage::UsageOutcome;
+
+use crate::accounting::{CallFacts, RequestContext};
+use crate::deadline::is_request_deadline;
+use crate::engine::Engine;
+use crate::layers::{CallInfo, CallOutcome, RequestInfo, Spent, Ticket};
+use crate::prepare::Prepared;
+
+/// The breaker outcome an error stands for.
+///
+/// The request's own deadline is the caller's budget, not the provider's fault: like a
+/// cancellation it judges nobody (a client sending 50 ms deadlines must not trip a healthy
+/// provider). Providers enforce their own per-attempt, first-token and stall time-outs,
+/// which do count.
+pub(crate) fn breaker_outcome(error: &ProviderError) -> Outcome {
+    if is_request_deadline(error) {
+        return Outcome::Ignored;
+    }
+    match error.kind().breaker_effect() {
+        BreakerEffect::Failure => Outcome::Failure {
+            kind: error.kind().as_str(),
+            retry_after: error.retry_after(),
+        },
+        BreakerEffect::Ignored => Outcome::Ignored,
+    }
+}
+
+/// JSON mode is a contract: content that is not JSON (or not an object when an object was
+/// asked for) is a malformed response, never handed back as if it were fine. Schema
+/// conformance is checked by providers, which know their own structured-output guarantees.
+pub(crate) fn check_json(format: &ResponseFormat, content: &str) -> Result<(), ProviderError> {
+    if !format.is_json() {
+        return Ok(());
+    }
+    JsonContract::object().check_text(content)
+}
+
+/// A failed call: the error, and the usage the provider reported with an answer that was
+/// rejected (a non-JSON answer in JSON mode was still billed).
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) error: ProviderError,
+    pub(crate) reported: Option<TokenUsage>,
+}
+
+impl From<ProviderError> for Failure {
+    fn from(error: ProviderError) -> Self {
+        Self {
+            error,
+            reported: None,
+        }
+    }
+}
+
+/// What admission decided for an attempt.
+pub(crate) enum Verdict {
+    /// The provider may be called.
+    Call,
+    /// Not this provider; the walk goes on (the outcome is the attempt's record).
+    Skip(AttemptOutcome),
+    /// The deadline passed while a layer was deciding: the walk ends.
+    Stop,
+}
+
+enum Phase {
+    /// Provider layers are deciding; the provider has not been called.
+    Admitting,
+    /// The breaker admitted the call: it owes a permit outcome and a usage record.
+    Calling {
+        permit: Permit,
+        /// The call's number among this request's calls (the usage record's `attempt`).
+        number: u32,
+        started: Instant,
+    },
+    Finished,
+}
+
+/// One attempt on one provider, from the first provider layer asked to the last told.
+///
+/// Dropping it unfinished means the caller went away: a call in flight reports `Ignored`
+/// to the breaker, writes a `Cancelled` usage record with what was consumed so far
+/// (estimated when the provider did not say) and tells the layers
+/// [`CallOutcome::Cancelled`]; an attempt still being admitted tells the layers that
+/// admitted it [`CallOutcome::Abandoned`].
+pub(crate) struct Attempt {
+    engine: Arc<Engine>,
+    context: Arc<RequestContext>,
+    deadline: Option<Instant>,
+    /// The provider's index in the chain.
+    slot: usize,
+    model: String,
+    fallback_used: bool,
+    /// One per provider layer that admitted the attempt, in registration order.
+    tickets: Vec<Ticket>,
+    phase: Phase,
+    /// Bytes of text already received (streams).
+    pub(crate) received_bytes: usize,
+}
+
+impl Attempt {
+    pub(crate) fn new(engine: &Arc<Engine>, prepared: &Prepared, slot: usize, model: &str) -> Self {
+        Self {
+            engine: Arc::clone(engine),
+            context: Arc::clone(&prepared.context),
+            deadline: prepared.deadline,
+            slot,
+            model: model.to_owned(),
+            fallback_used: slot > 0,
+            // Allocates only when layers are registered.
+            tickets: Vec::with_capacity(engine.provider_layers.len()),
+            phase: Phase::Admitting,
+            received_bytes: 0,
+        }
+    }
+
+    pub(crate) fn provider(&self) -> &str {
+        &self.engine.chain[self.slot].name
+    }
+
+    /// Asks the provider layers in registration order, then the breaker. `calls_made`
+    /// counts the request's admitted calls, for the usage record's `attempt`.
+    pub(crate) async fn admit(
+        &mut self,
+        request: &ProviderRequest,
+        calls_made: &mut u32,
+    ) -> Verdict {
+        if !self.engine.provider_layers.is_empty()
+            && let Some(stopped) = self.ask_layers(request).await
+        {
+            return stopped;
+        }
+        match self.engine.chain[self.slot].breaker.try_acquire() {
+            Err(_) => {
+                self.tell_layers(&CallOutcome::BreakerOpen);
+                self.phase = Phase::Finished;
+                Verdict::Skip(AttemptOutcome::SkippedBreakerOpen)
+            }
+            Ok(permit) => {
+                *calls_made += 1;
+                self.phase = Phase::Calling {
+                    permit,
+                    number: *calls_made,
+                    started: Instant::now(),
+                };
+                Verdict::Call
+            }
+        }
+    }
+
+    /// Runs every provider layer's `before_call`; `Some` when one stopped the attempt.
+    async fn ask_layers(&mut self, request: &ProviderRequest) -> Option<Verdict> {
+        let engine = Arc::clone(&self.engine);
+        let provider = &engine.chain[self.slot].name;
+        for layer in &engine.provider_layers {
+            let call = CallInfo::new(
+                RequestInfo::new(&self.context, self.deadline),
+                provider,
+                &self.model,
+                self.fallback_used,
+            );
+            match layer.before_call(call, request).decide(self.deadline).await {
+                Some(Ok(ticket)) => self.tickets.push(ticket),
+                Some(Err(rejection)) => {
+                    self.tell_layers(&CallOutcome::Rejected {
+                        layer: layer.name(),
+                        rejection: &rejection,
+                    });
+                    self.phase = Phase::Finished;
+                    return Some(Verdict::Skip(if rejection.is_breaker_open() {
+                        AttemptOutcome::SkippedBreakerOpen
+                    } else {
+                        // `AttemptOutcome` has no variant of its own for a layer's
+                        // rejection; "skipped, rejected by rate-limit: …" reads right.
+                        AttemptOutcome::SkippedUnsupported {
+                            reason: format!("rejected by {}: {rejection}", layer.name()),
+                        }
+                    }));
+                }
+                None => {
+                    self.tell_layers(&CallOutcome::Abandoned);
+                    self.phase = Phase::Finished;
+                    return Some(Verdict::Stop);
+                }
+            }
+        }
+        None
+    }
+
+    /// Records a success with the provider's usage; returns its cost and its record.
+    pub(crate) fn succeeded(
+        mut self,
+        usage: TokenUsage,
+        usage_estimated: bool,
+    ) -> (Usd, AttemptRecord) {
+        let (permit, number, started) = self.take_call();
+        permit.record(Outcome::Success);
+        let spent = self.spend(usage, usage_estimated, started);
+        self.write_usage(number, spent, UsageOutcome::Success);
+        self.tell_layers(&CallOutcome::Succeeded(spent));
+        (spent.cost, self.record(AttemptOutcome::Succeeded, started))
+    }
+
+    /// Records a failure; `reported` is the usage the provider reported with an answer
+    /// that was rejected.
+    pub(crate) fn failed(
+        mut self,
+        error: &ProviderError,
+        reported: Option<TokenUsage>,
+    ) -> AttemptRecord {
+        let (permit, number, started) = self.take_call();
+        permit.record(breaker_outcome(error));
+        let (usage, estimated) = self.consumed(reported, is_request_deadline(error));
+        let spent = self.spend(usage, estimated, started);
+        self.write_usage(number, spent, UsageOutcome::Failed { kind: error.kind() });
+        self.tell_layers(&CallOutcome::Failed { error, spent });
+        self.record(
+            AttemptOutcome::Failed {
+                kind: error.kind(),
+                message: error.detail(),
+            },
+            started,
+        )
+    }
+
+    fn take_call(&mut self) -> (Permit, u32, Instant) {
+        match std::mem::replace(&mut self.phase, Phase::Finished) {
+            Phase::Calling {
+                permit,
+                number,
+                started,
+            } => (permit, number, started),
+            Phase::Admitting | Phase::Finished => {
+                unreachable!("only an admitted call succeeds or fails")
+            }
+        }
+    }
+
+    /// What an unsuccessful call consumed — one rule for failures and cancellations:
+    /// - the provider's figures when it reported them;
+    /// - an estimate from the input and the text received when text was received, or when
+    ///   we walked away (`abandoned`: cancelled, or the deadline ran out) — the provider
+    ///   went on processing, and bills for it;
+    /// - nothing when the provider answered with an error before generating anything:
+    ///   providers do not bill a refused or failed request.
+    fn consumed(&self, reported: Option<TokenUsage>, abandoned: bool) -> (TokenUsage, bool) {
+        if reported.is_none() && self.received_bytes == 0 && !abandoned {
+            return (TokenUsage::default(), false);
+        }
+        self.context.partial_usage(reported, self.received_bytes)
+    }
+
+    fn spend(&self, usage: TokenUsage, usage_estimated: bool, started: Instant) -> Spent {
+        Spent {
+            usage,
+            usage_estimated,
+            cost: self
+                .engine
+                .ledger
+                .cost(self.provider(), &self.model, &usage),
+            latency: started.elapsed(),
+        }
+    }
+
+    fn record(&mut self, outcome: AttemptOutcome, started: Instant) -> AttemptRecord {
+        AttemptRecord {
+            provider: self.provider().to_owned(),
+            // Finished: the model is not needed any more.
+            model: std::mem::take(&mut self.model),
+            outcome,
+            latency: started.elapsed(),
+        }
+    }
+
+    fn write_usage(&self, number: u32, spent: Spent, outcome: UsageOutcome) {
+        let record = self.context.usage_record(CallFacts {
+            attempt: number,
+            provider: self.provider(),
+            model: &self.model,
+            usage: spent.usage,
+            usage_estimated: spent.usage_estimated,
+            cost: spent.cost,
+            latency: spent.latency,
+            outcome,
+            fallback_used: self.fallback_used,
+        });
+        self.engine.ledger.record(record);
+    }
+
+    /// Tells every layer that admitted the attempt how it ended, innermost first.
+    fn tell_layers(&mut self, outcome: &CallOutcome<'_>) {
+        if self.tickets.is_empty() {
+            return;
+        }
+        let call = CallInfo::new(
+            RequestInfo::new(&self.context, self.deadline),
+            &self.engine.chain[self.slot].name,
+            &self.model,
+            self.fallback_used,
+        );
+        let layers = &self.engine.provider_layers[..self.tickets.len()];
+        for (layer, ticket) in layers.iter().zip(self.tickets.drain(..)).rev() {
+            layer.after_call(call, ticket, outcome);
+        }
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        match std::mem::replace(&mut self.phase, Phase::Finished) {
+            Phase::Finished => {}
+            Phase::Admitting => self.tell_layers(&CallOutcome::Abandoned),
+            Phase::Calling {
+                permit,
+                number,
+                started,
+            } => {
+                // The permit's own drop reports `Ignored`: a cancellation judges nobody.
+                drop(permit);
+                let (usage, estimated) = self.consumed(None, true);
+                let spent = self.spend(usage, estimated, started);
+                self.write_usage(number, spent, UsageOutcome::Cancelled);
+                self.tell_layers(&CallOutcome::Cancelled(spent));
+            }
+        }
+    }
+}

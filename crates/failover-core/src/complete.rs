@@ -1,0 +1,100 @@
+//! A plain completion, start to end: prepare, request layers, cache and flights, the chain
+//! walk, then price, remember and answer. The order of these steps, and of the layers in
+//! them, is documented in [`crate::layers`].
+
+use std::sync::Arc;
+
+use failover_cache::CachedCompletion;
+use failover_provider::{Completion, CompletionRequest, Usd};
+
+use crate::attempt::{Failure, check_json};
+use crate::chain::{self, Answered};
+use crate::deadline::before_deadline;
+use crate::engine::Engine;
+use crate::error::FailoverError;
+use crate::layers::RequestOutcome;
+use crate::prepare::{Prepared, prepare};
+use crate::request_scope::RequestScope;
+use crate::reuse::{self, Lookup};
+
+/// Answers one request (see
+/// [`FailoverAdapter::generate_completion`](crate::FailoverAdapter::generate_completion)).
+pub(crate) async fn generate(
+    engine: &Arc<Engine>,
+    request: CompletionRequest,
+) -> Result<Completion, FailoverError> {
+    let mut prepared = prepare(engine, request, false)?;
+    let mut scope = RequestScope::enter(engine, &prepared).await?;
+    let result = answer(engine, &mut prepared).await;
+    scope.finish_with(result, |completion| RequestOutcome::Completed(completion))
+}
+
+async fn answer(
+    engine: &Arc<Engine>,
+    prepared: &mut Prepared,
+) -> Result<Completion, FailoverError> {
+    let leader = match reuse::lookup(engine, prepared).await {
+        Lookup::Answered(hit) => return Ok(from_cache(prepared, hit)),
+        Lookup::Missed { leader } => leader,
+    };
+    let prepared = &*prepared;
+    let (deadline, format) = (prepared.deadline, &prepared.request.response_format);
+    let Answered {
+        attempt,
+        value: response,
+        mut attempts,
+    } = chain::walk(engine, prepared, |provider, request| async move {
+        let response = before_deadline(deadline, provider.complete(request)).await?;
+        if let Err(error) = check_json(format, &response.content) {
+            return Err(Failure {
+                error,
+                reported: Some(response.usage),
+            });
+        }
+        Ok(response)
+    })
+    .await?;
+
+    let (cost, record) = attempt.succeeded(response.usage, false);
+    let (provider, model) = (record.provider.clone(), record.model.clone());
+    attempts.push(record);
+    if reuse::wanted(prepared) {
+        let answer = reuse::fresh_answer(
+            &provider,
+            &model,
+            response.content.clone(),
+            response.finish_reason.clone(),
+            response.usage,
+            cost,
+        );
+        reuse::remember(engine, prepared, answer, leader).await;
+    }
+    Ok(Completion {
+        request_id: prepared.request_id().clone(),
+        provider,
+        model,
+        content: response.content,
+        finish_reason: response.finish_reason,
+        usage: response.usage,
+        estimated_cost: cost,
+        cached: false,
+        latency: prepared.started.elapsed(),
+        attempts,
+    })
+}
+
+/// A completion served without a provider call of its own.
+fn from_cache(prepared: &Prepared, hit: CachedCompletion) -> Completion {
+    Completion {
+        request_id: prepared.request_id().clone(),
+        provider: hit.provider,
+        model: hit.model,
+        content: hit.content,
+        finish_reason: hit.finish_reason,
+        usage: hit.usage,
+        estimated_cost: Usd::ZERO,
+        cached: true,
+        latency: prepared.started.elapsed(),
+        attempts: Vec::new(),
+    }
+}

@@ -1,0 +1,43 @@
+//! What one adapter holds, shared by its clones and by every request in flight.
+//!
+//! A request flows through the modules in one direction: `complete` (or `stream`) prepares
+//! it (`prepare`), runs the request layers around it (`request_scope`), tries the cache and
+//! identical requests in flight (`reuse`), then walks the chain (`chain`), one `attempt`
+//! per provider. None of them calls back up.
+
+use std::sync::Arc;
+
+use failover_breaker::Breaker;
+use failover_provider::{Capabilities, Provider};
+
+use crate::accounting::Ledger;
+use crate::cache::TimeBoxedCache;
+use crate::coalesce::Flights;
+use crate::config::AdapterConfig;
+use crate::layers::{ProviderLayer, RequestLayer};
+use crate::routing::Router;
+
+/// One provider in the chain with its breaker.
+#[derive(Debug)]
+pub(crate) struct ProviderSlot {
+    pub(crate) name: String,
+    pub(crate) provider: Arc<dyn Provider>,
+    pub(crate) breaker: Arc<dyn Breaker>,
+    pub(crate) capabilities: Capabilities,
+}
+
+/// The engine behind a [`FailoverAdapter`](crate::FailoverAdapter).
+#[derive(Debug)]
+pub(crate) struct Engine {
+    /// The providers, in the order they are tried.
+    pub(crate) chain: Vec<ProviderSlot>,
+    pub(crate) router: Router,
+    pub(crate) cache: Option<TimeBoxedCache>,
+    pub(crate) ledger: Ledger,
+    pub(crate) config: AdapterConfig,
+    pub(crate) flights: Arc<Flights>,
+    /// Around each request, outermost first.
+    pub(crate) request_layers: Vec<Arc<dyn RequestLayer>>,
+    /// Around each provider call, outermost first.
+    pub(crate) provider_layers: Vec<Arc<dyn ProviderLayer>>,
+}

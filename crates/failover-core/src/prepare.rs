@@ -1,0 +1,96 @@
+//! The first step of every request: check it, and work out once what every later step
+//! needs (its id, its deadline, its messages, its cache key).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use failover_cache::CacheKey;
+use failover_provider::{CompletionRequest, Message, ProviderRequest, RequestId};
+
+use crate::accounting::RequestContext;
+use crate::deadline;
+use crate::engine::Engine;
+use crate::error::FailoverError;
+use crate::validate::{ValidationError, validate};
+
+/// A validated request, ready for the layers, the cache and the providers.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) request: CompletionRequest,
+    /// What every usage record, and every layer, sees of the request.
+    pub(crate) context: Arc<RequestContext>,
+    pub(crate) messages: Vec<Message>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) started: Instant,
+    pub(crate) cache_key: Option<CacheKey>,
+    /// Cleared when this request's cache lookup failed: a cache that is down costs a
+    /// request at most one budget, so the write is skipped too.
+    pub(crate) cache_usable: bool,
+}
+
+/// Validates `request` and prepares it. Nothing is touched before this succeeds: an
+/// invalid request reaches no layer, cache, breaker or provider.
+pub(crate) fn prepare(
+    engine: &Engine,
+    request: CompletionRequest,
+    streamed: bool,
+) -> Result<Prepared, FailoverError> {
+    let started = Instant::now();
+    validate(&request, &engine.config.limits)?;
+    if !engine
+        .chain
+        .iter()
+        .any(|slot| engine.router.resolve(&request.model, &slot.name).is_some())
+    {
+        return Err(ValidationError::UnknownModel {
+            model: request.model.clone(),
+        }
+        .into());
+    }
+    let request_id = request.request_id.clone().unwrap_or_else(RequestId::random);
+    let deadline = request.deadline.or_else(|| {
+        engine
+            .config
+            .default_timeout
+            .and_then(|timeout| started.checked_add(timeout))
+    });
+    let messages = request.input.to_messages();
+    let cache_key = engine
+        .cache
+        .as_ref()
+        .map(|cache| cache.key(&request, &messages));
+    let context = Arc::new(RequestContext::new(&request, request_id, streamed));
+    Ok(Prepared {
+        request,
+        context,
+        messages,
+        deadline,
+        started,
+        cache_usable: cache_key.is_some(),
+        cache_key,
+    })
+}
+
+impl Prepared {
+    pub(crate) fn request_id(&self) -> &RequestId {
+        &self.context.request_id
+    }
+
+    /// What the provider serving `model` receives.
+    pub(crate) fn provider_request(&self, model: &str) -> ProviderRequest {
+        ProviderRequest {
+            request_id: self.context.request_id.clone(),
+            model: model.to_owned(),
+            messages: self.messages.clone(),
+            temperature: self.request.temperature,
+            max_tokens: self.request.max_tokens,
+            stop: self.request.stop.clone(),
+            response_format: self.request.response_format.clone(),
+            deadline: self.deadline,
+        }
+    }
+
+    pub(crate) fn deadline_passed(&self) -> bool {
+        deadline::passed(self.deadline)
+    }
+}

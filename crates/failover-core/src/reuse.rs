@@ -1,0 +1,133 @@
+//! Answers shared between requests: on the way in, the cache and identical requests in
+//! flight may answer without a provider call; on the way out, a fresh answer is stored and
+//! handed to the requests waiting for it.
+
+use std::sync::Arc;
+
+use failover_cache::CachedCompletion;
+use failover_provider::{FinishReason, TokenUsage, Usd};
+use failover_usage::UsageOutcome;
+
+use crate::accounting::{CallFacts, unix_ms_now};
+use crate::cache::CacheUnavailable;
+use crate::coalesce::{Leader, Role, follow};
+use crate::deadline;
+use crate::engine::Engine;
+use crate::prepare::Prepared;
+
+/// What the cache and the flights made of a request.
+pub(crate) enum Lookup {
+    /// Answered from the cache, or by an identical request that was in flight.
+    Answered(CachedCompletion),
+    /// The providers must answer; as the leader of a flight when it holds one (others
+    /// then wait for this request's answer).
+    Missed { leader: Option<Leader> },
+}
+
+/// Looks the request up in the cache, then joins the flight for its key: an identical
+/// request of the same tenant already in flight answers this one too.
+pub(crate) async fn lookup(engine: &Engine, prepared: &mut Prepared) -> Lookup {
+    let (Some(cache), Some(key)) = (&engine.cache, &prepared.cache_key) else {
+        return Lookup::Missed { leader: None };
+    };
+    match cache.lookup(key).await {
+        Ok(Some(hit)) => {
+            record_cache_hit(engine, prepared, &hit);
+            return Lookup::Answered(hit);
+        }
+        Ok(None) => {}
+        Err(CacheUnavailable) => prepared.cache_usable = false,
+    }
+    match engine.flights.join(key) {
+        Role::Leader(leader) => Lookup::Missed {
+            leader: Some(leader),
+        },
+        Role::Follower(flight) => match deadline::within(prepared.deadline, follow(flight))
+            .await
+            .flatten()
+        {
+            Some(answer) => {
+                cache.count_coalesced();
+                let answer = Arc::unwrap_or_clone(answer);
+                record_cache_hit(engine, prepared, &answer);
+                Lookup::Answered(answer)
+            }
+            // The leader ended without an answer (or our deadline came first): try on
+            // our own.
+            None => Lookup::Missed { leader: None },
+        },
+    }
+}
+
+fn record_cache_hit(engine: &Engine, prepared: &Prepared, hit: &CachedCompletion) {
+    if !engine.config.record_cache_hits {
+        return;
+    }
+    let record = prepared.context.usage_record(CallFacts {
+        attempt: 0,
+        provider: &hit.provider,
+        model: &hit.model,
+        usage: hit.usage,
+        usage_estimated: false,
+        cost: Usd::ZERO,
+        latency: prepared.started.elapsed(),
+        outcome: UsageOutcome::CacheHit,
+        fallback_used: false,
+    });
+    engine.ledger.record(record);
+}
+
+/// Whether a fresh answer should be built for [`remember`]: only when there is a cache
+/// (and so maybe followers) to give it to.
+pub(crate) fn wanted(prepared: &Prepared) -> bool {
+    prepared.cache_key.is_some()
+}
+
+/// A fresh answer, as the cache and the followers receive it.
+pub(crate) fn fresh_answer(
+    provider: &str,
+    model: &str,
+    content: String,
+    finish_reason: FinishReason,
+    usage: TokenUsage,
+    estimated_cost: Usd,
+) -> CachedCompletion {
+    CachedCompletion {
+        provider: provider.to_owned(),
+        model: model.to_owned(),
+        content,
+        finish_reason,
+        usage,
+        estimated_cost,
+        stored_at_unix_ms: unix_ms_now(),
+    }
+}
+
+/// Stores a fresh answer and hands it to the followers of this request's flight —
+/// unless the answer is not one to repeat: a content-filtered (refused or cut) answer,
+/// or one that stopped for a reason we do not know, is neither cached nor shared.
+pub(crate) async fn remember(
+    engine: &Engine,
+    prepared: &Prepared,
+    answer: CachedCompletion,
+    leader: Option<Leader>,
+) {
+    let repeatable = matches!(
+        answer.finish_reason,
+        FinishReason::Stop
+            | FinishReason::Length
+            | FinishReason::StopSequence
+            | FinishReason::ToolUse
+    );
+    if !repeatable {
+        return;
+    }
+    if let (Some(cache), Some(key), true) =
+        (&engine.cache, &prepared.cache_key, prepared.cache_usable)
+    {
+        cache.store(key, answer.clone()).await;
+    }
+    if let Some(leader) = leader {
+        leader.publish(answer);
+    }
+}
