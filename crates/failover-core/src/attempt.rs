@@ -182,10 +182,9 @@ impl Attempt {
                     return Some(Verdict::Skip(if rejection.is_breaker_open() {
                         AttemptOutcome::SkippedBreakerOpen
                     } else {
-                        // `AttemptOutcome` has no variant of its own for a layer's
-                        // rejection; "skipped, rejected by rate-limit: …" reads right.
-                        AttemptOutcome::SkippedUnsupported {
-                            reason: format!("rejected by {}: {rejection}", layer.name()),
+                        AttemptOutcome::SkippedRejected {
+                            layer: layer.name().to_owned(),
+                            reason: rejection.to_string(),
                         }
                     }));
                 }

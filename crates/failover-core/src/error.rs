@@ -112,6 +112,9 @@ impl fmt::Display for Attempts<'_> {
                     f.write_str("skipped, circuit breaker open")?
                 }
                 AttemptOutcome::SkippedUnsupported { reason } => write!(f, "skipped, {reason}")?,
+                AttemptOutcome::SkippedRejected { layer, reason } => {
+                    write!(f, "skipped, rejected by {layer}: {reason}")?
+                }
             }
         }
         Ok(())

@@ -522,8 +522,9 @@ async fn a_provider_layer_rejection_skips_that_provider_and_the_walk_fails_over(
     );
     assert_eq!(
         completion.attempts[0].outcome,
-        AttemptOutcome::SkippedUnsupported {
-            reason: "rejected by rate-limit: 10 calls a minute".into()
+        AttemptOutcome::SkippedRejected {
+            layer: "rate-limit".into(),
+            reason: "10 calls a minute".into()
         }
     );
     assert_eq!(completion.attempts[1].outcome, AttemptOutcome::Succeeded);

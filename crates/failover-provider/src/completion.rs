@@ -46,6 +46,14 @@ pub enum AttemptOutcome {
         /// What is missing.
         reason: String,
     },
+    /// A layer around the provider call refused it (a rate limit, a budget); it was not
+    /// called.
+    SkippedRejected {
+        /// The layer's name.
+        layer: String,
+        /// Why it refused.
+        reason: String,
+    },
 }
 
 /// One provider the adapter tried (or skipped) for a request.
