@@ -1,5 +1,5 @@
 //! `ConverseStream` through the real SDK client: bodies are real AWS event-stream frames,
-//! served at once by wiremock or frame by frame, with gaps, by the testkit's chunked server.
+//! served at once by wiremock or frame by frame, with gaps, by failover-standin's chunked server.
 
 mod common;
 

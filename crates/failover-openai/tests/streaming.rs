@@ -1,6 +1,6 @@
 //! SSE streams: complete, with and without the usage chunk, an error frame mid-stream, a
 //! stream cut before `[DONE]`, no first token in time, a stall between chunks. wiremock
-//! sends bodies at once; the timing cases use the testkit's chunked server, which writes
+//! sends bodies at once; the timing cases use failover-standin's chunked server, which writes
 //! each event as its own HTTP chunk with pauses in between.
 
 mod common;
