@@ -52,6 +52,7 @@ fn request(format: ResponseFormat) -> ProviderRequest {
         stop: vec!["\n\nHuman:".into()],
         response_format: format,
         deadline: None,
+        attempt_deadline: None,
     }
 }
 

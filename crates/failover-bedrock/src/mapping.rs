@@ -480,6 +480,7 @@ mod tests {
             stop: Vec::new(),
             response_format: ResponseFormat::Text,
             deadline: None,
+            attempt_deadline: None,
         }
     }
 

@@ -33,6 +33,7 @@ fn provider_request(model: &str, format: ResponseFormat) -> ProviderRequest {
         stop: Vec::new(),
         response_format: format,
         deadline: None,
+        attempt_deadline: None,
     }
 }
 

@@ -25,6 +25,7 @@ fn live_request(format: ResponseFormat) -> ProviderRequest {
         stop: Vec::new(),
         response_format: format,
         deadline: None,
+        attempt_deadline: None,
     }
 }
 

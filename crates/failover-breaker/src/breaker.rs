@@ -360,6 +360,9 @@ impl Core {
             Outcome::Failure { kind, retry_after } => {
                 self.closed_failure(token.generation, kind, retry_after);
             }
+            Outcome::NeedsOperator { kind } => {
+                self.closed_failure(token.generation, kind, None);
+            }
         }
     }
 
@@ -425,7 +428,11 @@ impl Core {
                     self.set_state(&mut g, BreakerState::Closed, now);
                 }
             }
-            Outcome::Failure { kind, retry_after } => {
+            Outcome::Failure { kind, .. } | Outcome::NeedsOperator { kind } => {
+                let retry_after = match outcome {
+                    Outcome::Failure { retry_after, .. } => retry_after,
+                    _ => None,
+                };
                 let now = self.clock.now();
                 note_failure(&mut g, kind, retry_after, now);
                 self.consecutive.fetch_add(1, Ordering::AcqRel);

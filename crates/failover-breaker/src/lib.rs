@@ -28,6 +28,13 @@ pub enum Outcome {
         /// The provider's retry hint; an open period is never shorter than it.
         retry_after: Option<Duration>,
     },
+    /// The provider is unusable until an operator acts (revoked credentials, an unknown
+    /// model id, an exhausted account): a failure that, when it trips the breaker, holds
+    /// it open for the configuration-fault period and marks it as needing an operator.
+    NeedsOperator {
+        /// A stable name of the error kind, kept for the health report.
+        kind: &'static str,
+    },
     /// Neither success nor failure (the caller's mistake, or a cancellation).
     Ignored,
 }
@@ -141,6 +148,12 @@ pub struct BreakerSnapshot {
 pub trait Breaker: Send + Sync + Debug {
     /// Asks to make one call.
     fn try_acquire(&self) -> Result<Permit, Rejected>;
+    /// Asks to make one call on behalf of `tenant`, so a breaker can cap how much of its
+    /// window one tenant's failures make up. Breakers without such a cap ignore the tenant.
+    fn try_acquire_for(&self, tenant: &str) -> Result<Permit, Rejected> {
+        let _ = tenant;
+        self.try_acquire()
+    }
     /// Opens the breaker until [`reset`](Breaker::reset).
     fn force_open(&self);
     /// Disables the breaker (always admits) until [`reset`](Breaker::reset).

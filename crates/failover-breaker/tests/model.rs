@@ -121,8 +121,8 @@ impl Model {
                         self.set_state(BreakerState::Closed);
                     }
                 }
-                Outcome::Failure { retry_after, .. } => {
-                    self.note(retry_after);
+                Outcome::Failure { .. } | Outcome::NeedsOperator { .. } => {
+                    self.note(retry_hint(outcome));
                     self.consecutive += 1;
                     self.trip();
                 }
@@ -138,8 +138,8 @@ impl Model {
                     self.trip();
                 }
             }
-            Outcome::Failure { retry_after, .. } => {
-                self.note(retry_after);
+            Outcome::Failure { .. } | Outcome::NeedsOperator { .. } => {
+                self.note(retry_hint(outcome));
                 self.consecutive += 1;
                 self.push(true);
                 let limit = self.config.consecutive_failures;
@@ -369,5 +369,12 @@ proptest! {
             }
             check(&breaker, &model, base, step);
         }
+    }
+}
+
+fn retry_hint(outcome: Outcome) -> Option<std::time::Duration> {
+    match outcome {
+        Outcome::Failure { retry_after, .. } => retry_after,
+        _ => None,
     }
 }

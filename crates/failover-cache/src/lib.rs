@@ -83,6 +83,9 @@ pub struct CacheHealth {
     pub timeouts: u64,
     /// Entries held, where the backend knows cheaply.
     pub entries: Option<u64>,
+    /// Why the cache is not fully healthy (the backend unreachable, operations timing
+    /// out); `None` when it is.
+    pub degraded: Option<String>,
 }
 
 /// A response cache shared by requests of many tenants.

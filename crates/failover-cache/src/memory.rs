@@ -252,6 +252,7 @@ impl Cache for MemoryCache {
             errors: 0,
             timeouts: 0,
             entries: Some(self.inner.entry_count()),
+            degraded: None,
         }
     }
 }

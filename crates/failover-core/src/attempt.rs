@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use failover_breaker::{Outcome, Permit};
+use failover_breaker::{BreakerState, Outcome, Permit};
 use failover_provider::{
     AttemptOutcome, AttemptRecord, BreakerEffect, JsonContract, ProviderError, ProviderRequest,
     ResponseFormat, TokenUsage, Usd,
@@ -142,11 +142,19 @@ impl Attempt {
         {
             return stopped;
         }
-        match self.engine.chain[self.slot].breaker.try_acquire() {
-            Err(_) => {
+        match self.engine.chain[self.slot]
+            .breaker
+            .try_acquire_for(&self.context.tenant_id)
+        {
+            Err(rejected) => {
                 self.tell_layers(&CallOutcome::BreakerOpen);
                 self.phase = Phase::Finished;
-                Verdict::Skip(AttemptOutcome::SkippedBreakerOpen)
+                Verdict::Skip(AttemptOutcome::SkippedBreakerOpen {
+                    retry_in: rejected
+                        .next_probe_at
+                        .map(|at| at.saturating_duration_since(self.engine.breaker_clock.now())),
+                    forced: rejected.state == BreakerState::ForcedOpen,
+                })
             }
             Ok(permit) => {
                 *calls_made += 1;
@@ -180,7 +188,10 @@ impl Attempt {
                     });
                     self.phase = Phase::Finished;
                     return Some(Verdict::Skip(if rejection.is_breaker_open() {
-                        AttemptOutcome::SkippedBreakerOpen
+                        AttemptOutcome::SkippedBreakerOpen {
+                            retry_in: rejection.retry_after(),
+                            forced: false,
+                        }
                     } else {
                         AttemptOutcome::SkippedRejected {
                             layer: layer.name().to_owned(),

@@ -221,6 +221,7 @@ impl AdapterBuilder {
         Ok(FailoverAdapter::from_engine(Engine {
             chain,
             router: self.router,
+            breaker_clock: self.clock,
             cache,
             ledger: Ledger::new(sink, self.pricing),
             config: self.config,

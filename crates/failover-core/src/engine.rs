@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use failover_breaker::Breaker;
+use failover_breaker::{Breaker, Clock};
 use failover_provider::{Capabilities, Provider};
 
 use crate::accounting::Ledger;
@@ -32,6 +32,8 @@ pub(crate) struct Engine {
     /// The providers, in the order they are tried.
     pub(crate) chain: Vec<ProviderSlot>,
     pub(crate) router: Router,
+    /// The breakers' clock: their `next_probe_at` instants are read against it.
+    pub(crate) breaker_clock: Arc<dyn Clock>,
     pub(crate) cache: Option<TimeBoxedCache>,
     pub(crate) ledger: Ledger,
     pub(crate) config: AdapterConfig,

@@ -38,6 +38,23 @@ pub enum FailoverError {
         /// Every provider tried or skipped, in order.
         attempts: Vec<AttemptRecord>,
     },
+    /// No provider could be called: each was skipped (its breaker open, a layer's refusal,
+    /// no support for the request), at least one because its breaker is open.
+    #[error(
+        "no provider is available for request {request_id}{}: {}",
+        RetryIn(*retry_after),
+        Attempts(attempts)
+    )]
+    Unavailable {
+        /// The request's id.
+        request_id: RequestId,
+        /// The earliest time any skipped provider may be tried again, from when the request
+        /// failed; `None` when none will reopen by itself (every one forced open by an
+        /// operator, or refused without a hint).
+        retry_after: Option<Duration>,
+        /// Every provider skipped, in order.
+        attempts: Vec<AttemptRecord>,
+    },
     /// A provider refused the request for a reason another provider would not cure
     /// (invalid request, content filter): returned at once, without failover.
     #[error("{provider} refused request {request_id}: {kind}: {message}")]
@@ -83,11 +100,34 @@ impl FailoverError {
     pub fn attempts(&self) -> &[AttemptRecord] {
         match self {
             FailoverError::AllProvidersFailed { attempts, .. }
+            | FailoverError::Unavailable { attempts, .. }
             | FailoverError::Refused { attempts, .. }
             | FailoverError::DeadlineExceeded { attempts, .. } => attempts,
             FailoverError::Invalid(_)
             | FailoverError::Rejected { .. }
             | FailoverError::StreamInterrupted { .. } => &[],
+        }
+    }
+
+    /// When trying again may succeed, where the error knows: the earliest reopening of a
+    /// breaker ([`Unavailable`](FailoverError::Unavailable)), or a rejecting layer's hint.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            FailoverError::Unavailable { retry_after, .. }
+            | FailoverError::Rejected { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// ` (retry in 12.3 s)` or nothing.
+struct RetryIn(Option<Duration>);
+
+impl fmt::Display for RetryIn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(wait) => write!(f, " (retry in {:.1} s)", wait.as_secs_f64()),
+            None => Ok(()),
         }
     }
 }
@@ -108,7 +148,18 @@ impl fmt::Display for Attempts<'_> {
             match &attempt.outcome {
                 AttemptOutcome::Succeeded => f.write_str("succeeded")?,
                 AttemptOutcome::Failed { kind, message } => write!(f, "{kind}: {message}")?,
-                AttemptOutcome::SkippedBreakerOpen => {
+                AttemptOutcome::SkippedBreakerOpen { forced: true, .. } => f.write_str(
+                    "skipped, circuit breaker forced open by an operator (open until reset)",
+                )?,
+                AttemptOutcome::SkippedBreakerOpen {
+                    retry_in: Some(wait),
+                    ..
+                } => write!(
+                    f,
+                    "skipped, circuit breaker open (next probe in {:.1} s)",
+                    wait.as_secs_f64()
+                )?,
+                AttemptOutcome::SkippedBreakerOpen { retry_in: None, .. } => {
                     f.write_str("skipped, circuit breaker open")?
                 }
                 AttemptOutcome::SkippedUnsupported { reason } => write!(f, "skipped, {reason}")?,
@@ -135,7 +186,10 @@ mod tests {
                 AttemptRecord {
                     provider: "bedrock".into(),
                     model: "claude".into(),
-                    outcome: AttemptOutcome::SkippedBreakerOpen,
+                    outcome: AttemptOutcome::SkippedBreakerOpen {
+                        retry_in: None,
+                        forced: false,
+                    },
                     latency: Duration::ZERO,
                 },
                 AttemptRecord {

@@ -87,6 +87,7 @@ impl Prepared {
             stop: self.request.stop.clone(),
             response_format: self.request.response_format.clone(),
             deadline: self.deadline,
+            attempt_deadline: None,
         }
     }
 

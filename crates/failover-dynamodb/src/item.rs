@@ -211,6 +211,7 @@ pub fn item_to_record(item: &Item) -> Result<UsageRecord, DynamoDbError> {
         "success" => UsageOutcome::Success,
         "cancelled" => UsageOutcome::Cancelled,
         "cache_hit" => UsageOutcome::CacheHit,
+        "rejected" => UsageOutcome::Rejected,
         "failed" => {
             let name = get_s(item, "error_kind")?;
             let kind: ErrorKind = serde_json::from_value(serde_json::Value::String(name.into()))
@@ -426,6 +427,7 @@ pub(crate) fn item_to_aggregate(tenant_id: &str, item: &Item) -> Result<UsageSta
                 failures: stats.failures,
                 cancelled: stats.cancelled,
                 cache_hits: stats.cache_hits,
+                rejected: stats.rejected,
                 tokens: stats.tokens,
                 cost: stats.cost,
             },

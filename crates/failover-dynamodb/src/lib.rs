@@ -344,6 +344,7 @@ impl UsageSink for DynamoDbUsageSink {
             queued: h.queued + h.spill_pending,
             rejected: h.rejected,
             last_error: h.last_error,
+            degraded: None,
         }
     }
 }

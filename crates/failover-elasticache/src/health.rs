@@ -110,6 +110,7 @@ impl Health {
             errors: self.errors.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
             entries: None,
+            degraded: None,
         }
     }
 

@@ -33,6 +33,7 @@ fn request() -> ProviderRequest {
         stop: vec!["\n\n".into()],
         response_format: ResponseFormat::Text,
         deadline: None,
+        attempt_deadline: None,
     }
 }
 

@@ -448,6 +448,7 @@ mod tests {
             stop: vec!["\n\n".into()],
             response_format: format,
             deadline: None,
+            attempt_deadline: None,
         }
     }
 

@@ -40,6 +40,7 @@ fn request(format: ResponseFormat) -> ProviderRequest {
         stop: Vec::new(),
         response_format: format,
         deadline: Some(Instant::now() + Duration::from_secs(60)),
+        attempt_deadline: None,
     }
 }
 

@@ -40,7 +40,13 @@ pub enum AttemptOutcome {
         message: String,
     },
     /// The provider's breaker was open; it was not called.
-    SkippedBreakerOpen,
+    SkippedBreakerOpen {
+        /// How long until the breaker admits its next probe, when it knows (from the
+        /// moment the attempt was skipped). `None` for a breaker an operator forced open.
+        retry_in: Option<Duration>,
+        /// Whether an operator forced the breaker open (it stays open until reset).
+        forced: bool,
+    },
     /// The provider cannot serve this request (streaming or JSON mode unsupported).
     SkippedUnsupported {
         /// What is missing.

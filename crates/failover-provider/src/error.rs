@@ -169,7 +169,24 @@ fn code_suffix(code: Option<&str>, status: Option<u16>) -> String {
     }
 }
 
+/// The provider code marking a time-out that is the request's own deadline running out.
+const REQUEST_DEADLINE_CODE: &str = "request_deadline";
+
 impl ProviderError {
+    /// The request's own deadline ran out: an [`ErrorKind::Timeout`] that is the caller's
+    /// budget, not the provider's slowness. Whichever layer notices it first (the adapter,
+    /// or a provider enforcing [`ProviderRequest::deadline`](crate::ProviderRequest::deadline))
+    /// returns this, so the breaker never counts it and the call is billed by estimate.
+    pub fn request_deadline() -> Self {
+        Self::new(ErrorKind::Timeout, "the request's deadline passed")
+            .with_provider_code(REQUEST_DEADLINE_CODE)
+    }
+
+    /// Whether this is [`request_deadline`](Self::request_deadline).
+    pub fn is_request_deadline(&self) -> bool {
+        self.kind == ErrorKind::Timeout && self.provider_code() == Some(REQUEST_DEADLINE_CODE)
+    }
+
     /// A new error of `kind`. The message must never contain a secret.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{ErrorKind, ProviderError};
 use crate::message::{Message, PromptInput};
 
 /// A request's unique id, carried into usage records, logs and the result.
@@ -216,15 +217,48 @@ pub struct ProviderRequest {
     pub stop: Vec<String>,
     /// Requested content shape.
     pub response_format: ResponseFormat,
-    /// When the call must be finished; the provider should not start work it cannot end
-    /// before it (the adapter also enforces it).
+    /// The request's own deadline: the caller's budget for the whole request. Running out
+    /// of it is never the provider's fault ([`ProviderError::request_deadline`]).
     pub deadline: Option<Instant>,
+    /// This provider's share of the time left: when a later provider could still answer,
+    /// the adapter gives this one only part of the remaining budget, so a hung provider
+    /// leaves time to fail over. Running past it is the provider's own time-out (it counts
+    /// against its breaker). Never later than [`deadline`](Self::deadline); `None` means
+    /// the call may use all of it.
+    pub attempt_deadline: Option<Instant>,
 }
 
 impl ProviderRequest {
-    /// Time left before the deadline (`None` when there is no deadline).
+    /// When this call must end: the earlier of its share
+    /// ([`attempt_deadline`](Self::attempt_deadline)) and the request's
+    /// [`deadline`](Self::deadline); `None` when neither is set.
+    pub fn call_deadline(&self) -> Option<Instant> {
+        match (self.attempt_deadline, self.deadline) {
+            (Some(share), Some(deadline)) => Some(share.min(deadline)),
+            (share, deadline) => share.or(deadline),
+        }
+    }
+
+    /// Time left before [`call_deadline`](Self::call_deadline) (`None` when there is no
+    /// deadline).
     pub fn remaining(&self) -> Option<Duration> {
-        self.deadline
+        self.call_deadline()
             .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// The error for a call that ran out of time at its
+    /// [`call_deadline`](Self::call_deadline): the request's own deadline when that has
+    /// passed (the caller's budget, never the provider's fault), else the provider's
+    /// time-out for using up its share.
+    pub fn out_of_time(&self) -> ProviderError {
+        let now = Instant::now();
+        if self.deadline.is_some_and(|deadline| now >= deadline) {
+            ProviderError::request_deadline()
+        } else {
+            ProviderError::new(
+                ErrorKind::Timeout,
+                "no answer within the provider's share of the request's deadline",
+            )
+        }
     }
 }

@@ -44,6 +44,9 @@ pub struct SinkHealth {
     pub rejected: u64,
     /// The last store error, if any.
     pub last_error: Option<String>,
+    /// Why the ledger is not fully healthy (the store unreachable, records spilled and
+    /// waiting, a growing backlog); `None` when it is.
+    pub degraded: Option<String>,
 }
 
 /// Where usage records go.
@@ -70,4 +73,12 @@ pub trait UsageSink: Send + Sync + Debug {
 
     /// Counters and status.
     fn health(&self) -> SinkHealth;
+
+    /// Stops accepting records and keeps every one already accepted: flushes what the
+    /// store takes, keeps the rest durably (a spill) for the next start, and returns once
+    /// nothing accepted can be lost at exit. `record` fails with [`UsageError::Closed`]
+    /// afterwards.
+    async fn shutdown(&self) -> Result<(), UsageError> {
+        self.flush().await
+    }
 }

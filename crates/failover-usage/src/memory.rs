@@ -164,6 +164,7 @@ impl UsageSink for MemoryUsageSink {
             queued: 0,
             rejected: state.rejected,
             last_error: None,
+            degraded: None,
         }
     }
 }

@@ -18,16 +18,21 @@ pub enum UsageOutcome {
     Cancelled,
     /// Served from the response cache: no provider call, zero cost.
     CacheHit,
+    /// No provider could be called (every breaker open, or a layer refused every one):
+    /// no call, zero cost, recorded so the ledger shows the outage.
+    Rejected,
 }
 
 impl UsageOutcome {
-    /// A stable snake_case name: `success`, `failed`, `cancelled`, `cache_hit`.
+    /// A stable snake_case name: `success`, `failed`, `cancelled`, `cache_hit`,
+    /// `rejected`.
     pub fn as_str(&self) -> &'static str {
         match self {
             UsageOutcome::Success => "success",
             UsageOutcome::Failed { .. } => "failed",
             UsageOutcome::Cancelled => "cancelled",
             UsageOutcome::CacheHit => "cache_hit",
+            UsageOutcome::Rejected => "rejected",
         }
     }
 

@@ -103,6 +103,8 @@ pub struct UsageBucket {
     pub cancelled: u64,
     /// Answers served from the response cache.
     pub cache_hits: u64,
+    /// Requests no provider could be called for (every breaker open).
+    pub rejected: u64,
     /// Tokens consumed.
     pub tokens: TokenUsage,
     /// Exact cost.
@@ -118,6 +120,7 @@ impl UsageBucket {
             UsageOutcome::Failed { .. } => self.failures += 1,
             UsageOutcome::Cancelled => self.cancelled += 1,
             UsageOutcome::CacheHit => self.cache_hits += 1,
+            UsageOutcome::Rejected => self.rejected += 1,
         }
         self.tokens += record.usage;
         self.cost += record.cost;
@@ -130,6 +133,7 @@ impl UsageBucket {
         self.failures += other.failures;
         self.cancelled += other.cancelled;
         self.cache_hits += other.cache_hits;
+        self.rejected += other.rejected;
         self.tokens += other.tokens;
         self.cost += other.cost;
     }
@@ -151,6 +155,8 @@ pub struct UsageStats {
     pub cancelled: u64,
     /// Answers served from the response cache.
     pub cache_hits: u64,
+    /// Requests no provider could be called for (every breaker open).
+    pub rejected: u64,
     /// Records on a provider after the first of the chain.
     pub fallbacks: u64,
     /// Records whose tokens are our estimate, not the provider's count.
@@ -195,6 +201,7 @@ impl UsageStats {
             UsageOutcome::Failed { .. } => self.failures += 1,
             UsageOutcome::Cancelled => self.cancelled += 1,
             UsageOutcome::CacheHit => self.cache_hits += 1,
+            UsageOutcome::Rejected => self.rejected += 1,
         }
         self.fallbacks += u64::from(record.fallback_used);
         self.estimated += u64::from(record.usage_estimated);
@@ -213,6 +220,7 @@ impl UsageStats {
         self.failures += other.failures;
         self.cancelled += other.cancelled;
         self.cache_hits += other.cache_hits;
+        self.rejected += other.rejected;
         self.fallbacks += other.fallbacks;
         self.estimated += other.estimated;
         self.tokens += other.tokens;

@@ -136,7 +136,10 @@ fn names_every_attempt(outcome: &Result<Completion, FailoverError>) -> bool {
     let message = error.to_string();
     attempts.len() == 2
         && attempts[0].provider == BEDROCK
-        && attempts[0].outcome == AttemptOutcome::SkippedBreakerOpen
+        && matches!(
+            attempts[0].outcome,
+            AttemptOutcome::SkippedBreakerOpen { .. }
+        )
         && failed_unavailable(&attempts[1], OPENAI)
         && message.contains(&format!("{BEDROCK} ("))
         && message.contains(&format!("{OPENAI} ("))
@@ -304,7 +307,8 @@ impl<'a> Scenarios<'a> {
                 checks.answered_by(outcome, OPENAI, false);
                 checks.expect(
                     first_attempt(outcome).is_some_and(|a| {
-                        a.provider == BEDROCK && a.outcome == AttemptOutcome::SkippedBreakerOpen
+                        a.provider == BEDROCK
+                            && matches!(a.outcome, AttemptOutcome::SkippedBreakerOpen { .. })
                     }),
                     "Bedrock should be skipped, its breaker open",
                 );

@@ -42,6 +42,7 @@ pub fn request() -> ProviderRequest {
         stop: Vec::new(),
         response_format: ResponseFormat::Text,
         deadline: Some(Instant::now() + Duration::from_secs(20)),
+        attempt_deadline: None,
     }
 }
 
