@@ -171,6 +171,8 @@ fn code_suffix(code: Option<&str>, status: Option<u16>) -> String {
 
 /// The provider code marking a time-out that is the request's own deadline running out.
 const REQUEST_DEADLINE_CODE: &str = "request_deadline";
+/// The provider code marking a call that used up its share of the request's deadline.
+const ATTEMPT_DEADLINE_CODE: &str = "attempt_deadline";
 
 impl ProviderError {
     /// The request's own deadline ran out: an [`ErrorKind::Timeout`] that is the caller's
@@ -185,6 +187,30 @@ impl ProviderError {
     /// Whether this is [`request_deadline`](Self::request_deadline).
     pub fn is_request_deadline(&self) -> bool {
         self.kind == ErrorKind::Timeout && self.provider_code() == Some(REQUEST_DEADLINE_CODE)
+    }
+
+    /// The call used up its share of the request's deadline
+    /// ([`ProviderRequest::attempt_deadline`](crate::ProviderRequest::attempt_deadline)) and
+    /// was abandoned so a later provider still has time: an [`ErrorKind::Timeout`] that is
+    /// the provider's (it counts against its breaker).
+    pub fn attempt_deadline() -> Self {
+        Self::new(
+            ErrorKind::Timeout,
+            "no answer within the provider's share of the request's deadline",
+        )
+        .with_provider_code(ATTEMPT_DEADLINE_CODE)
+    }
+
+    /// Whether the caller stopped waiting for this call at a deadline —
+    /// [`request_deadline`](Self::request_deadline) or
+    /// [`attempt_deadline`](Self::attempt_deadline). The provider may still be working on
+    /// it, and bill for it, so such a call is accounted by estimate.
+    pub fn is_deadline_cut(&self) -> bool {
+        self.kind == ErrorKind::Timeout
+            && matches!(
+                self.provider_code(),
+                Some(REQUEST_DEADLINE_CODE | ATTEMPT_DEADLINE_CODE)
+            )
     }
 
     /// A new error of `kind`. The message must never contain a secret.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ErrorKind, ProviderError};
+use crate::error::ProviderError;
 use crate::message::{Message, PromptInput};
 
 /// A request's unique id, carried into usage records, logs and the result.
@@ -249,16 +249,13 @@ impl ProviderRequest {
     /// The error for a call that ran out of time at its
     /// [`call_deadline`](Self::call_deadline): the request's own deadline when that has
     /// passed (the caller's budget, never the provider's fault), else the provider's
-    /// time-out for using up its share.
+    /// time-out for using up its share ([`ProviderError::attempt_deadline`]).
     pub fn out_of_time(&self) -> ProviderError {
         let now = Instant::now();
         if self.deadline.is_some_and(|deadline| now >= deadline) {
             ProviderError::request_deadline()
         } else {
-            ProviderError::new(
-                ErrorKind::Timeout,
-                "no answer within the provider's share of the request's deadline",
-            )
+            ProviderError::attempt_deadline()
         }
     }
 }
