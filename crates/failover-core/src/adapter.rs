@@ -95,6 +95,18 @@ impl FailoverAdapter {
         self.engine.ledger.sink.flush().await
     }
 
+    /// Shuts the adapter down for process exit: new requests are refused with
+    /// [`FailoverError::ShutDown`], and the usage sink keeps everything it accepted (flushed
+    /// to its store, the rest spilled durably for the next start). Requests still in flight
+    /// finish; their records are refused by the closed sink and logged, so call this once
+    /// the server in front has drained. Idempotent; every clone of the adapter is shut.
+    pub async fn shutdown(&self) -> Result<(), failover_usage::UsageError> {
+        self.engine
+            .shut_down
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.engine.ledger.sink.shutdown().await
+    }
+
     /// The breaker of a provider, to force it open or closed (`force_open`, `force_close`,
     /// `reset`) or read its state.
     pub fn breaker(&self, provider: &str) -> Option<&Arc<dyn Breaker>> {

@@ -8,13 +8,12 @@ use std::time::Instant;
 
 use failover_breaker::{BreakerState, Outcome, Permit};
 use failover_provider::{
-    AttemptOutcome, AttemptRecord, BreakerEffect, JsonContract, ProviderError, ProviderRequest,
-    ResponseFormat, TokenUsage, Usd,
+    AttemptOutcome, AttemptRecord, BreakerEffect, ErrorKind, JsonContract, ProviderError,
+    ProviderRequest, ResponseFormat, TokenUsage, Usd,
 };
 use failover_usage::UsageOutcome;
 
 use crate::accounting::{CallFacts, RequestContext};
-use crate::deadline::is_request_deadline;
 use crate::engine::Engine;
 use crate::layers::{CallInfo, CallOutcome, RequestInfo, Spent, Ticket};
 use crate::prepare::Prepared;
@@ -23,13 +22,20 @@ use crate::prepare::Prepared;
 ///
 /// The request's own deadline is the caller's budget, not the provider's fault: like a
 /// cancellation it judges nobody (a client sending 50 ms deadlines must not trip a healthy
-/// provider). Providers enforce their own per-attempt, first-token and stall time-outs,
-/// which do count.
+/// provider), whichever layer noticed it. A call that ran past its share of the deadline,
+/// and the providers' own per-attempt, first-token and stall time-outs, do count. A
+/// configuration fault (credentials, an unknown model, an exhausted account) is a failure
+/// that needs an operator: the breaker holds open longer when it trips on one.
 pub(crate) fn breaker_outcome(error: &ProviderError) -> Outcome {
-    if is_request_deadline(error) {
+    if error.is_request_deadline() {
         return Outcome::Ignored;
     }
     match error.kind().breaker_effect() {
+        BreakerEffect::Failure if error.kind() == ErrorKind::AuthOrConfig => {
+            Outcome::NeedsOperator {
+                kind: error.kind().as_str(),
+            }
+        }
         BreakerEffect::Failure => Outcome::Failure {
             kind: error.kind().as_str(),
             retry_after: error.retry_after(),
@@ -78,9 +84,10 @@ pub(crate) enum Verdict {
 enum Phase {
     /// Provider layers are deciding; the provider has not been called.
     Admitting,
-    /// The breaker admitted the call: it owes a permit outcome and a usage record.
+    /// The breaker admitted the call: it owes a permit outcome (until a stream commits, when
+    /// the permit reports its success and is gone) and a usage record.
     Calling {
-        permit: Permit,
+        permit: Option<Permit>,
         /// The call's number among this request's calls (the usage record's `attempt`).
         number: u32,
         started: Instant,
@@ -111,14 +118,22 @@ pub(crate) struct Attempt {
 }
 
 impl Attempt {
-    pub(crate) fn new(engine: &Arc<Engine>, prepared: &Prepared, slot: usize, model: &str) -> Self {
+    /// `fallback_used`: an earlier provider of the chain was tried (or skipped) for this
+    /// request, so this one is standing in for it.
+    pub(crate) fn new(
+        engine: &Arc<Engine>,
+        prepared: &Prepared,
+        slot: usize,
+        model: &str,
+        fallback_used: bool,
+    ) -> Self {
         Self {
             engine: Arc::clone(engine),
             context: Arc::clone(&prepared.context),
             deadline: prepared.deadline,
             slot,
             model: model.to_owned(),
-            fallback_used: slot > 0,
+            fallback_used,
             // Allocates only when layers are registered.
             tickets: Vec::with_capacity(engine.provider_layers.len()),
             phase: Phase::Admitting,
@@ -159,7 +174,7 @@ impl Attempt {
             Ok(permit) => {
                 *calls_made += 1;
                 self.phase = Phase::Calling {
-                    permit,
+                    permit: Some(permit),
                     number: *calls_made,
                     started: Instant::now(),
                 };
@@ -209,6 +224,17 @@ impl Attempt {
         None
     }
 
+    /// A stream reached its commit point: the provider answered, and its breaker hears so
+    /// now. The rest of the stream is only accounting, so one slow or abandoned stream
+    /// never holds a half-open provider's probe slot.
+    pub(crate) fn commit(&mut self) {
+        if let Phase::Calling { permit, .. } = &mut self.phase
+            && let Some(permit) = permit.take()
+        {
+            permit.record(Outcome::Success);
+        }
+    }
+
     /// Records a success with the provider's usage; returns its cost and its record.
     pub(crate) fn succeeded(
         mut self,
@@ -216,7 +242,9 @@ impl Attempt {
         usage_estimated: bool,
     ) -> (Usd, AttemptRecord) {
         let (permit, number, started) = self.take_call();
-        permit.record(Outcome::Success);
+        if let Some(permit) = permit {
+            permit.record(Outcome::Success);
+        }
         let spent = self.spend(usage, usage_estimated, started);
         self.write_usage(number, spent, UsageOutcome::Success);
         self.tell_layers(&CallOutcome::Succeeded(spent));
@@ -231,8 +259,11 @@ impl Attempt {
         reported: Option<TokenUsage>,
     ) -> AttemptRecord {
         let (permit, number, started) = self.take_call();
-        permit.record(breaker_outcome(error));
-        let (usage, estimated) = self.consumed(reported, is_request_deadline(error));
+        // After a stream's commit point the breaker already heard the call succeed.
+        if let Some(permit) = permit {
+            permit.record(breaker_outcome(error));
+        }
+        let (usage, estimated) = self.consumed(reported, error.is_deadline_cut());
         let spent = self.spend(usage, estimated, started);
         self.write_usage(number, spent, UsageOutcome::Failed { kind: error.kind() });
         self.tell_layers(&CallOutcome::Failed { error, spent });
@@ -245,7 +276,7 @@ impl Attempt {
         )
     }
 
-    fn take_call(&mut self) -> (Permit, u32, Instant) {
+    fn take_call(&mut self) -> (Option<Permit>, u32, Instant) {
         match std::mem::replace(&mut self.phase, Phase::Finished) {
             Phase::Calling {
                 permit,

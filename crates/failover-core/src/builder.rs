@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use failover_breaker::{Breaker, BreakerConfig, CircuitBreaker, Clock, SystemClock};
 use failover_cache::{Cache, KeyDeriver};
@@ -31,6 +32,14 @@ pub enum BuildError {
     Breaker {
         /// The provider.
         provider: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A setting of [`AdapterConfig`] is out of its range.
+    #[error("adapter setting `{setting}`: {message}")]
+    Config {
+        /// The setting.
+        setting: &'static str,
         /// What is wrong.
         message: String,
     },
@@ -170,6 +179,13 @@ impl AdapterBuilder {
         if self.providers.is_empty() {
             return Err(BuildError::NoProviders);
         }
+        let share = self.config.attempt_share;
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(BuildError::Config {
+                setting: "attempt_share",
+                message: format!("must be above 0 and at most 1, got {share}"),
+            });
+        }
         let mut names = HashSet::new();
         let mut chain = Vec::with_capacity(self.providers.len());
         for (provider, choice) in self.providers {
@@ -228,6 +244,7 @@ impl AdapterBuilder {
             flights: Default::default(),
             request_layers: self.request_layers,
             provider_layers: self.provider_layers,
+            shut_down: AtomicBool::new(false),
         }))
     }
 }

@@ -9,7 +9,6 @@ use failover_provider::{Completion, CompletionRequest, Usd};
 
 use crate::attempt::{Failure, check_json};
 use crate::chain::{self, Answered};
-use crate::deadline::before_deadline;
 use crate::engine::Engine;
 use crate::error::FailoverError;
 use crate::layers::RequestOutcome;
@@ -38,13 +37,13 @@ async fn answer(
         Lookup::Missed { leader } => leader,
     };
     let prepared = &*prepared;
-    let (deadline, format) = (prepared.deadline, &prepared.request.response_format);
+    let format = &prepared.request.response_format;
     let Answered {
         attempt,
         value: response,
         mut attempts,
-    } = chain::walk(engine, prepared, |provider, request| async move {
-        let response = before_deadline(deadline, provider.complete(request)).await?;
+    } = chain::walk(engine, prepared, |provider, request, limits| async move {
+        let response = limits.run(provider.complete(request)).await?;
         if let Err(error) = check_json(format, &response.content) {
             return Err(Failure {
                 error,
@@ -56,7 +55,15 @@ async fn answer(
     .await?;
 
     let (cost, record) = attempt.succeeded(response.usage, false);
-    let (provider, model) = (record.provider.clone(), record.model.clone());
+    // The model that served the answer, as the provider reports it (`gpt-4o-2024-08-06`
+    // for a route to `gpt-4o`); the attempt and its usage record keep the routed model,
+    // which is what the price list knows.
+    let provider = record.provider.clone();
+    let model = if response.model.is_empty() {
+        record.model.clone()
+    } else {
+        response.model.clone()
+    };
     attempts.push(record);
     if reuse::wanted(prepared) {
         let answer = reuse::fresh_answer(

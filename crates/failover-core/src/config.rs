@@ -23,6 +23,13 @@ pub struct AdapterConfig {
     pub default_timeout: Option<Duration>,
     /// Request limits.
     pub limits: Limits,
+    /// The share of the time left before a request's deadline that a provider call gets
+    /// when a later provider of the chain could still answer (`0.0 < share <= 1.0`). Past
+    /// its share the call is abandoned as the provider's time-out (counted by its breaker)
+    /// and the next provider gets the rest; the last candidate gets all that is left. With
+    /// two providers and the default 0.5, a hung primary fails over half-way to the
+    /// deadline. Requests without a deadline are bounded by the providers' own time-outs.
+    pub attempt_share: f64,
     /// Whether a route may target a model without a price (its cost then reads as zero).
     /// Off by default: an unpriced model is a billing hole, refused when the adapter is built.
     pub allow_unpriced_models: bool,
@@ -38,6 +45,7 @@ impl Default for AdapterConfig {
             default_timeout: Some(Duration::from_secs(120)),
             limits: Limits::default(),
             allow_unpriced_models: false,
+            attempt_share: 0.5,
         }
     }
 }
@@ -76,6 +84,12 @@ impl AdapterConfig {
     /// Sets the request limits.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Sets the share of the time left a call gets when a later provider could answer.
+    pub fn with_attempt_share(mut self, share: f64) -> Self {
+        self.attempt_share = share;
         self
     }
 

@@ -1,15 +1,19 @@
-//! The request's one deadline, shared by every step: layers deciding, waiting for a
-//! coalesced answer, and every provider attempt (each gets the time left, not a fresh
-//! budget). Everything here uses tokio's clock, so the checks and the time-outs agree, also
-//! under a paused test clock.
+//! The request's one deadline, and how it is shared along the chain.
+//!
+//! Every step spends the same deadline: layers deciding, waiting for a coalesced answer,
+//! and the provider calls. A call that a later provider could still take over from gets
+//! only a share of the time left ([`AdapterConfig::attempt_share`]), so a hung primary
+//! leaves the fallback time to answer; running past that share is the provider's own
+//! time-out ([`ProviderError::attempt_deadline`]), which counts against its breaker. Only
+//! the request's own deadline is the caller's ([`ProviderError::request_deadline`]), which
+//! judges no provider. Everything here uses tokio's clock, so the checks and the time-outs
+//! agree, also under a paused test clock.
+//!
+//! [`AdapterConfig::attempt_share`]: crate::AdapterConfig::attempt_share
 
 use std::time::Instant;
 
-use failover_provider::{ErrorKind, ProviderError};
-
-/// The provider code marking a time-out that is the request's own deadline running out,
-/// not the provider's slowness.
-const REQUEST_DEADLINE_CODE: &str = "request_deadline";
+use failover_provider::{ProviderError, ProviderRequest};
 
 /// Whether `deadline` has passed.
 pub(crate) fn passed(deadline: Option<Instant>) -> bool {
@@ -29,21 +33,59 @@ pub(crate) async fn within<T>(
     }
 }
 
-/// Runs a provider call until `deadline`; running out is an [`ErrorKind::Timeout`] marked
-/// as the request's own (see [`is_request_deadline`]).
+/// The time limits of one provider call, taken from its request before the request is
+/// handed to the provider.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallLimits {
+    /// The request's own deadline.
+    pub(crate) deadline: Option<Instant>,
+    /// The earlier of the call's share and the request's deadline.
+    pub(crate) call_deadline: Option<Instant>,
+}
+
+impl CallLimits {
+    pub(crate) fn of(request: &ProviderRequest) -> Self {
+        Self {
+            deadline: request.deadline,
+            call_deadline: request.call_deadline(),
+        }
+    }
+
+    /// Runs a provider call until the call deadline; running out is the request's
+    /// deadline when that has passed, else the provider's time-out for its share.
+    pub(crate) async fn run<T>(
+        self,
+        call: impl Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        within(self.call_deadline, call)
+            .await
+            .unwrap_or_else(|| Err(self.out_of_time()))
+    }
+
+    fn out_of_time(self) -> ProviderError {
+        if passed(self.deadline) {
+            ProviderError::request_deadline()
+        } else {
+            ProviderError::attempt_deadline()
+        }
+    }
+}
+
+/// The share of the time left before `deadline` a call gets when a later provider could
+/// still answer: it must end by the returned instant.
+pub(crate) fn share_of(deadline: Instant, share: f64) -> Instant {
+    let now = tokio::time::Instant::now().into_std();
+    let left = deadline.saturating_duration_since(now);
+    now + left.mul_f64(share.clamp(0.0, 1.0))
+}
+
+/// Runs a provider call until the request's own deadline (a committed stream, which no
+/// other provider can take over any more).
 pub(crate) async fn before_deadline<T>(
     deadline: Option<Instant>,
     call: impl Future<Output = Result<T, ProviderError>>,
 ) -> Result<T, ProviderError> {
-    within(deadline, call).await.unwrap_or_else(|| {
-        Err(
-            ProviderError::new(ErrorKind::Timeout, "the request's deadline passed")
-                .with_provider_code(REQUEST_DEADLINE_CODE),
-        )
-    })
-}
-
-/// Whether `error` is the request's deadline running out (made by [`before_deadline`]).
-pub(crate) fn is_request_deadline(error: &ProviderError) -> bool {
-    error.kind() == ErrorKind::Timeout && error.provider_code() == Some(REQUEST_DEADLINE_CODE)
+    within(deadline, call)
+        .await
+        .unwrap_or_else(|| Err(ProviderError::request_deadline()))
 }

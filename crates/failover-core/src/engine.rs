@@ -6,6 +6,7 @@
 //! per provider. None of them calls back up.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use failover_breaker::{Breaker, Clock};
 use failover_provider::{Capabilities, Provider};
@@ -42,4 +43,7 @@ pub(crate) struct Engine {
     pub(crate) request_layers: Vec<Arc<dyn RequestLayer>>,
     /// Around each provider call, outermost first.
     pub(crate) provider_layers: Vec<Arc<dyn ProviderLayer>>,
+    /// Set by [`FailoverAdapter::shutdown`](crate::FailoverAdapter::shutdown): new requests
+    /// are refused.
+    pub(crate) shut_down: AtomicBool,
 }

@@ -14,6 +14,10 @@ pub enum FailoverError {
     /// The request was refused before any cache or provider was touched.
     #[error("invalid request: {0}")]
     Invalid(#[from] ValidationError),
+    /// The adapter was shut down ([`FailoverAdapter::shutdown`](crate::FailoverAdapter::shutdown)):
+    /// it takes no new requests.
+    #[error("the adapter is shut down and takes no new requests")]
+    ShutDown,
     /// A request layer rejected the request (a budget, a rate limit) before the cache and
     /// any provider were touched.
     #[error("request {request_id} rejected by {layer}: {reason}")]
@@ -104,6 +108,7 @@ impl FailoverError {
             | FailoverError::Refused { attempts, .. }
             | FailoverError::DeadlineExceeded { attempts, .. } => attempts,
             FailoverError::Invalid(_)
+            | FailoverError::ShutDown
             | FailoverError::Rejected { .. }
             | FailoverError::StreamInterrupted { .. } => &[],
         }

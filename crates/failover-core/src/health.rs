@@ -11,9 +11,11 @@ use crate::cache::CacheReport;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {
-    /// Every breaker admits calls.
+    /// Every breaker admits calls, and the cache and the ledger work.
     Healthy,
-    /// Some provider is unavailable, but at least one admits calls.
+    /// Requests are served, but not everything works: a provider is unavailable (at least
+    /// one admits calls), or the cache or the ledger is degraded (see
+    /// [`HealthReport::problems`]).
     Degraded,
     /// No provider admits calls.
     Unhealthy,
@@ -43,6 +45,9 @@ pub struct HealthReport {
     pub usage: SinkHealth,
     /// Usage records the sink refused (each one logged).
     pub usage_records_refused: u64,
+    /// Why the status is not healthy, one line each (a breaker open, a provider needing an
+    /// operator, the cache unreachable, usage spilled); empty when healthy.
+    pub problems: Vec<String>,
 }
 
 impl HealthReport {
@@ -52,13 +57,43 @@ impl HealthReport {
         usage: SinkHealth,
         usage_records_refused: u64,
     ) -> Self {
+        let mut problems = Vec::new();
+        for provider in &providers {
+            if !admits(provider.breaker.state) {
+                problems.push(format!(
+                    "{}: circuit breaker {}{}",
+                    provider.name,
+                    provider.breaker.state,
+                    provider
+                        .breaker
+                        .last_error_kind
+                        .map(|kind| format!(" (last error: {kind})"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        if let Some(cache) = &cache {
+            if let Some(reason) = &cache.backend.degraded {
+                problems.push(format!("cache: {reason}"));
+            } else if !cache.available {
+                problems.push("cache: its last operation failed or timed out".to_owned());
+            }
+        }
+        if let Some(reason) = &usage.degraded {
+            problems.push(format!("usage ledger: {reason}"));
+        }
+        if usage_records_refused > 0 {
+            problems.push(format!(
+                "usage ledger: {usage_records_refused} records refused by the sink"
+            ));
+        }
         let admitting = providers.iter().filter(|p| admits(p.breaker.state)).count();
-        let status = if admitting == providers.len() {
-            HealthStatus::Healthy
-        } else if admitting > 0 {
-            HealthStatus::Degraded
-        } else {
+        let status = if admitting == 0 {
             HealthStatus::Unhealthy
+        } else if problems.is_empty() {
+            HealthStatus::Healthy
+        } else {
+            HealthStatus::Degraded
         };
         Self {
             status,
@@ -66,6 +101,7 @@ impl HealthReport {
             cache,
             usage,
             usage_records_refused,
+            problems,
         }
     }
 

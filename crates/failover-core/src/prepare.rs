@@ -2,6 +2,7 @@
 //! needs (its id, its deadline, its messages, its cache key).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use failover_cache::CacheKey;
@@ -36,6 +37,9 @@ pub(crate) fn prepare(
     streamed: bool,
 ) -> Result<Prepared, FailoverError> {
     let started = Instant::now();
+    if engine.shut_down.load(Ordering::Acquire) {
+        return Err(FailoverError::ShutDown);
+    }
     validate(&request, &engine.config.limits)?;
     if !engine
         .chain

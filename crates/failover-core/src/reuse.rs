@@ -38,24 +38,35 @@ pub(crate) async fn lookup(engine: &Engine, prepared: &mut Prepared) -> Lookup {
         Ok(None) => {}
         Err(CacheUnavailable) => prepared.cache_usable = false,
     }
-    match engine.flights.join(key) {
-        Role::Leader(leader) => Lookup::Missed {
-            leader: Some(leader),
-        },
-        Role::Follower(flight) => match deadline::within(prepared.deadline, follow(flight))
-            .await
-            .flatten()
-        {
-            Some(answer) => {
+    // Waiting for a leader and re-forming the flight when it ends without an answer: the
+    // first follower to come back leads the next try and the rest follow it, so a failed
+    // leader never releases all of them onto a provider that just failed.
+    loop {
+        let flight = match engine.flights.join(key) {
+            Role::Leader(leader) => {
+                return Lookup::Missed {
+                    leader: Some(leader),
+                };
+            }
+            // A stream follows nobody: waiting would make its time to first token the
+            // leader's whole generation. It calls the providers itself.
+            Role::Follower(_) if prepared.context.streamed => {
+                return Lookup::Missed { leader: None };
+            }
+            Role::Follower(flight) => flight,
+        };
+        match deadline::within(prepared.deadline, follow(flight)).await {
+            Some(Some(answer)) => {
                 cache.count_coalesced();
                 let answer = Arc::unwrap_or_clone(answer);
                 record_cache_hit(engine, prepared, &answer);
-                Lookup::Answered(answer)
+                return Lookup::Answered(answer);
             }
-            // The leader ended without an answer (or our deadline came first): try on
-            // our own.
-            None => Lookup::Missed { leader: None },
-        },
+            // The leader ended without an answer: join again.
+            Some(None) => continue,
+            // Our deadline came first: the walk will report it.
+            None => return Lookup::Missed { leader: None },
+        }
     }
 }
 

@@ -10,8 +10,10 @@
 //! interruption or the caller dropping the stream: that is when the breaker, the usage
 //! record and the provider layers hear how the call ended, and then the request layers.
 
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use failover_cache::CachedCompletion;
 use failover_provider::{
@@ -19,11 +21,13 @@ use failover_provider::{
     ProviderStream, StreamChunk, StreamSummary, TokenUsage, Usd,
 };
 use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::attempt::{Attempt, check_json};
 use crate::chain::{self, Answered};
 use crate::coalesce::Leader;
-use crate::deadline::before_deadline;
+use crate::deadline::{self, before_deadline};
 use crate::engine::Engine;
 use crate::error::FailoverError;
 use crate::layers::RequestOutcome;
@@ -37,6 +41,9 @@ pub type CompletionStream = Pin<Box<dyn Stream<Item = Result<StreamChunk, Failov
 async fn next_event(stream: &mut ProviderStream) -> Result<Option<ProviderEvent>, ProviderError> {
     stream.next().await.transpose()
 }
+
+/// Chunks a committed stream's driver may hold for a caller that is not reading yet.
+const STREAM_BUFFER: usize = 32;
 
 /// Streams one request (see
 /// [`FailoverAdapter::stream_completion`](crate::FailoverAdapter::stream_completion)).
@@ -56,19 +63,31 @@ pub(crate) async fn stream(
         Lookup::Missed { leader } => leader,
     };
     let shared = &prepared;
-    let walked = chain::walk(engine, shared, move |provider, request| async move {
-        let mut stream = before_deadline(shared.deadline, provider.stream(request)).await?;
-        let first = first_event(shared, &mut stream).await?;
-        Ok((stream, first))
-    })
+    let walked = chain::walk(
+        engine,
+        shared,
+        move |provider, request, limits| async move {
+            let opened = limits.run(async move {
+                let mut stream = guarded(provider.stream(request).await?);
+                let first = first_event(shared, &mut stream).await?;
+                Ok((stream, first))
+            });
+            Ok(opened.await?)
+        },
+    )
     .await;
     let Answered {
-        attempt,
+        mut attempt,
         value: (stream, first),
         attempts,
     } = scope.finish_on_error(walked)?;
-    let committed = Committed {
+    attempt.commit();
+    let ending = Arc::new(Mutex::new(Ending {
         attempt: Some(attempt),
+        scope: Some(scope),
+    }));
+    let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+    let driver = Driver {
         engine: Arc::clone(engine),
         prepared,
         stream,
@@ -76,13 +95,34 @@ pub(crate) async fn stream(
         text: String::new(),
         attempts,
         leader,
-        scope,
-        finished: false,
+        ending: Arc::clone(&ending),
+        sender,
     };
-    Ok(Box::pin(futures::stream::unfold(
-        committed,
-        |mut state| async move { state.next_chunk().await.map(|item| (item, state)) },
-    )))
+    let driver = tokio::spawn(driver.run());
+    Ok(Box::pin(Delivered {
+        receiver,
+        ending,
+        driver,
+        ended: false,
+    }))
+}
+
+/// A provider stream whose panics are failed items, not a crash of the driver.
+fn guarded(stream: ProviderStream) -> ProviderStream {
+    Box::pin(
+        AssertUnwindSafe(stream)
+            .catch_unwind()
+            .map(|item| item.unwrap_or_else(|panic| Err(chain::panicked("stream", &*panic))))
+            .take_while({
+                // A panicked stream must not be polled again.
+                let mut failed = false;
+                move |item| {
+                    let go_on = !failed;
+                    failed |= item.is_err();
+                    futures::future::ready(go_on)
+                }
+            }),
+    )
 }
 
 /// A cached answer as a stream's content and summary.
@@ -119,7 +159,7 @@ async fn first_event(
     stream: &mut ProviderStream,
 ) -> Result<ProviderEvent, ProviderError> {
     loop {
-        match before_deadline(prepared.deadline, next_event(stream)).await? {
+        match next_event(stream).await? {
             Some(ProviderEvent::Delta(text)) if text.is_empty() => continue,
             // An empty answer cannot be JSON; nothing has reached the caller, so this is a
             // failure that may still fail over.
@@ -140,12 +180,67 @@ async fn first_event(
     }
 }
 
-/// A stream past its commit point.
-struct Committed {
-    /// `Some` until the terminal event; dropping it unfinished records a cancellation.
-    /// Declared first so that, on a drop, the call's layers hear of it before the
-    /// request's (fields drop in order).
+/// What a committed stream still owes when it ends — the attempt (usage record, provider
+/// layers) and the request layers — shared by the driver and the caller's end, so that
+/// whichever ends the stream first settles it, at once: a caller dropping the stream
+/// settles it as a cancellation in the drop itself.
+struct Ending {
+    /// Declared first so that, when dropped together, the call's layers hear of it before
+    /// the request's (fields drop in order).
     attempt: Option<Attempt>,
+    scope: Option<RequestScope>,
+}
+
+fn lock(ending: &Mutex<Ending>) -> std::sync::MutexGuard<'_, Ending> {
+    ending
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The caller's end of a committed stream: the chunks the driver sent, then the terminal
+/// item the driver left in its `Ending`.
+struct Delivered {
+    receiver: mpsc::Receiver<Result<StreamChunk, FailoverError>>,
+    ending: Arc<Mutex<Ending>>,
+    driver: JoinHandle<()>,
+    ended: bool,
+}
+
+impl Stream for Delivered {
+    type Item = Result<StreamChunk, FailoverError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let item = std::task::ready!(self.receiver.poll_recv(cx));
+        // The driver sends its terminal item (done or error) last, then stops.
+        self.ended = item
+            .as_ref()
+            .is_none_or(|item| matches!(item, Err(_) | Ok(StreamChunk::Done(_))));
+        Poll::Ready(item)
+    }
+}
+
+impl Drop for Delivered {
+    fn drop(&mut self) {
+        // Stop reading the provider (dropping the driver cancels the upstream call)...
+        self.driver.abort();
+        // ...and settle the call as cancelled now, not when the driver's task is reaped.
+        let (attempt, scope) = {
+            let mut ending = lock(&self.ending);
+            (ending.attempt.take(), ending.scope.take())
+        };
+        drop(attempt);
+        drop(scope);
+    }
+}
+
+/// A stream past its commit point, read by its own task: the request's deadline, the
+/// provider's first-token and stall limits and the accounting hold whether or not the
+/// caller keeps polling. The caller's end holds up to [`STREAM_BUFFER`] chunks; a caller
+/// that stops reading holds the driver only until the request's deadline.
+struct Driver {
     engine: Arc<Engine>,
     prepared: Prepared,
     stream: ProviderStream,
@@ -155,45 +250,95 @@ struct Committed {
     attempts: Vec<AttemptRecord>,
     /// Set when identical requests wait for this stream's answer.
     leader: Option<Leader>,
-    /// The request layers, told when the stream ends (or is dropped).
-    scope: RequestScope,
-    finished: bool,
+    ending: Arc<Mutex<Ending>>,
+    sender: mpsc::Sender<Result<StreamChunk, FailoverError>>,
 }
 
-impl Committed {
-    async fn next_chunk(&mut self) -> Option<Result<StreamChunk, FailoverError>> {
-        if self.finished {
-            return None;
-        }
+impl Driver {
+    async fn run(mut self) {
         loop {
             let event = match self.pending.take() {
                 Some(event) => Ok(Some(event)),
-                None => before_deadline(self.prepared.deadline, next_event(&mut self.stream)).await,
+                None => {
+                    let next =
+                        before_deadline(self.prepared.deadline, next_event(&mut self.stream));
+                    tokio::select! {
+                        event = next => event,
+                        // The caller dropped its end: its drop settled the call.
+                        () = self.sender.closed() => return,
+                    }
+                }
             };
-            return Some(match event {
+            let terminal = match event {
                 Ok(Some(ProviderEvent::Delta(text))) => {
                     if text.is_empty() {
                         continue;
                     }
-                    self.text.push_str(&text);
-                    if let Some(attempt) = self.attempt.as_mut() {
-                        attempt.received_bytes += text.len();
+                    if !self.deliver(text).await {
+                        return;
                     }
-                    Ok(StreamChunk::Delta { text })
+                    continue;
                 }
                 Ok(Some(ProviderEvent::Finished {
                     finish_reason,
                     usage,
                 })) => self.finish(finish_reason, usage).await,
-                Ok(None) => Err(self.interrupt(
-                    ProviderError::new(
-                        ErrorKind::StreamCut,
-                        "the stream ended without its terminal event",
-                    ),
-                    None,
-                )),
-                Err(error) => Err(self.interrupt(error, None)),
-            });
+                Ok(None) => self
+                    .interrupt(
+                        ProviderError::new(
+                            ErrorKind::StreamCut,
+                            "the stream ended without its terminal event",
+                        ),
+                        None,
+                    )
+                    .map(Err),
+                Err(error) => self.interrupt(error, None).map(Err),
+            };
+            // Unless the caller left meanwhile; then there is nobody to tell.
+            if let Some(terminal) = terminal {
+                let _ = self.sender.send(terminal).await;
+            }
+            return;
+        }
+    }
+
+    /// Hands one delta to the caller, waiting while its buffer is full — until the
+    /// request's deadline, which then interrupts the stream. `false` when the stream ended
+    /// (the caller left, or the deadline passed).
+    async fn deliver(&mut self, text: String) -> bool {
+        let bytes = text.len();
+        // Received is what the provider generated (and bills), delivered or not.
+        if let Some(attempt) = lock(&self.ending).attempt.as_mut() {
+            attempt.received_bytes += bytes;
+        }
+        self.text.push_str(&text);
+        let sent = deadline::within(
+            self.prepared.deadline,
+            self.sender.send(Ok(StreamChunk::Delta { text })),
+        )
+        .await;
+        match sent {
+            Some(Ok(())) => true,
+            // The caller dropped its end: its drop settled the call.
+            Some(Err(_)) => false,
+            None => {
+                // What the caller got is what the error reports as delivered.
+                self.text.truncate(self.text.len() - bytes);
+                if let Some(error) = self.interrupt(ProviderError::request_deadline(), None) {
+                    // The buffer is full; the caller reads the error after what it holds.
+                    let _ = self.sender.send(Err(error)).await;
+                }
+                false
+            }
+        }
+    }
+
+    /// Takes what the stream owes, unless the caller's drop already settled it.
+    fn take_ending(&self) -> Option<(Attempt, RequestScope)> {
+        let mut ending = lock(&self.ending);
+        match (ending.attempt.take(), ending.scope.take()) {
+            (Some(attempt), Some(scope)) => Some((attempt, scope)),
+            _ => None,
         }
     }
 
@@ -201,15 +346,11 @@ impl Committed {
         &mut self,
         finish_reason: FinishReason,
         reported: Option<TokenUsage>,
-    ) -> Result<StreamChunk, FailoverError> {
+    ) -> Option<Result<StreamChunk, FailoverError>> {
         if let Err(error) = check_json(&self.prepared.request.response_format, &self.text) {
-            return Err(self.interrupt(error, reported));
+            return self.interrupt(error, reported).map(Err);
         }
-        self.finished = true;
-        let attempt = self
-            .attempt
-            .take()
-            .expect("a committed stream holds its attempt until it finishes");
+        let (attempt, mut scope) = self.take_ending()?;
         let (usage, estimated) = self
             .prepared
             .context
@@ -240,21 +381,21 @@ impl Committed {
             latency: self.prepared.started.elapsed(),
             attempts,
         };
-        self.scope.finish(&RequestOutcome::Streamed(&summary));
-        Ok(StreamChunk::Done(summary))
+        scope.finish(&RequestOutcome::Streamed(&summary));
+        Some(Ok(StreamChunk::Done(summary)))
     }
 
-    /// Ends the stream with an error item; `reported` is the usage the provider reported
-    /// with an answer we reject.
-    fn interrupt(&mut self, error: ProviderError, reported: Option<TokenUsage>) -> FailoverError {
-        self.finished = true;
+    /// Ends the stream with an error; `reported` is the usage the provider reported with
+    /// an answer we reject. `None` when the caller's drop already settled the stream.
+    fn interrupt(
+        &mut self,
+        error: ProviderError,
+        reported: Option<TokenUsage>,
+    ) -> Option<FailoverError> {
         // Release identical requests waiting on this stream now, not when the caller
         // drops it: they go to the providers themselves.
         self.leader = None;
-        let attempt = self
-            .attempt
-            .take()
-            .expect("a committed stream holds its attempt until it finishes");
+        let (attempt, mut scope) = self.take_ending()?;
         let provider = attempt.provider().to_owned();
         tracing::warn!(
             request_id = %self.prepared.request_id(),
@@ -272,7 +413,7 @@ impl Committed {
             message: error.detail(),
             delivered_bytes: self.text.len(),
         };
-        self.scope.finish(&RequestOutcome::Failed(&interrupted));
-        interrupted
+        scope.finish(&RequestOutcome::Failed(&interrupted));
+        Some(interrupted)
     }
 }
