@@ -27,6 +27,14 @@ fn adapter_over(
     builder.build().unwrap()
 }
 
+/// Within the paused clock's timer resolution of `expected`.
+fn assert_near(elapsed: Duration, expected: Duration) {
+    assert!(
+        elapsed >= expected && elapsed <= expected + Duration::from_millis(5),
+        "{elapsed:?} is not {expected:?}"
+    );
+}
+
 fn request() -> CompletionRequest {
     CompletionRequest::prompt("t", "a", "gpt-4", "hello")
 }
@@ -74,45 +82,99 @@ async fn an_unavailable_cache_is_a_miss_not_a_failure() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_deadline_bounds_every_attempt_together() {
-    let slow = Arc::new(
+async fn a_hung_primary_gets_a_share_of_the_deadline_and_fails_over_in_time() {
+    let hung = Arc::new(
         ScriptedProvider::new("bedrock").then(Step::reply("late").after(Duration::from_secs(10))),
     );
-    let fallback = Arc::new(ScriptedProvider::always("openai", "never reached in time"));
+    let fallback = Arc::new(ScriptedProvider::always("openai", "in time"));
     let sink = Arc::new(MemoryUsageSink::default());
-    let adapter = adapter_over(vec![slow.clone(), fallback.clone()], None, sink.clone());
-    let error = adapter
+    let adapter = adapter_over(vec![hung.clone(), fallback.clone()], None, sink.clone());
+    let started = tokio::time::Instant::now();
+    let answer = adapter
         .generate_completion(request().timeout(Duration::from_secs(2)))
         .await
-        .unwrap_err();
-    let FailoverError::DeadlineExceeded { attempts, .. } = &error else {
-        panic!("{error}")
-    };
-    assert_eq!(attempts.len(), 1);
+        .unwrap();
+    assert_eq!(
+        (answer.provider.as_str(), answer.content.as_str()),
+        ("openai", "in time")
+    );
+    // The default share is half of the time left: the primary is abandoned at 1 s (give
+    // or take the timer's millisecond resolution).
+    assert_near(started.elapsed(), Duration::from_secs(1));
     assert!(matches!(
-        attempts[0].outcome,
+        answer.attempts[0].outcome,
         AttemptOutcome::Failed {
             kind: ErrorKind::Timeout,
             ..
         }
     ));
+    // Using up its share is the provider's time-out: its breaker counts it, and the
+    // abandoned call is billed by estimate (the provider went on processing the input).
+    let breaker = adapter.breaker("bedrock").unwrap().snapshot();
+    assert_eq!((breaker.failures, breaker.successes), (1, 0));
+    let records = sink.records();
     assert_eq!(
-        fallback.call_count(),
-        0,
-        "no attempt starts after the deadline"
-    );
-    assert_eq!(
-        sink.records()[0].outcome,
+        records[0].outcome,
         UsageOutcome::Failed {
             kind: ErrorKind::Timeout
         }
     );
+    assert!(records[0].usage_estimated);
+    assert!(records[0].usage.input_tokens > 0);
+    assert!(records[1].fallback_used);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hung_primaries_trip_their_breaker_while_callers_get_answers() {
+    let hung = Arc::new(
+        ScriptedProvider::new("bedrock")
+            .otherwise(Step::reply("late").after(Duration::from_secs(3600))),
+    );
+    let fallback = Arc::new(ScriptedProvider::always("openai", "in time"));
+    let sink = Arc::new(MemoryUsageSink::default());
+    let adapter = adapter_over(vec![hung.clone(), fallback.clone()], None, sink);
+    let trip_after = BreakerConfig::default().consecutive_failures;
+    for _ in 0..trip_after {
+        let answer = adapter
+            .generate_completion(request().timeout(Duration::from_secs(2)))
+            .await
+            .unwrap();
+        assert_eq!(answer.provider, "openai");
+    }
+    let breaker = adapter.breaker("bedrock").unwrap().snapshot();
+    assert_eq!(breaker.state, failover_breaker::BreakerState::Open);
+    // Now Bedrock is skipped at once: the fallback answers without waiting for a share.
+    let started = tokio::time::Instant::now();
+    adapter
+        .generate_completion(request().timeout(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(hung.call_count(), trip_after as usize);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_last_candidate_gets_all_the_time_left_and_the_deadline_is_the_callers() {
+    let slow = Arc::new(
+        ScriptedProvider::new("bedrock").then(Step::reply("late").after(Duration::from_secs(10))),
+    );
+    let sink = Arc::new(MemoryUsageSink::default());
+    let adapter = adapter_over(vec![slow.clone()], None, sink.clone());
+    let started = tokio::time::Instant::now();
+    let error = adapter
+        .generate_completion(request().timeout(Duration::from_secs(2)))
+        .await
+        .unwrap_err();
+    assert_near(started.elapsed(), Duration::from_secs(2));
+    let FailoverError::DeadlineExceeded { attempts, .. } = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(attempts.len(), 1);
     // The caller's deadline is the caller's budget: it judges no provider, and the
-    // abandoned call is billed by estimate (the provider went on processing the input).
+    // abandoned call is billed by estimate.
     let breaker = adapter.breaker("bedrock").unwrap().snapshot();
     assert_eq!((breaker.failures, breaker.successes), (0, 0));
     assert!(sink.records()[0].usage_estimated);
-    assert!(sink.records()[0].usage.input_tokens > 0);
 }
 
 #[tokio::test]
