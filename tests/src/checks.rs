@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use failover_core::FailoverAdapter;
-use failover_provider::CompletionRequest;
+use failover_provider::{Completion, CompletionRequest};
 use failover_standin::{StandIns, Vendor};
 use failover_usage::UsageRecord;
 
@@ -21,6 +21,22 @@ pub fn request_for(harness: &Harness, tenant_id: &str, prompt: &str) -> Completi
     let mut request = harness.request(prompt);
     request.tenant_id = tenant_id.to_owned();
     request
+}
+
+/// Asserts that `completion` was served by the model its provider was routed to: the
+/// completion names the model as the provider reported it — the routed one or a dated
+/// version of it (`gpt-4-0613` for `gpt-4`) — and its last attempt the routed one.
+pub fn assert_served_by_route(completion: &Completion) {
+    let routed = &completion
+        .attempts
+        .last()
+        .expect("a provider answered")
+        .model;
+    assert!(
+        completion.model.starts_with(routed.as_str()),
+        "served by {}, routed to {routed}",
+        completion.model
+    );
 }
 
 /// The usage items DynamoDB holds for `tenant_id` once `adapter` has flushed its queue, in

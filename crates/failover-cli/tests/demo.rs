@@ -113,8 +113,8 @@ fn the_demo_in_memory_mode_succeeds_with_every_scenario_as_expected() {
 
     assert!(
         stdout.contains(
-            "bedrock (anthropic.claude-3-5-sonnet-20240620-v1:0): skipped, circuit breaker open; \
-             openai (gpt-4): unavailable"
+            "bedrock (anthropic.claude-3-5-sonnet-20240620-v1:0): skipped, circuit breaker \
+             forced open by an operator (open until reset); openai (gpt-4): unavailable"
         ),
         "the all-fail error names every attempt:\n{stdout}"
     );

@@ -1,5 +1,5 @@
 //! Coalescing with scripted providers and paused time: a failed leader releases its
-//! followers, an interrupted stream leader releases them while its caller still holds the
+//! followers into a new flight (one of them leads, the rest wait), an interrupted stream leader releases them while its caller still holds the
 //! stream. (Coalescing on the real clients is in the scenario suite.)
 
 mod common;
@@ -33,6 +33,33 @@ async fn a_failed_leader_releases_its_followers_to_try_themselves() {
     assert!(!follower.cached);
     assert_eq!(world.bedrock.call_count(), 2);
     assert_eq!(world.adapter.health().cache.unwrap().coalesced, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_leader_re_forms_the_flight_instead_of_a_stampede() {
+    const FOLLOWERS: usize = 8;
+    let world = World::new(
+        ScriptedProvider::new(BEDROCK)
+            .then(Step::fail(ErrorKind::InvalidRequest).after(Duration::from_millis(100)))
+            .otherwise(Step::reply("second try").after(Duration::from_millis(100))),
+        ScriptedProvider::always(OPENAI, "unused"),
+    );
+    let leader = world.adapter.generate_completion(request("t"));
+    let followers = futures::future::join_all((0..FOLLOWERS).map(|_| async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        world.adapter.generate_completion(request("t")).await
+    }));
+    let (leader, followers) = tokio::join!(leader, followers);
+    assert!(leader.is_err());
+    for follower in followers {
+        assert_eq!(follower.unwrap().content, "second try");
+    }
+    // One follower led the second try; the others waited for it, not for the provider.
+    assert_eq!(world.bedrock.call_count(), 2);
+    assert_eq!(
+        world.adapter.health().cache.unwrap().coalesced,
+        u64::try_from(FOLLOWERS - 1).unwrap()
+    );
 }
 
 #[tokio::test(start_paused = true)]

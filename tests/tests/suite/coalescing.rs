@@ -21,7 +21,7 @@ pub(crate) fn tests() -> Vec<SuiteTest> {
         ],
         offline_only("slows the stand-in so every caller joins the flight"): [
             followers_wait_for_the_leaders_flight_and_share_its_answer,
-            a_stream_leader_answers_waiting_streams_and_plain_calls,
+            a_stream_leader_answers_waiting_plain_calls_and_streams_call_on_their_own,
         ],
     }
 }
@@ -127,41 +127,61 @@ async fn followers_wait_for_the_leaders_flight_and_share_its_answer() {
     assert_eq!(entries.len(), 1);
 }
 
-async fn a_stream_leader_answers_waiting_streams_and_plain_calls() {
+/// A plain call waits for an identical stream in flight; a second stream does not (waiting
+/// would make its time to first token the leader's whole generation): it calls on its own.
+async fn a_stream_leader_answers_waiting_plain_calls_and_streams_call_on_their_own() {
     let harness = Harness::start().await;
+    let adapter = harness.adapter();
+    let stream_text = |request: CompletionRequest| {
+        let adapter = adapter.clone();
+        async move {
+            adapter
+                .stream_completion(request)
+                .await
+                .unwrap()
+                .filter_map(|chunk| async move {
+                    match chunk.unwrap() {
+                        StreamChunk::Delta { text } => Some(text),
+                        StreamChunk::Done(_) => None,
+                    }
+                })
+                .collect::<String>()
+                .await
+        }
+    };
+    let reply = failover_standin::BEDROCK_REPLY;
+
+    // A plain call joins the stream's flight.
     harness
         .offline()
         .inject(Vendor::Bedrock, Fault::Slow(Duration::from_millis(500)), 1)
         .await;
-    let adapter = harness.adapter();
     let request = harness.request("Spell the word failover.");
-    let stream_text = || async {
-        adapter
-            .stream_completion(request.clone())
-            .await
-            .unwrap()
-            .filter_map(|chunk| async move {
-                match chunk.unwrap() {
-                    StreamChunk::Delta { text } => Some(text),
-                    StreamChunk::Done(_) => None,
-                }
-            })
-            .collect::<String>()
-            .await
-    };
-    let (first, second, plain) = tokio::join!(stream_text(), stream_text(), async {
+    let (streamed, plain) = tokio::join!(stream_text(request.clone()), async {
         tokio::time::sleep(Duration::from_millis(50)).await;
         adapter.generate_completion(request.clone()).await.unwrap()
     });
-    let reply = failover_standin::BEDROCK_REPLY;
-    assert_eq!((first.as_str(), second.as_str()), (reply, reply));
-    assert_eq!(plain.content, reply);
+    assert_eq!((streamed.as_str(), plain.content.as_str()), (reply, reply));
     assert_eq!(harness.offline().calls(Vendor::Bedrock).await, 1);
-    assert_eq!(adapter.health().cache.unwrap().coalesced, 2);
+    assert_eq!(adapter.health().cache.unwrap().coalesced, 1);
+
+    // A second stream does not wait for the first: it calls, and finishes, on its own.
+    harness
+        .offline()
+        .inject(Vendor::Bedrock, Fault::Slow(Duration::from_millis(500)), 1)
+        .await;
+    let request = harness.request("Spell the word resilience.");
+    let (slow, fast) = tokio::join!(stream_text(request.clone()), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stream_text(request.clone()).await
+    });
+    assert_eq!((slow.as_str(), fast.as_str()), (reply, reply));
+    assert_eq!(harness.offline().calls(Vendor::Bedrock).await, 3);
+    assert_eq!(adapter.health().cache.unwrap().coalesced, 1);
     assert_eq!(
         stored_usage(&harness, &adapter, &harness.tenant())
             .await
             .len(),
-        1
+        3
     );
 }

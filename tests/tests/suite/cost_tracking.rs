@@ -6,7 +6,9 @@
 use failover_provider::{CompletionRequest, TokenUsage, Usd};
 use failover_scenarios::Harness;
 use failover_scenarios::runner::SuiteTest;
-use failover_scenarios::{AGENT, BEDROCK, BEDROCK_MODEL, MODEL, OPENAI, request_for, stored_usage};
+use failover_scenarios::{
+    AGENT, BEDROCK, BEDROCK_MODEL, MODEL, OPENAI, assert_served_by_route, request_for, stored_usage,
+};
 use failover_standin::Vendor;
 use failover_usage::{PricingTable, UsageQuery};
 use rust_decimal::Decimal;
@@ -151,10 +153,8 @@ async fn each_model_is_priced_at_its_own_rate() {
         .generate_completion(harness.request("Name a fruit."))
         .await
         .unwrap();
-    assert_eq!(
-        (openai.provider.as_str(), openai.model.as_str()),
-        (OPENAI, MODEL)
-    );
+    assert_eq!(openai.provider, OPENAI);
+    assert_served_by_route(&openai);
 
     assert_eq!(
         Some(bedrock.estimated_cost),

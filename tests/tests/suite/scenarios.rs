@@ -2,11 +2,15 @@
 //! the stores hold afterwards: DynamoDB usage items, Redis entries, breaker states, and —
 //! offline — the requests each provider's server received.
 
+use std::time::Duration;
+
 use failover_breaker::BreakerState;
 use failover_core::{FailoverError, HealthStatus};
 use failover_provider::{AttemptOutcome, ErrorKind, Usd};
 use failover_scenarios::runner::SuiteTest;
-use failover_scenarios::{BEDROCK, CACHE_TTL, OPENAI, stored_cache_entries, stored_usage};
+use failover_scenarios::{
+    BEDROCK, CACHE_TTL, OPENAI, assert_served_by_route, stored_cache_entries, stored_usage,
+};
 use failover_scenarios::{Harness, HarnessOptions};
 use failover_standin::{Fault, Vendor};
 use failover_usage::UsageOutcome;
@@ -77,7 +81,7 @@ async fn scenario_2_unreachable_bedrock_falls_back_to_openai() {
         .await
         .unwrap();
     assert_eq!(result.provider, OPENAI);
-    assert_eq!(result.model, "gpt-4");
+    assert_served_by_route(&result);
     assert!(matches!(
         result.attempts[0].outcome,
         AttemptOutcome::Failed {
@@ -256,7 +260,8 @@ async fn scenario_5_all_providers_failing_is_one_error_naming_each_attempt() {
     );
     assert!(
         message.contains(
-            "bedrock (anthropic.claude-3-5-sonnet-20240620-v1:0): skipped, circuit breaker open"
+            "bedrock (anthropic.claude-3-5-sonnet-20240620-v1:0): skipped, circuit breaker forced \
+             open by an operator (open until reset)"
         ),
         "{message}"
     );
@@ -282,18 +287,36 @@ async fn scenario_5_all_providers_failing_is_one_error_naming_each_attempt() {
             .iter()
             .all(|attempt| matches!(attempt.outcome, AttemptOutcome::SkippedBreakerOpen { .. }))
     );
+    // No provider was called: the error says when OpenAI's breaker admits its next probe
+    // (Bedrock, forced open, reopens only when reset).
+    let FailoverError::Unavailable { retry_after, .. } = &error else {
+        panic!("expected every provider unavailable, got {error}")
+    };
+    let next_probe = retry_after.expect("OpenAI's breaker knows its next probe");
+    assert!(next_probe > Duration::ZERO && next_probe <= Duration::from_secs(120));
+    assert_eq!(error.retry_after(), *retry_after);
     assert_eq!(adapter.health().status, HealthStatus::Unhealthy);
 
-    // Stores: nothing cached; three failed OpenAI calls in the ledger, none billed, and no
-    // record for the skipped attempts.
+    // Stores: nothing cached; three failed OpenAI calls in the ledger, none billed, and the
+    // request no provider could take, recorded as rejected at no cost.
     let tenant = harness.tenant();
     assert!(
         stored_cache_entries(&harness, &tenant, CACHE_TTL, &["anything"])
             .await
             .is_empty()
     );
-    let items = stored_usage(&harness, &adapter, &tenant).await;
-    assert_eq!(items.len(), 3, "{items:?}");
+    let mut items = stored_usage(&harness, &adapter, &tenant).await;
+    assert_eq!(items.len(), 4, "{items:?}");
+    let rejected = items.remove(
+        items
+            .iter()
+            .position(|item| item.outcome == UsageOutcome::Rejected)
+            .expect("the rejected request is recorded"),
+    );
+    assert_eq!(
+        (rejected.outcome, rejected.cost, rejected.provider.as_str()),
+        (UsageOutcome::Rejected, Usd::ZERO, BEDROCK)
+    );
     for item in &items {
         assert_eq!(item.provider, OPENAI);
         assert_eq!(
