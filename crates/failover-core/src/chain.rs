@@ -92,10 +92,10 @@ where
         }
         let limits = CallLimits::of(&request);
         let call = try_provider(slot.provider.as_ref(), request, limits);
-        let result = AssertUnwindSafe(call)
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|panic| Err(Failure::from(panicked(&slot.name, &*panic))));
+        let result = match AssertUnwindSafe(call).catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => Err(Failure::from(panicked(&slot.name, &*panic))),
+        };
         match result {
             Ok(value) => {
                 return Ok(Answered {
