@@ -6,9 +6,12 @@
 //! [`FailoverError::StreamInterrupted`] item: never a silent clean end, never a second
 //! provider's text spliced onto the first's.
 //!
-//! The provider's attempt stays open past the commit point, until the terminal event, the
-//! interruption or the caller dropping the stream: that is when the breaker, the usage
-//! record and the provider layers hear how the call ended, and then the request layers.
+//! At the commit point the breaker hears the provider answered (so a slow stream never pins
+//! a probe slot). The rest of the stream is read by its own task ([`Driver`]), so the
+//! deadline and the provider's stall limit hold whether or not the caller polls; the
+//! attempt stays open until the terminal event, the interruption or the caller dropping
+//! the stream: that is when the usage record and the provider layers hear how the call
+//! ended, and then the request layers.
 
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -68,7 +71,7 @@ pub(crate) async fn stream(
         shared,
         move |provider, request, limits| async move {
             let opened = limits.run(async move {
-                let mut stream = guarded(provider.stream(request).await?);
+                let mut stream = guarded(provider.name(), provider.stream(request).await?);
                 let first = first_event(shared, &mut stream).await?;
                 Ok((stream, first))
             });
@@ -107,21 +110,14 @@ pub(crate) async fn stream(
     }))
 }
 
-/// A provider stream whose panics are failed items, not a crash of the driver.
-fn guarded(stream: ProviderStream) -> ProviderStream {
+/// A provider stream whose panic is a failed item (after which it ends: `catch_unwind`
+/// never polls a panicked stream again), not a crash of the task reading it.
+fn guarded(provider: &str, stream: ProviderStream) -> ProviderStream {
+    let provider = provider.to_owned();
     Box::pin(
         AssertUnwindSafe(stream)
             .catch_unwind()
-            .map(|item| item.unwrap_or_else(|panic| Err(chain::panicked("stream", &*panic))))
-            .take_while({
-                // A panicked stream must not be polled again.
-                let mut failed = false;
-                move |item| {
-                    let go_on = !failed;
-                    failed |= item.is_err();
-                    futures::future::ready(go_on)
-                }
-            }),
+            .map(move |item| item.unwrap_or_else(|panic| Err(chain::panicked(&provider, &*panic)))),
     )
 }
 
