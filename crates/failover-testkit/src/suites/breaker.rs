@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use failover_breaker::{Breaker, BreakerConfig, BreakerState, ManualClock, Outcome, Permit};
 
-/// The configuration every check starts from: window 10, minimum 4 calls, rate 0.5,
-/// 3 consecutive failures, open 10 s doubling up to 60 s, no jitter, 2 probes, 2 successes
-/// to close.
+/// The configuration every check starts from: a count window of 10, minimum 4 calls, rate
+/// 0.5, 3 consecutive failures, open 10 s doubling up to 60 s, no jitter, 2 probes, 2
+/// successes to close, no tenant cap, a 10 min hold after a configuration fault.
 pub fn suite_config() -> BreakerConfig {
     BreakerConfig {
         failure_rate_threshold: 0.5,
@@ -35,8 +35,14 @@ pub fn suite_config() -> BreakerConfig {
         jitter_seed: Some(7),
         half_open_max_probes: 2,
         half_open_successes_to_close: 2,
+        window_duration: None,
+        max_failures_per_tenant: 0,
+        config_fault_open_duration: CONFIG_FAULT_HOLD,
     }
 }
+
+/// The suite config's hold after a configuration fault trips the breaker.
+const CONFIG_FAULT_HOLD: Duration = Duration::from_secs(600);
 
 const OPEN: Duration = Duration::from_secs(10);
 
