@@ -182,9 +182,16 @@ impl Model {
                 let cap = self.config.max_failures_per_tenant as usize;
                 if let (true, Some(tenant)) = (cap > 0, token.tenant) {
                     self.prune();
+                    // In a full count window the failure will evict the oldest outcome: the
+                    // cap is on the window as it will be.
+                    let evicted = usize::from(
+                        self.config.window_duration.is_none()
+                            && self.window.len() == self.config.window_size as usize,
+                    );
                     let mine = self
                         .window
                         .iter()
+                        .skip(evicted)
                         .filter(|e| e.failed && e.tenant == Some(tenant))
                         .count();
                     if mine >= cap {
