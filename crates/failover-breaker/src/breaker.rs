@@ -373,17 +373,20 @@ impl Breaker for CircuitBreaker {
 impl fmt::Debug for CircuitBreaker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let core = &*self.shared.core;
-        let (successes, failures) = core.window.counts();
-        f.debug_struct("CircuitBreaker")
-            .field("state", &self.state())
-            .field("successes", &successes)
-            .field("failures", &failures)
-            .field(
-                "consecutive_failures",
-                &core.consecutive.load(Ordering::Relaxed),
-            )
-            .field("config", &core.config)
-            .finish_non_exhaustive()
+        let mut f = f.debug_struct("CircuitBreaker");
+        f.field("state", &self.state());
+        // Read without the lock (Debug must not block): the count window's atomics only;
+        // a time window's buckets are behind the lock (see `snapshot`).
+        if core.window_seconds.is_none() {
+            let (successes, failures) = core.window.counts();
+            f.field("successes", &successes)
+                .field("failures", &failures)
+                .field(
+                    "consecutive_failures",
+                    &core.consecutive.load(Ordering::Relaxed),
+                );
+        }
+        f.field("config", &core.config).finish_non_exhaustive()
     }
 }
 

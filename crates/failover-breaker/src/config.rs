@@ -48,10 +48,11 @@ pub struct BreakerConfig {
     /// window holds [`minimum_calls`](Self::minimum_calls) outcomes. `0 < x ≤ 1`; default `0.5`.
     pub failure_rate_threshold: f64,
     /// The window is the last `window_size` recorded outcomes (count-based, sliding).
-    /// `1..=`[`MAX_WINDOW_SIZE`]; default `20`.
+    /// `1..=`[`MAX_WINDOW_SIZE`]; default `20`. Unused (but still range-checked) when
+    /// [`window_duration`](Self::window_duration) makes the window time-based.
     pub window_size: u32,
     /// Outcomes the window must hold before the failure rate is judged.
-    /// `1..=window_size`; default `10`.
+    /// `1..=window_size` for a count window, `≥ 1` for a time window; default `10`.
     pub minimum_calls: u32,
     /// Trip on this many consecutive failures whatever the rate; `0` disables. Default `5`.
     pub consecutive_failures: u32,

@@ -369,7 +369,6 @@ fn config_strategy() -> impl Strategy<Value = (BreakerConfig, u32)> {
                     jitter_seed: Some(0),
                     half_open_max_probes: probes,
                     half_open_successes_to_close: close.clamp(1, probes),
-                    ..BreakerConfig::default()
                 };
                 (config, multiplier)
             },
