@@ -421,8 +421,9 @@ impl Core {
     }
 
     fn rate_trips(&self, successes: u64, failures: u64) -> bool {
-        let total = successes + failures;
-        total >= u64::from(self.config.minimum_calls)
+        // The threshold is > 0 (validated): no failures, no trip, and no division.
+        failures > 0
+            && successes + failures >= u64::from(self.config.minimum_calls)
             && rate(successes, failures) >= self.config.failure_rate_threshold
     }
 
