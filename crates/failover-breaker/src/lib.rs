@@ -162,6 +162,10 @@ pub struct BreakerSnapshot {
 ///   `retry_after` among the failures that tripped it; then HALF_OPEN.
 /// - HALF_OPEN admits at most the configured number of probes at once; their successes
 ///   close the breaker, any failure reopens it.
+/// - [`Outcome::NeedsOperator`] counts as a failure; when it trips the breaker (or fails a
+///   probe) the open period is at least the configuration-fault hold and the snapshot
+///   reports `needs_operator` until the breaker closes or re-trips on an ordinary failure.
+/// - A rejection from OPEN carries `next_probe_at`; from FORCED_OPEN it carries `None`.
 /// - Outcomes of permits issued before a transition change nothing after it.
 /// - [`Outcome::Ignored`] counts neither way; an ignored or dropped probe frees its slot.
 /// - `force_open` / `force_close` hold until `reset`, which returns to a fresh CLOSED.
