@@ -77,7 +77,9 @@ impl TimeWindow {
                 self.successes -= bucket.successes;
                 self.failures -= bucket.failures;
                 if bucket.run_id == self.run_id {
-                    self.run_failures -= bucket.run_failures;
+                    // Saturating: the total saturates at u32::MAX (4 billion failures in a
+                    // row), so it may be below the buckets' sum.
+                    self.run_failures = self.run_failures.saturating_sub(bucket.run_failures);
                 }
             }
             self.buckets[index] = Bucket {
