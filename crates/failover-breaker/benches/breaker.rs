@@ -1,6 +1,10 @@
 //! Benchmarks of the CLOSED hot path: `try_acquire` + `record(Success)`.
 //!
 //! - `closed/acquire_record_success`: one thread, uncontended (target ≤ 100 ns).
+//! - `closed/acquire_for_tenant_record_success`: the same through `try_acquire_for` with the
+//!   tenant cap on (the tenant is hashed into the permit).
+//! - `closed/time_window_acquire_record_success`: the same on a 60 s time window (every
+//!   outcome takes the lock).
 //! - `closed_throughput/threads/{1,2}`: every thread performs the measured number of
 //!   iterations on one shared breaker; throughput is in operations per second (target:
 //!   2 threads ≥ 1.5 × 1 thread).
@@ -13,7 +17,11 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use failover_breaker::{Breaker, BreakerConfig, CircuitBreaker, Outcome};
 
 fn breaker() -> CircuitBreaker {
-    let breaker = CircuitBreaker::new(BreakerConfig::default());
+    healthy(BreakerConfig::default())
+}
+
+fn healthy(config: BreakerConfig) -> CircuitBreaker {
+    let breaker = CircuitBreaker::new(config);
     // A healthy provider: the window is full of successes.
     for _ in 0..BreakerConfig::default().window_size {
         breaker.try_acquire().unwrap().record(Outcome::Success);
@@ -33,6 +41,19 @@ fn uncontended(c: &mut Criterion) {
     let mut group = c.benchmark_group("closed");
     group.throughput(Throughput::Elements(1));
     group.bench_function("acquire_record_success", |b| b.iter(|| one_call(&breaker)));
+    let capped = healthy(BreakerConfig::default().with_max_failures_per_tenant(3));
+    group.bench_function("acquire_for_tenant_record_success", |b| {
+        b.iter(|| {
+            let permit = capped.try_acquire_for(black_box("tenant-0042")).unwrap();
+            black_box(&permit);
+            permit.record(Outcome::Success);
+        })
+    });
+    let timed =
+        healthy(BreakerConfig::default().with_window_duration(Some(Duration::from_secs(60))));
+    group.bench_function("time_window_acquire_record_success", |b| {
+        b.iter(|| one_call(&timed))
+    });
     // A degraded provider: alternating failures (locked path) and successes (ring writes),
     // with thresholds that never trip.
     let degraded = CircuitBreaker::new(
@@ -96,6 +117,14 @@ fn throughput(c: &mut Criterion) {
         let breaker = breaker();
         group.throughput(Throughput::Elements(threads as u64));
         group.bench_function(format!("threads/{threads}"), |b| {
+            b.iter_custom(|iters| run_threads(threads, iters, &|| one_call(&breaker)));
+        });
+    }
+    for threads in [1usize, 2] {
+        let breaker =
+            healthy(BreakerConfig::default().with_window_duration(Some(Duration::from_secs(60))));
+        group.throughput(Throughput::Elements(threads as u64));
+        group.bench_function(format!("time_window/threads/{threads}"), |b| {
             b.iter_custom(|iters| run_threads(threads, iters, &|| one_call(&breaker)));
         });
     }

@@ -1,4 +1,5 @@
-//! [`CircuitBreaker`]: the count-based breaker with a lock-free CLOSED hot path.
+//! [`CircuitBreaker`]: the breaker over a count- or time-based window, with a lock-free
+//! CLOSED hot path in count mode.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -8,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
+use crate::tenants::{ANONYMOUS, TenantCap, tenant_key};
+use crate::time_window::TimeWindow;
 use crate::window::{FAILURE, SUCCESS, Window};
 use crate::{
     Breaker, BreakerConfig, BreakerConfigError, BreakerSnapshot, BreakerState, Clock, Outcome,
@@ -56,9 +59,9 @@ fn add(at: Instant, d: Duration) -> Instant {
         .unwrap_or(at)
 }
 
-/// A circuit breaker over a count-based sliding window (see the crate docs).
+/// A circuit breaker over a count-based or time-based sliding window (see the crate docs).
 ///
-/// Cloning is cheap and clones share the same breaker.
+/// Cloning is cheap and clones share the same breaker (and its name).
 #[derive(Clone)]
 pub struct CircuitBreaker {
     shared: Arc<Shared>,
@@ -82,7 +85,10 @@ struct Core {
     next_probe: AtomicU64,
     consecutive: CachePadded<AtomicU32>,
     rejected: CachePadded<AtomicU64>,
+    /// The count-based window (unused, one slot, in time mode).
     window: Window,
+    /// The time window's length in seconds, in time mode.
+    window_seconds: Option<u64>,
     locked: Mutex<Locked>,
     config: BreakerConfig,
     clock: Arc<dyn Clock>,
@@ -90,6 +96,8 @@ struct Core {
 }
 
 struct Locked {
+    /// The name in the transition logs (the provider's).
+    name: Arc<str>,
     rng: fastrand::Rng,
     trips: u32,
     /// Trips since the last close: the backoff exponent.
@@ -102,7 +110,19 @@ struct Locked {
     probes_in_flight: u32,
     probe_successes: u32,
     transitions: VecDeque<Transition>,
+    /// The time window, in time mode.
+    time_window: Option<TimeWindow>,
+    tenants: TenantCap,
+    tenant_capped: u64,
+    /// The configuration fault that caused the current trip, if one did.
+    needs_operator: Option<&'static str>,
+    /// When the breaker first opened since it was last CLOSED: how long the provider has been
+    /// out, for the transition logs.
+    outage_since: Option<Instant>,
 }
+
+/// The name of a breaker that was not given one.
+const UNNAMED: &str = "unnamed";
 
 impl CircuitBreaker {
     /// A breaker on the system clock.
@@ -146,8 +166,15 @@ impl CircuitBreaker {
             next_probe: AtomicU64::new(0),
             consecutive: CachePadded::new(AtomicU32::new(0)),
             rejected: CachePadded::new(AtomicU64::new(0)),
-            window: Window::new(config.window_size),
+            // In time mode the count window is never written: one slot keeps it small.
+            window: Window::new(if config.window_duration.is_some() {
+                1
+            } else {
+                config.window_size
+            }),
+            window_seconds: config.window_seconds(),
             locked: Mutex::new(Locked {
+                name: Arc::from(UNNAMED),
                 rng,
                 trips: 0,
                 streak: 0,
@@ -158,6 +185,11 @@ impl CircuitBreaker {
                 probes_in_flight: 0,
                 probe_successes: 0,
                 transitions: VecDeque::with_capacity(RECENT_TRANSITIONS),
+                time_window: config.window_seconds().map(TimeWindow::new),
+                tenants: TenantCap::new(config.max_failures_per_tenant),
+                tenant_capped: 0,
+                needs_operator: None,
+                outage_since: None,
             }),
             base: clock.now(),
             clock,
@@ -175,6 +207,19 @@ impl CircuitBreaker {
         })
     }
 
+    /// Names the breaker (the provider it guards) in its transition logs; clones share the
+    /// name. Unnamed breakers log as `unnamed`.
+    #[must_use]
+    pub fn with_name(self, name: impl Into<Arc<str>>) -> Self {
+        self.shared.core.lock().name = name.into();
+        self
+    }
+
+    /// The name in the transition logs.
+    pub fn name(&self) -> Arc<str> {
+        Arc::clone(&self.shared.core.lock().name)
+    }
+
     /// The configuration the breaker runs on.
     pub fn config(&self) -> &BreakerConfig {
         &self.shared.core.config
@@ -186,18 +231,45 @@ impl CircuitBreaker {
         state_of(self.shared.core.word.load(Ordering::Acquire))
     }
 
-    fn permit(&self, generation: u64, probe: bool) -> Permit {
+    fn permit(&self, generation: u64, probe: bool, tenant: u64) -> Permit {
         let sink = Arc::clone(&self.shared.sinks[stripe_index() % STRIPES]);
-        Permit::new(sink, PermitToken { generation, probe })
+        Permit::new(
+            sink,
+            PermitToken {
+                generation,
+                probe,
+                tenant,
+            },
+        )
     }
 
-    fn acquire_slow(&self) -> Result<Permit, Rejected> {
+    #[inline]
+    fn acquire(&self, tenant: u64) -> Result<Permit, Rejected> {
+        let core = &*self.shared.core;
+        let word = core.word.load(Ordering::Acquire);
+        match state_of(word) {
+            BreakerState::Closed => Ok(self.permit(generation_of(word), false, tenant)),
+            BreakerState::ForcedClosed => Ok(Permit::detached()),
+            BreakerState::ForcedOpen => Err(core.reject(BreakerState::ForcedOpen, None)),
+            BreakerState::Open => {
+                let at = core.instant(core.next_probe.load(Ordering::Acquire));
+                if core.clock.now() < at && core.word.load(Ordering::Acquire) == word {
+                    Err(core.reject(BreakerState::Open, Some(at)))
+                } else {
+                    self.acquire_slow(tenant)
+                }
+            }
+            BreakerState::HalfOpen => self.acquire_slow(tenant),
+        }
+    }
+
+    fn acquire_slow(&self, tenant: u64) -> Result<Permit, Rejected> {
         let core = &*self.shared.core;
         let mut g = core.lock();
         let now = core.clock.now();
         let word = core.word.load(Ordering::Acquire);
         match state_of(word) {
-            BreakerState::Closed => Ok(self.permit(generation_of(word), false)),
+            BreakerState::Closed => Ok(self.permit(generation_of(word), false, tenant)),
             BreakerState::ForcedClosed => Ok(Permit::detached()),
             BreakerState::ForcedOpen => Err(core.reject(BreakerState::ForcedOpen, None)),
             BreakerState::Open => match g.next_probe_at {
@@ -219,7 +291,8 @@ impl CircuitBreaker {
 
     fn probe(&self, g: &mut Locked, generation: u64) -> Permit {
         g.probes_in_flight += 1;
-        self.permit(generation, true)
+        // Probes are never capped: no tenant.
+        self.permit(generation, true, ANONYMOUS)
     }
 }
 
@@ -235,21 +308,18 @@ fn stripe_index() -> usize {
 impl Breaker for CircuitBreaker {
     #[inline]
     fn try_acquire(&self) -> Result<Permit, Rejected> {
-        let core = &*self.shared.core;
-        let word = core.word.load(Ordering::Acquire);
-        match state_of(word) {
-            BreakerState::Closed => Ok(self.permit(generation_of(word), false)),
-            BreakerState::ForcedClosed => Ok(Permit::detached()),
-            BreakerState::ForcedOpen => Err(core.reject(BreakerState::ForcedOpen, None)),
-            BreakerState::Open => {
-                let at = core.instant(core.next_probe.load(Ordering::Acquire));
-                if core.clock.now() < at && core.word.load(Ordering::Acquire) == word {
-                    Err(core.reject(BreakerState::Open, Some(at)))
-                } else {
-                    self.acquire_slow()
-                }
-            }
-            BreakerState::HalfOpen => self.acquire_slow(),
+        self.acquire(ANONYMOUS)
+    }
+
+    /// As [`try_acquire`](Breaker::try_acquire), stamping the permit with a hash of `tenant`
+    /// when [`max_failures_per_tenant`](BreakerConfig::max_failures_per_tenant) is set (the
+    /// tenant is not even hashed otherwise). An empty tenant is anonymous.
+    #[inline]
+    fn try_acquire_for(&self, tenant: &str) -> Result<Permit, Rejected> {
+        if self.shared.core.config.max_failures_per_tenant == 0 {
+            self.acquire(ANONYMOUS)
+        } else {
+            self.acquire(tenant_key(tenant))
         }
     }
 
@@ -265,33 +335,37 @@ impl Breaker for CircuitBreaker {
         let core = &*self.shared.core;
         let mut g = core.lock();
         let now = core.clock.now();
+        // The transition is logged with the trips and error it leaves behind.
+        core.set_state(&mut g, BreakerState::Closed, now);
         g.trips = 0;
         g.last_error_kind = None;
         g.opened_at = None;
-        core.set_state(&mut g, BreakerState::Closed, now);
     }
 
     fn snapshot(&self) -> BreakerSnapshot {
         let core = &*self.shared.core;
-        let g = core.lock();
-        let (successes, failures) = core.window.counts();
-        let total = successes + failures;
+        let mut g = core.lock();
+        let now = core.clock.now();
+        let (successes, failures) = core.counts(&mut g, now);
+        let consecutive_failures = match core.second(now).zip(g.time_window.as_mut()) {
+            Some((second, window)) => window.run(second),
+            None => core.consecutive.load(Ordering::Acquire),
+        };
         BreakerSnapshot {
             state: state_of(core.word.load(Ordering::Acquire)),
-            successes: u64::from(successes),
-            failures: u64::from(failures),
-            consecutive_failures: core.consecutive.load(Ordering::Acquire),
-            failure_rate: if total == 0 {
-                0.0
-            } else {
-                f64::from(failures) / f64::from(total)
-            },
+            successes,
+            failures,
+            consecutive_failures,
+            failure_rate: rate(successes, failures),
             rejected: core.rejected.load(Ordering::Relaxed),
             trips: g.trips,
             last_error_kind: g.last_error_kind,
             opened_at: g.opened_at,
             next_probe_at: g.next_probe_at,
             recent_transitions: g.transitions.iter().cloned().collect(),
+            needs_operator: g.needs_operator.is_some(),
+            needs_operator_kind: g.needs_operator,
+            tenant_capped_failures: g.tenant_capped,
         }
     }
 }
@@ -299,17 +373,20 @@ impl Breaker for CircuitBreaker {
 impl fmt::Debug for CircuitBreaker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let core = &*self.shared.core;
-        let (successes, failures) = core.window.counts();
-        f.debug_struct("CircuitBreaker")
-            .field("state", &self.state())
-            .field("successes", &successes)
-            .field("failures", &failures)
-            .field(
-                "consecutive_failures",
-                &core.consecutive.load(Ordering::Relaxed),
-            )
-            .field("config", &core.config)
-            .finish_non_exhaustive()
+        let mut f = f.debug_struct("CircuitBreaker");
+        f.field("state", &self.state());
+        // Read without the lock (Debug must not block): the count window's atomics only;
+        // a time window's buckets are behind the lock (see `snapshot`).
+        if core.window_seconds.is_none() {
+            let (successes, failures) = core.window.counts();
+            f.field("successes", &successes)
+                .field("failures", &failures)
+                .field(
+                    "consecutive_failures",
+                    &core.consecutive.load(Ordering::Relaxed),
+                );
+        }
+        f.field("config", &core.config).finish_non_exhaustive()
     }
 }
 
@@ -343,10 +420,28 @@ impl Core {
         }
     }
 
-    fn rate_trips(&self, successes: u32, failures: u32) -> bool {
-        let total = successes + failures;
-        total >= self.config.minimum_calls
-            && f64::from(failures) / f64::from(total) >= self.config.failure_rate_threshold
+    fn rate_trips(&self, successes: u64, failures: u64) -> bool {
+        // The threshold is > 0 (validated): no failures, no trip, and no division.
+        failures > 0
+            && successes + failures >= u64::from(self.config.minimum_calls)
+            && rate(successes, failures) >= self.config.failure_rate_threshold
+    }
+
+    /// Whole seconds since creation, in time mode.
+    fn second(&self, now: Instant) -> Option<u64> {
+        self.window_seconds
+            .map(|_| now.saturating_duration_since(self.base).as_secs())
+    }
+
+    /// The window's `(successes, failures)` at `now`.
+    fn counts(&self, g: &mut Locked, now: Instant) -> (u64, u64) {
+        match self.second(now).zip(g.time_window.as_mut()) {
+            Some((second, window)) => window.counts_at(second),
+            None => {
+                let (successes, failures) = self.window.counts();
+                (u64::from(successes), u64::from(failures))
+            }
+        }
     }
 
     #[inline]
@@ -356,12 +451,15 @@ impl Core {
         }
         match outcome {
             Outcome::Ignored => {}
+            Outcome::Success if self.window_seconds.is_some() => {
+                self.timed_success(token.generation);
+            }
             Outcome::Success => self.closed_success(token.generation),
             Outcome::Failure { kind, retry_after } => {
-                self.closed_failure(token.generation, kind, retry_after);
+                self.closed_failure(token, kind, retry_after, false);
             }
             Outcome::NeedsOperator { kind } => {
-                self.closed_failure(token.generation, kind, None);
+                self.closed_failure(token, kind, None, true);
             }
         }
     }
@@ -379,7 +477,7 @@ impl Core {
             return;
         }
         let (successes, failures) = self.window.push(SUCCESS);
-        if self.rate_trips(successes, failures) {
+        if self.rate_trips(u64::from(successes), u64::from(failures)) {
             // Too few calls until now: this success completed `minimum_calls` outcomes of a
             // window that is failing.
             let mut g = self.lock();
@@ -387,28 +485,71 @@ impl Core {
                 return;
             }
             let (successes, failures) = self.window.counts();
-            if self.rate_trips(successes, failures) {
+            if self.rate_trips(u64::from(successes), u64::from(failures)) {
                 let now = self.clock.now();
-                self.trip(&mut g, now);
+                self.trip(&mut g, now, None);
             }
         }
     }
 
-    fn closed_failure(&self, generation: u64, kind: &'static str, retry_after: Option<Duration>) {
+    /// A CLOSED success in time mode, under the lock (the buckets are not atomic).
+    fn timed_success(&self, generation: u64) {
         let mut g = self.lock();
         if generation_of(self.word.load(Ordering::Acquire)) != generation {
             return;
         }
         let now = self.clock.now();
+        let Some((second, window)) = self.second(now).zip(g.time_window.as_mut()) else {
+            return;
+        };
+        window.break_run();
+        let (successes, failures) = window.push(second, false);
+        if self.rate_trips(successes, failures) {
+            self.trip(&mut g, now, None);
+        }
+    }
+
+    /// A CLOSED failure: counted unless its tenant is at its cap; trips on the rules.
+    fn closed_failure(
+        &self,
+        token: PermitToken,
+        kind: &'static str,
+        retry_after: Option<Duration>,
+        config_fault: bool,
+    ) {
+        let mut g = self.lock();
+        if generation_of(self.word.load(Ordering::Acquire)) != token.generation {
+            return;
+        }
+        let now = self.clock.now();
+        let (position, len) = match self.second(now) {
+            Some(second) => (second, self.window_seconds.unwrap_or(1)),
+            None => (self.window.cursor(), self.window.len()),
+        };
+        if !g.tenants.admit(token.tenant, position, len) {
+            g.tenant_capped += 1;
+            return;
+        }
         note_failure(&mut g, kind, retry_after, now);
-        let consecutive = self
-            .consecutive
-            .fetch_add(1, Ordering::AcqRel)
-            .saturating_add(1);
-        let (successes, failures) = self.window.push(FAILURE);
+        let (consecutive, successes, failures) = match self.second(now).zip(g.time_window.as_mut())
+        {
+            Some((second, window)) => {
+                let run = window.extend_run(second);
+                let (successes, failures) = window.push(second, true);
+                (run, successes, failures)
+            }
+            None => {
+                let consecutive = self
+                    .consecutive
+                    .fetch_add(1, Ordering::AcqRel)
+                    .saturating_add(1);
+                let (successes, failures) = self.window.push(FAILURE);
+                (consecutive, u64::from(successes), u64::from(failures))
+            }
+        };
         let limit = self.config.consecutive_failures;
         if (limit > 0 && consecutive >= limit) || self.rate_trips(successes, failures) {
-            self.trip(&mut g, now);
+            self.trip(&mut g, now, config_fault.then_some(kind));
         }
     }
 
@@ -422,6 +563,9 @@ impl Core {
             Outcome::Ignored => {}
             Outcome::Success => {
                 self.consecutive.store(0, Ordering::Release);
+                if let Some(window) = g.time_window.as_mut() {
+                    window.break_run();
+                }
                 g.probe_successes += 1;
                 if g.probe_successes >= self.config.half_open_successes_to_close {
                     let now = self.clock.now();
@@ -436,16 +580,27 @@ impl Core {
                 let now = self.clock.now();
                 note_failure(&mut g, kind, retry_after, now);
                 self.consecutive.fetch_add(1, Ordering::AcqRel);
-                self.trip(&mut g, now);
+                if let Some((second, window)) = self.second(now).zip(g.time_window.as_mut()) {
+                    window.extend_run(second);
+                }
+                let config_fault = matches!(outcome, Outcome::NeedsOperator { .. });
+                self.trip(&mut g, now, config_fault.then_some(kind));
             }
         }
     }
 
-    /// To OPEN, for the backed-off period and at least until every retry hint has elapsed.
-    fn trip(&self, g: &mut Locked, now: Instant) {
+    /// To OPEN, for the backed-off period (at least the configuration-fault hold if
+    /// `config_fault` names the tripping fault) and at least until every retry hint has
+    /// elapsed.
+    fn trip(&self, g: &mut Locked, now: Instant, config_fault: Option<&'static str>) {
         g.trips = g.trips.saturating_add(1);
         g.streak = g.streak.saturating_add(1);
-        let period = self.open_period(g);
+        let mut period = self.open_period(g);
+        if config_fault.is_some() {
+            period = period.max(self.config.config_fault_open_duration);
+        }
+        g.needs_operator = config_fault;
+        g.outage_since.get_or_insert(now);
         let mut until = add(now, period);
         if let Some(hint) = g.retry_not_before {
             until = until.max(hint);
@@ -480,14 +635,24 @@ impl Core {
 
     /// Moves to `to` (a new generation) and returns the new generation.
     fn set_state(&self, g: &mut Locked, to: BreakerState, now: Instant) -> u64 {
+        let from = state_of(self.word.load(Ordering::Acquire));
+        if from != to {
+            self.log_transition(g, from, to, now);
+        }
         match to {
             BreakerState::Closed => {
                 // Cleared before the new generation is published, so that no success of the
                 // new generation can be wiped.
                 self.window.clear();
+                if let Some(window) = g.time_window.as_mut() {
+                    window.clear();
+                }
+                g.tenants.clear();
                 self.consecutive.store(0, Ordering::Release);
                 g.streak = 0;
                 g.retry_not_before = None;
+                g.needs_operator = None;
+                g.outage_since = None;
             }
             BreakerState::HalfOpen => g.probe_successes = 0,
             _ => {}
@@ -497,7 +662,6 @@ impl Core {
         }
         g.probes_in_flight = 0;
         let word = self.word.load(Ordering::Acquire);
-        let from = state_of(word);
         let generation = generation_of(word) + 1;
         self.word
             .store(generation << STATE_BITS | state_code(to), Ordering::Release);
@@ -510,6 +674,44 @@ impl Core {
         generation
     }
 
+    /// One line per transition: `warn` when calls start being refused (OPEN, FORCED_OPEN),
+    /// `info` otherwise. Logged under the lock, so lines come in the order of the transitions
+    /// (transitions are rare, and the CLOSED hot path never takes the lock).
+    fn log_transition(&self, g: &mut Locked, from: BreakerState, to: BreakerState, now: Instant) {
+        let (successes, failures) = self.counts(g, now);
+        let failure_rate = rate(successes, failures);
+        let open_for_ms = g
+            .outage_since
+            .map_or(0, |since| millis(now.saturating_duration_since(since)));
+        let next_probe_in_ms = match (to, g.next_probe_at) {
+            (BreakerState::Open, Some(at)) => millis(at.saturating_duration_since(now)),
+            _ => 0,
+        };
+        let name = &*g.name;
+        let last_error_kind = g.last_error_kind.unwrap_or("");
+        let needs_operator = g.needs_operator.unwrap_or("");
+        macro_rules! transition {
+            ($level:ident) => {
+                tracing::$level!(
+                    breaker = name,
+                    from = from.as_str(),
+                    to = to.as_str(),
+                    trips = g.trips,
+                    failure_rate,
+                    last_error_kind,
+                    open_for_ms,
+                    next_probe_in_ms,
+                    needs_operator,
+                    "circuit breaker {name}: {from} -> {to}"
+                )
+            };
+        }
+        match to {
+            BreakerState::Open | BreakerState::ForcedOpen => transition!(warn),
+            _ => transition!(info),
+        }
+    }
+
     fn force(&self, to: BreakerState) {
         let mut g = self.lock();
         if state_of(self.word.load(Ordering::Acquire)) != to {
@@ -517,6 +719,20 @@ impl Core {
             self.set_state(&mut g, to, now);
         }
     }
+}
+
+/// `failures / (successes + failures)`; 0 when empty.
+fn rate(successes: u64, failures: u64) -> f64 {
+    let total = successes + failures;
+    if total == 0 {
+        0.0
+    } else {
+        failures as f64 / total as f64
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn note_failure(g: &mut Locked, kind: &'static str, retry_after: Option<Duration>, now: Instant) {

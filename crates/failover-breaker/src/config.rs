@@ -8,6 +8,15 @@ use serde::Deserialize;
 /// The largest accepted [`BreakerConfig::window_size`].
 pub const MAX_WINDOW_SIZE: u32 = 1 << 20;
 
+/// The longest accepted [`BreakerConfig::window_duration`]: one hour (3600 one-second
+/// buckets).
+pub const MAX_WINDOW_DURATION: Duration = Duration::from_secs(3600);
+
+/// The largest accepted [`BreakerConfig::max_failures_per_tenant`]. The cap is enforced by
+/// remembering, per tracked tenant, where its counted failures sit in the window, so it bounds
+/// that memory.
+pub const MAX_FAILURES_PER_TENANT: u32 = 1024;
+
 /// Configuration of a [`CircuitBreaker`](crate::CircuitBreaker).
 ///
 /// Start from [`BreakerConfig::default()`] and change fields directly or with the `with_*`
@@ -29,6 +38,9 @@ pub const MAX_WINDOW_SIZE: u32 = 1 << 20;
 /// | `jitter_seed` | `None` | seeds the jitter RNG for reproducible periods |
 /// | `half_open_max_probes` | `2` | concurrent probe calls admitted in HALF_OPEN |
 /// | `half_open_successes_to_close` | `2` | probe successes that close the breaker |
+/// | `window_duration` | `None` | `Some(d)`: a time window of the outcomes of the last `d` (whole seconds) instead of the last `window_size` |
+/// | `max_failures_per_tenant` | `0` | at most this many of the window's counted failures from one tenant; `0` disables |
+/// | `config_fault_open_duration` | `10m` | how long a trip caused by a configuration fault holds OPEN |
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
@@ -36,10 +48,11 @@ pub struct BreakerConfig {
     /// window holds [`minimum_calls`](Self::minimum_calls) outcomes. `0 < x ≤ 1`; default `0.5`.
     pub failure_rate_threshold: f64,
     /// The window is the last `window_size` recorded outcomes (count-based, sliding).
-    /// `1..=`[`MAX_WINDOW_SIZE`]; default `20`.
+    /// `1..=`[`MAX_WINDOW_SIZE`]; default `20`. Unused (but still range-checked) when
+    /// [`window_duration`](Self::window_duration) makes the window time-based.
     pub window_size: u32,
     /// Outcomes the window must hold before the failure rate is judged.
-    /// `1..=window_size`; default `10`.
+    /// `1..=window_size` for a count window, `≥ 1` for a time window; default `10`.
     pub minimum_calls: u32,
     /// Trip on this many consecutive failures whatever the rate; `0` disables. Default `5`.
     pub consecutive_failures: u32,
@@ -67,6 +80,30 @@ pub struct BreakerConfig {
     /// Probe successes (counted since entering HALF_OPEN) that close the breaker.
     /// `1..=half_open_max_probes`; default `2`.
     pub half_open_successes_to_close: u32,
+    /// `None` (the default): the window is count-based, the last
+    /// [`window_size`](Self::window_size) outcomes. `Some(d)`: the window is time-based, the
+    /// outcomes of the last `d`, aggregated in one-second buckets (an outcome counts for
+    /// between `d − 1 s` and `d`); `window_size` is then unused and
+    /// [`minimum_calls`](Self::minimum_calls) counts the calls within the last `d`. Whole
+    /// seconds, `1 s..=`[`MAX_WINDOW_DURATION`].
+    #[serde(deserialize_with = "de_optional_duration")]
+    pub window_duration: Option<Duration>,
+    /// Caps how many of the window's counted failures one tenant (as named to
+    /// [`Breaker::try_acquire_for`](crate::Breaker::try_acquire_for)) can contribute: a
+    /// failure from a tenant that already has this many in the window counts neither way
+    /// (like [`Outcome::Ignored`](crate::Outcome::Ignored), also for the consecutive-failure
+    /// rule), so one tenant's bad requests cannot open the provider for everyone. Anonymous
+    /// callers ([`try_acquire`](crate::Breaker::try_acquire), or an empty tenant) and
+    /// HALF_OPEN probes are not capped. `0` (the default) disables the cap;
+    /// `0..=`[`MAX_FAILURES_PER_TENANT`].
+    pub max_failures_per_tenant: u32,
+    /// When the outcome that trips the breaker (or fails a HALF_OPEN probe) is
+    /// [`Outcome::NeedsOperator`](crate::Outcome::NeedsOperator), the breaker holds OPEN for
+    /// this long — or for the normal backed-off period, or until a retry hint has elapsed,
+    /// whichever is longest — and its snapshot reports `needs_operator`. Not jittered and not
+    /// capped by `max_open_duration`. Default 10 min.
+    #[serde(deserialize_with = "de_duration")]
+    pub config_fault_open_duration: Duration,
 }
 
 impl Default for BreakerConfig {
@@ -83,6 +120,9 @@ impl Default for BreakerConfig {
             jitter_seed: None,
             half_open_max_probes: 2,
             half_open_successes_to_close: 2,
+            window_duration: None,
+            max_failures_per_tenant: 0,
+            config_fault_open_duration: Duration::from_secs(600),
         }
     }
 }
@@ -124,6 +164,12 @@ impl BreakerConfig {
         with_half_open_max_probes => half_open_max_probes: u32;
         /// Sets [`half_open_successes_to_close`](Self::half_open_successes_to_close).
         with_half_open_successes_to_close => half_open_successes_to_close: u32;
+        /// Sets [`window_duration`](Self::window_duration) (`None`: count-based window).
+        with_window_duration => window_duration: Option<Duration>;
+        /// Sets [`max_failures_per_tenant`](Self::max_failures_per_tenant) (`0` disables).
+        with_max_failures_per_tenant => max_failures_per_tenant: u32;
+        /// Sets [`config_fault_open_duration`](Self::config_fault_open_duration).
+        with_config_fault_open_duration => config_fault_open_duration: Duration;
     }
 
     /// Checks every field's range; the error names the first offending field.
@@ -142,7 +188,17 @@ impl BreakerConfig {
                 format!("must be in 1..={MAX_WINDOW_SIZE}, got {}", self.window_size),
             );
         }
-        if self.minimum_calls == 0 || self.minimum_calls > self.window_size {
+        if let Some(d) = self.window_duration {
+            if d.subsec_nanos() != 0 || d.is_zero() || d > MAX_WINDOW_DURATION {
+                return err(
+                    "window_duration",
+                    format!("must be whole seconds in 1s..=3600s, got {d:?}"),
+                );
+            }
+            if self.minimum_calls == 0 {
+                return err("minimum_calls", "must be at least 1, got 0".to_owned());
+            }
+        } else if self.minimum_calls == 0 || self.minimum_calls > self.window_size {
             return err(
                 "minimum_calls",
                 format!(
@@ -187,7 +243,21 @@ impl BreakerConfig {
                 ),
             );
         }
+        if self.max_failures_per_tenant > MAX_FAILURES_PER_TENANT {
+            return err(
+                "max_failures_per_tenant",
+                format!(
+                    "must be in 0..={MAX_FAILURES_PER_TENANT}, got {}",
+                    self.max_failures_per_tenant
+                ),
+            );
+        }
         Ok(())
+    }
+
+    /// The time window's length in whole seconds (its bucket count), if time-based.
+    pub(crate) fn window_seconds(&self) -> Option<u64> {
+        self.window_duration.map(|d| d.as_secs().max(1))
     }
 }
 
@@ -214,6 +284,12 @@ impl std::error::Error for BreakerConfigError {}
 
 fn de_duration<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
     de.deserialize_any(DurationVisitor)
+}
+
+fn de_optional_duration<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Option<Duration>, D::Error> {
+    de.deserialize_any(DurationVisitor).map(Some)
 }
 
 struct DurationVisitor;
@@ -317,6 +393,27 @@ mod tests {
                 d().with_half_open_successes_to_close(3),
                 "half_open_successes_to_close",
             ),
+            (
+                d().with_window_duration(Some(Duration::ZERO)),
+                "window_duration",
+            ),
+            (
+                d().with_window_duration(Some(Duration::from_millis(1500))),
+                "window_duration",
+            ),
+            (
+                d().with_window_duration(Some(Duration::from_secs(3601))),
+                "window_duration",
+            ),
+            (
+                d().with_window_duration(Some(Duration::from_secs(60)))
+                    .with_minimum_calls(0),
+                "minimum_calls",
+            ),
+            (
+                d().with_max_failures_per_tenant(MAX_FAILURES_PER_TENANT + 1),
+                "max_failures_per_tenant",
+            ),
         ];
         for (config, field) in cases {
             let e = config.validate().unwrap_err();
@@ -350,6 +447,17 @@ mod tests {
             BreakerConfig::deserialize(MapDeserializer::<_, DeError>::new(map.into_iter()))
                 .unwrap();
         assert_eq!(config.window_size, 50);
+
+        let map = vec![
+            ("window_duration", "60s".into_deserializer()),
+            ("config_fault_open_duration", "1h".into_deserializer()),
+        ];
+        let config =
+            BreakerConfig::deserialize(MapDeserializer::<_, DeError>::new(map.into_iter()))
+                .unwrap();
+        assert_eq!(config.window_duration, Some(Duration::from_secs(60)));
+        assert_eq!(config.config_fault_open_duration, Duration::from_secs(3600));
+        assert_eq!(config.max_failures_per_tenant, 0);
 
         let map = vec![("no_such_field", 1u32.into_deserializer())];
         assert!(

@@ -4,11 +4,16 @@ mod breaker;
 mod clock;
 mod config;
 mod permit;
+mod tenants;
+mod time_window;
 mod window;
 
 pub use breaker::{CircuitBreaker, RECENT_TRANSITIONS};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{BreakerConfig, BreakerConfigError, MAX_WINDOW_SIZE};
+pub use config::{
+    BreakerConfig, BreakerConfigError, MAX_FAILURES_PER_TENANT, MAX_WINDOW_DURATION,
+    MAX_WINDOW_SIZE,
+};
 pub use permit::{Permit, PermitSink, PermitToken};
 
 use std::fmt::Debug;
@@ -76,6 +81,11 @@ impl std::fmt::Display for BreakerState {
 }
 
 /// A call was refused because the breaker does not admit it.
+///
+/// `next_probe_at` is set when the breaker knows when it will next admit a call: OPEN sets it
+/// to the end of the open period. FORCED_OPEN (held until an operator resets it) and a
+/// HALF_OPEN with every probe slot taken (a slot frees when a probe call ends, which no one
+/// can predict) leave it `None`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rejected {
     /// The state that refused.
@@ -128,6 +138,16 @@ pub struct BreakerSnapshot {
     pub next_probe_at: Option<Instant>,
     /// The most recent transitions, oldest first (bounded).
     pub recent_transitions: Vec<Transition>,
+    /// Whether the breaker last tripped on a configuration fault ([`Outcome::NeedsOperator`]):
+    /// set by that trip (or a probe failing with one), held through the long open period and
+    /// the HALF_OPEN after it, and cleared when the breaker closes (probe successes or
+    /// [`Breaker::reset`]) or re-trips on an ordinary failure.
+    pub needs_operator: bool,
+    /// The kind of the configuration fault while `needs_operator` is set.
+    pub needs_operator_kind: Option<&'static str>,
+    /// Failures not counted since creation because their tenant already had its cap of the
+    /// window's failures ([`BreakerConfig::max_failures_per_tenant`]).
+    pub tenant_capped_failures: u64,
 }
 
 /// A circuit breaker guarding one provider.
@@ -142,6 +162,10 @@ pub struct BreakerSnapshot {
 ///   `retry_after` among the failures that tripped it; then HALF_OPEN.
 /// - HALF_OPEN admits at most the configured number of probes at once; their successes
 ///   close the breaker, any failure reopens it.
+/// - [`Outcome::NeedsOperator`] counts as a failure; when it trips the breaker (or fails a
+///   probe) the open period is at least the configuration-fault hold and the snapshot
+///   reports `needs_operator` until the breaker closes or re-trips on an ordinary failure.
+/// - A rejection from OPEN carries `next_probe_at`; from FORCED_OPEN it carries `None`.
 /// - Outcomes of permits issued before a transition change nothing after it.
 /// - [`Outcome::Ignored`] counts neither way; an ignored or dropped probe frees its slot.
 /// - `force_open` / `force_close` hold until `reset`, which returns to a fresh CLOSED.

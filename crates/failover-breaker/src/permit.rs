@@ -14,6 +14,10 @@ pub struct PermitToken {
     pub generation: u64,
     /// Whether the permit is one of the bounded HALF_OPEN probes.
     pub probe: bool,
+    /// A 64-bit hash of the tenant the permit was issued for
+    /// ([`Breaker::try_acquire_for`](crate::Breaker::try_acquire_for)); `0` for an anonymous
+    /// caller, or when the breaker does not cap tenants.
+    pub tenant: u64,
 }
 
 /// Where a [`Permit`] reports its outcome: implemented by breakers.
@@ -47,6 +51,7 @@ impl Permit {
             token: PermitToken {
                 generation: 0,
                 probe: false,
+                tenant: 0,
             },
         }
     }

@@ -75,6 +75,17 @@ impl Window {
         ))
     }
 
+    /// The write sequence number the next outcome will take: an outcome written at sequence
+    /// `p` is still in the window while `p + N > cursor()`.
+    pub(crate) fn cursor(&self) -> u64 {
+        self.cursor.load(Ordering::Acquire) as u64
+    }
+
+    /// The window's length N.
+    pub(crate) fn len(&self) -> u64 {
+        self.slots.len() as u64
+    }
+
     /// Empties the window.
     pub(crate) fn clear(&self) {
         for slot in self.slots.iter() {

@@ -177,3 +177,59 @@ fn mixed_hammer_keeps_the_window_consistent() {
         (BreakerState::Closed, 0, 0)
     );
 }
+
+/// A time window and the tenant cap under contention: every counted outcome is counted once,
+/// and no tenant gets more than its cap of failures in, however the threads interleave.
+#[test]
+fn time_window_and_tenant_cap_counts_are_exact_under_contention() {
+    const PER_THREAD: u64 = 2_000;
+    const CAP: u64 = 5;
+    let threads = 8u64;
+    let config = BreakerConfig::default()
+        .with_window_duration(Some(Duration::from_secs(60)))
+        .with_max_failures_per_tenant(CAP as u32)
+        .with_failure_rate_threshold(1.0)
+        .with_minimum_calls(u32::MAX)
+        .with_consecutive_failures(0);
+    let clock = ManualClock::new();
+    let breaker = CircuitBreaker::with_clock(config, Arc::new(clock.clone()));
+    let successes = Arc::new(AtomicU64::new(0));
+    let barrier = Arc::new(Barrier::new(threads as usize));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (breaker, successes, barrier) = (
+                breaker.clone(),
+                Arc::clone(&successes),
+                Arc::clone(&barrier),
+            );
+            thread::spawn(move || {
+                let mut rng = fastrand::Rng::with_seed(t);
+                barrier.wait();
+                for _ in 0..PER_THREAD {
+                    // Four tenants shared by every thread.
+                    let tenant = format!("tenant-{}", rng.u8(0..4));
+                    let permit = breaker.try_acquire_for(&tenant).unwrap();
+                    if rng.bool() {
+                        permit.record(Outcome::Success);
+                        successes.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        permit.record(fail());
+                    }
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    let snapshot = breaker.snapshot();
+    assert_eq!(snapshot.state, BreakerState::Closed);
+    assert_eq!(snapshot.successes, successes.load(Ordering::Relaxed));
+    assert_eq!(snapshot.failures, 4 * CAP);
+    let all_failures = threads * PER_THREAD - snapshot.successes;
+    assert_eq!(snapshot.tenant_capped_failures, all_failures - 4 * CAP);
+    // A minute later all of it has left the window.
+    clock.advance(Duration::from_secs(60));
+    let snapshot = breaker.snapshot();
+    assert_eq!((snapshot.successes, snapshot.failures), (0, 0));
+}

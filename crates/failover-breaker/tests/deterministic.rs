@@ -550,3 +550,365 @@ fn a_zero_open_duration_probes_at_once_however_often_it_trips() {
     b.try_acquire().unwrap().record(S);
     assert_eq!(b.state(), BreakerState::Closed);
 }
+
+// Configuration faults (`Outcome::NeedsOperator`).
+
+const HOLD: Duration = Duration::from_secs(600);
+
+fn config_fault() -> Outcome {
+    Outcome::NeedsOperator {
+        kind: "access_denied",
+    }
+}
+
+#[test]
+fn one_configuration_fault_does_not_trip_by_itself() {
+    let (b, _) = breaker(config());
+    call(&b, config_fault());
+    call(&b, S);
+    call(&b, config_fault());
+    let s = b.snapshot();
+    assert_eq!(s.state, BreakerState::Closed);
+    assert_eq!((s.successes, s.failures, s.consecutive_failures), (1, 2, 1));
+    assert!(!s.needs_operator, "only a trip marks the breaker");
+    assert_eq!(s.last_error_kind, Some("access_denied"));
+}
+
+#[test]
+fn a_trip_on_a_configuration_fault_holds_open_and_needs_an_operator() {
+    let (b, clock) = breaker(config());
+    calls(&b, &[fail(), fail(), config_fault()]);
+    let s = b.snapshot();
+    assert_eq!(s.state, BreakerState::Open);
+    assert!(s.needs_operator);
+    assert_eq!(s.needs_operator_kind, Some("access_denied"));
+    assert_eq!(period(&b), HOLD);
+    clock.advance(HOLD - Duration::from_millis(1));
+    let rejected = b.try_acquire().unwrap_err();
+    assert_eq!(rejected.next_probe_at, s.next_probe_at);
+    // After the hold, the HALF_OPEN still needs an operator until probes succeed.
+    clock.advance(Duration::from_millis(1));
+    let (first, second) = (b.try_acquire().unwrap(), b.try_acquire().unwrap());
+    assert!(b.snapshot().needs_operator);
+    first.record(S);
+    second.record(S);
+    let s = b.snapshot();
+    assert_eq!(s.state, BreakerState::Closed);
+    assert!(!s.needs_operator);
+    assert_eq!(s.needs_operator_kind, None);
+}
+
+#[test]
+fn a_probe_failing_with_a_configuration_fault_holds_and_an_ordinary_failure_clears_the_mark() {
+    let (b, clock) = breaker(config());
+    trip(&b);
+    assert!(!b.snapshot().needs_operator);
+    clock.advance(OPEN);
+    b.try_acquire().unwrap().record(config_fault());
+    assert!(b.snapshot().needs_operator);
+    assert_eq!(period(&b), HOLD);
+    clock.advance(HOLD);
+    b.try_acquire().unwrap().record(fail());
+    // The provider answered past the configuration fault: an ordinary, backed-off trip.
+    assert!(!b.snapshot().needs_operator);
+    assert_eq!(period(&b), OPEN * 4);
+}
+
+#[test]
+fn the_configuration_fault_hold_never_shortens_a_retry_hint_or_the_backoff() {
+    let (b, _) = breaker(config());
+    calls(&b, &[fail_after(HOLD * 2), fail(), config_fault()]);
+    assert_eq!(period(&b), HOLD * 2);
+
+    let short = config().with_config_fault_open_duration(Duration::from_secs(1));
+    let (b, _) = breaker(short);
+    calls(&b, &[fail(), fail(), config_fault()]);
+    assert_eq!(
+        period(&b),
+        OPEN,
+        "the normal period is longer than the hold"
+    );
+    assert!(b.snapshot().needs_operator);
+}
+
+#[test]
+fn reset_clears_the_configuration_fault_mark() {
+    let (b, _) = breaker(config());
+    calls(&b, &[fail(), fail(), config_fault()]);
+    assert!(b.snapshot().needs_operator);
+    b.force_open();
+    assert!(b.snapshot().needs_operator, "forcing does not clear it");
+    b.reset();
+    let s = b.snapshot();
+    assert!(!s.needs_operator);
+    assert_eq!(s.needs_operator_kind, None);
+}
+
+#[test]
+fn a_success_completing_a_failing_window_is_no_configuration_fault_trip() {
+    let (b, _) = breaker(config().with_consecutive_failures(0).with_minimum_calls(4));
+    calls(&b, &[config_fault(), config_fault(), config_fault()]);
+    assert_eq!(b.state(), BreakerState::Closed);
+    call(&b, S);
+    assert_eq!(period(&b), OPEN);
+    assert!(!b.snapshot().needs_operator);
+}
+
+// Rejections tell when to come back.
+
+#[test]
+fn rejections_carry_the_next_probe_only_when_it_is_known() {
+    let (b, clock) = breaker(config());
+    trip(&b);
+    let at = b.snapshot().next_probe_at.unwrap();
+    assert_eq!(b.try_acquire().unwrap_err().next_probe_at, Some(at));
+    assert_eq!(
+        b.try_acquire_for("acme").unwrap_err().next_probe_at,
+        Some(at)
+    );
+    clock.advance(OPEN);
+    let probes = (b.try_acquire().unwrap(), b.try_acquire().unwrap());
+    let full = b.try_acquire().unwrap_err();
+    assert_eq!(
+        (full.state, full.next_probe_at),
+        (BreakerState::HalfOpen, None)
+    );
+    drop(probes);
+    b.force_open();
+    let forced = b.try_acquire().unwrap_err();
+    assert_eq!(
+        (forced.state, forced.next_probe_at),
+        (BreakerState::ForcedOpen, None)
+    );
+}
+
+// The time-based window.
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn timed(seconds: u64) -> BreakerConfig {
+    config()
+        .with_window_duration(Some(Duration::from_secs(seconds)))
+        .with_consecutive_failures(0)
+}
+
+#[test]
+fn a_time_window_forgets_failures_after_a_quiet_period() {
+    let (b, clock) = breaker(timed(60));
+    calls(&b, &[fail(), fail(), fail()]);
+    clock.advance(Duration::from_secs(3600));
+    let s = b.snapshot();
+    assert_eq!((s.successes, s.failures), (0, 0));
+    // An hour-old failure would have made this the 4th of 4.
+    call(&b, fail());
+    assert_eq!(b.state(), BreakerState::Closed);
+    calls(&b, &[fail(), fail()]);
+    assert_eq!(b.state(), BreakerState::Closed);
+    call(&b, fail());
+    assert_eq!(b.state(), BreakerState::Open);
+}
+
+#[test]
+fn a_time_window_slides_one_second_bucket_at_a_time() {
+    let (b, clock) = breaker(timed(3).with_failure_rate_threshold(0.6));
+    let counts = |b: &CircuitBreaker| (b.snapshot().successes, b.snapshot().failures);
+    call(&b, fail());
+    clock.advance(SECOND);
+    calls(&b, &[fail(), S]);
+    clock.advance(SECOND);
+    call(&b, S);
+    assert_eq!(counts(&b), (2, 2));
+    // Second 3: second 0's failure has left.
+    clock.advance(SECOND);
+    assert_eq!(counts(&b), (2, 1));
+    call(&b, S);
+    // Second 4: second 1's failure and success have left.
+    clock.advance(SECOND);
+    assert_eq!(counts(&b), (2, 0));
+    calls(&b, &[fail(), fail()]);
+    assert_eq!(b.state(), BreakerState::Closed);
+    call(&b, fail());
+    assert_eq!(counts(&b), (2, 3));
+    assert_eq!(b.state(), BreakerState::Open);
+}
+
+#[test]
+fn a_time_windows_minimum_calls_may_exceed_the_count_window_size() {
+    let config = timed(10).with_window_size(5).with_minimum_calls(8);
+    let (b, _) = breaker(config);
+    calls(&b, &[fail(); 7]);
+    assert_eq!(b.state(), BreakerState::Closed);
+    call(&b, fail());
+    assert_eq!(b.state(), BreakerState::Open);
+}
+
+#[test]
+fn a_time_windows_run_of_consecutive_failures_expires_with_it() {
+    let config = timed(10)
+        .with_consecutive_failures(3)
+        .with_failure_rate_threshold(1.0)
+        .with_minimum_calls(100);
+    let (b, clock) = breaker(config);
+    calls(&b, &[fail(), fail()]);
+    assert_eq!(b.snapshot().consecutive_failures, 2);
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(b.snapshot().consecutive_failures, 0);
+    calls(&b, &[fail(), fail()]);
+    assert_eq!(b.state(), BreakerState::Closed);
+    call(&b, S);
+    calls(&b, &[fail(), fail()]);
+    assert_eq!(b.state(), BreakerState::Closed);
+    call(&b, fail());
+    assert_eq!(b.state(), BreakerState::Open);
+}
+
+#[test]
+fn a_time_window_closes_fresh_and_survives_long_jumps() {
+    let (b, clock) = breaker(timed(3600));
+    calls(&b, &[fail(), fail(), fail(), fail()]);
+    assert_eq!(b.state(), BreakerState::Open);
+    clock.advance(OPEN);
+    b.try_acquire().unwrap().record(S);
+    b.try_acquire().unwrap().record(S);
+    assert_eq!(b.state(), BreakerState::Closed);
+    assert_eq!((b.snapshot().successes, b.snapshot().failures), (0, 0));
+    clock.advance(Duration::from_secs(1_000_000_000));
+    calls(&b, &[S, fail()]);
+    assert_eq!((b.snapshot().successes, b.snapshot().failures), (1, 1));
+}
+
+// The per-tenant cap.
+
+fn capped(cap: u32) -> BreakerConfig {
+    config().with_max_failures_per_tenant(cap)
+}
+
+fn call_for(b: &CircuitBreaker, tenant: &str, outcome: Outcome) {
+    b.try_acquire_for(tenant).expect("admitted").record(outcome);
+}
+
+#[test]
+fn one_tenants_failures_alone_cannot_open_the_breaker() {
+    let (b, _) = breaker(capped(2));
+    for _ in 0..50 {
+        call_for(&b, "noisy", fail());
+    }
+    let s = b.snapshot();
+    assert_eq!(s.state, BreakerState::Closed);
+    assert_eq!((s.failures, s.consecutive_failures), (2, 2));
+    assert_eq!(s.tenant_capped_failures, 48);
+    // A second tenant's failure completes the run of 3.
+    call_for(&b, "other", fail());
+    assert_eq!(b.state(), BreakerState::Open);
+}
+
+#[test]
+fn a_capped_failure_counts_neither_way() {
+    let (b, _) = breaker(capped(1).with_failure_rate_threshold(1.0));
+    call_for(&b, "a", fail());
+    call_for(&b, "b", fail());
+    call_for(&b, "a", fail());
+    let s = b.snapshot();
+    assert_eq!((s.successes, s.failures, s.consecutive_failures), (0, 2, 2));
+    assert_eq!(s.tenant_capped_failures, 1);
+    call_for(&b, "c", fail());
+    assert_eq!(b.state(), BreakerState::Open);
+}
+
+#[test]
+fn a_tenants_cap_frees_as_its_failures_leave_the_window() {
+    let config = capped(2)
+        .with_consecutive_failures(0)
+        .with_failure_rate_threshold(1.0)
+        .with_window_size(4);
+    let (b, _) = breaker(config);
+    let capped_count = |b: &CircuitBreaker| b.snapshot().tenant_capped_failures;
+    call_for(&b, "a", fail());
+    call_for(&b, "a", fail());
+    call_for(&b, "a", fail());
+    assert_eq!(capped_count(&b), 1);
+    calls(&b, &[S, S, S]);
+    // [F, S, S, S]: the next failure evicts a's oldest one, so it counts, and so does the
+    // one after ([S, S, F, F]); the third is over the cap.
+    call_for(&b, "a", fail());
+    call_for(&b, "a", fail());
+    assert_eq!(capped_count(&b), 1);
+    call_for(&b, "a", fail());
+    assert_eq!(capped_count(&b), 2);
+    assert_eq!((b.snapshot().successes, b.snapshot().failures), (2, 2));
+}
+
+#[test]
+fn the_cap_judges_the_window_as_the_failure_leaves_it() {
+    let config = capped(1)
+        .with_consecutive_failures(0)
+        .with_failure_rate_threshold(1.0)
+        .with_window_size(2)
+        .with_minimum_calls(2);
+    let (b, _) = breaker(config);
+    call_for(&b, "a", fail());
+    call(&b, S);
+    // [F(a), S] → [S, F(a)]: a still has one failure in the window.
+    call_for(&b, "a", fail());
+    assert_eq!(b.snapshot().tenant_capped_failures, 0);
+    assert_eq!((b.snapshot().successes, b.snapshot().failures), (1, 1));
+}
+
+#[test]
+fn a_tenants_cap_frees_as_the_time_window_slides() {
+    let (b, clock) = breaker(capped(1).with_window_duration(Some(Duration::from_secs(5))));
+    call_for(&b, "a", fail());
+    call_for(&b, "a", fail());
+    assert_eq!(b.snapshot().tenant_capped_failures, 1);
+    clock.advance(Duration::from_secs(5));
+    call_for(&b, "a", fail());
+    assert_eq!(b.snapshot().tenant_capped_failures, 1);
+    assert_eq!(b.snapshot().failures, 1);
+}
+
+#[test]
+fn anonymous_callers_and_probes_are_not_capped() {
+    let (b, clock) = breaker(capped(1));
+    call(&b, fail());
+    call_for(&b, "", fail());
+    call(&b, fail());
+    assert_eq!(b.state(), BreakerState::Open);
+    assert_eq!(b.snapshot().tenant_capped_failures, 0);
+    clock.advance(OPEN);
+    let probe = b.try_acquire_for("a").unwrap();
+    assert_eq!(probe.token().tenant, 0);
+    probe.record(fail());
+    assert_eq!(b.state(), BreakerState::Open);
+}
+
+#[test]
+fn without_a_cap_tenants_are_not_even_hashed() {
+    let (b, _) = breaker(config());
+    assert_eq!(b.try_acquire_for("acme").unwrap().token().tenant, 0);
+    let (b, _) = breaker(capped(3));
+    assert_ne!(b.try_acquire_for("acme").unwrap().token().tenant, 0);
+}
+
+#[test]
+fn new_options_are_validated_without_panicking() {
+    for (bad, field) in [
+        (
+            config().with_window_duration(Some(Duration::from_millis(500))),
+            "window_duration",
+        ),
+        (
+            config().with_window_duration(Some(Duration::from_secs(86_400))),
+            "window_duration",
+        ),
+        (
+            config().with_max_failures_per_tenant(u32::MAX),
+            "max_failures_per_tenant",
+        ),
+    ] {
+        assert_eq!(CircuitBreaker::try_new(bad).unwrap_err().field, field);
+    }
+    let huge = config().with_config_fault_open_duration(Duration::MAX);
+    let (b, _) = breaker(huge);
+    calls(&b, &[fail(), fail(), config_fault()]);
+    assert_eq!(b.try_acquire().unwrap_err().state, BreakerState::Open);
+}

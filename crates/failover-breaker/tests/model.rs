@@ -1,9 +1,14 @@
 //! Random operation sequences against a tiny single-threaded reference model.
 //!
-//! The model keeps the window as a literal `VecDeque` of the last N outcomes and follows the
-//! README's rules step by step; after every operation the breaker's admit/reject decision,
-//! state, counts, trips and next probe time must equal the model's. Jitter is off so the
-//! model is exact.
+//! The model keeps the window as a literal `VecDeque` of outcomes — the last N, or those
+//! recorded in the last N whole seconds — with the tenant of each failure, and follows the
+//! README's rules step by step: the per-tenant cap counts the tenant's failures in that
+//! literal window, the time window's run of consecutive failures is the failures since the
+//! last success that are still in it, and a trip on a configuration fault holds for the
+//! longer of the fault hold and the normal period. After every operation the breaker's
+//! admit/reject decision, state, counts, trips, next probe time, `needs_operator` and capped
+//! count must equal the model's. Jitter is off so the model is exact, and at most 3 tenants
+//! fail at once (well within the breaker's table of tracked tenants), where the cap is exact.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -16,10 +21,20 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Acquire,
-    Record { index: usize, outcome: Outcome },
-    Drop { index: usize },
-    Advance { millis: u64 },
+    /// `tenant`: 0 `try_acquire()`, 1..=3 a named tenant, 4 the empty (anonymous) tenant.
+    Acquire {
+        tenant: u8,
+    },
+    Record {
+        index: usize,
+        outcome: Outcome,
+    },
+    Drop {
+        index: usize,
+    },
+    Advance {
+        millis: u64,
+    },
     ForceOpen,
     ForceClose,
     Reset,
@@ -30,6 +45,17 @@ struct Token {
     generation: u64,
     probe: bool,
     detached: bool,
+    /// `None` for an anonymous caller.
+    tenant: Option<u8>,
+}
+
+/// One outcome in the model's window.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    failed: bool,
+    tenant: Option<u8>,
+    /// The whole second it was recorded in (time mode).
+    second: u64,
 }
 
 #[derive(Debug)]
@@ -39,9 +65,14 @@ struct Model {
     now: Duration,
     state: BreakerState,
     generation: u64,
-    /// `true` is a failure; oldest first.
-    window: VecDeque<bool>,
+    /// Oldest first: the last `window_size` outcomes, or (time mode) every outcome still in
+    /// the window, pruned before each use.
+    window: VecDeque<Entry>,
     consecutive: u32,
+    /// Time mode: the seconds of the failures since the last success.
+    run: VecDeque<u64>,
+    needs_operator: Option<&'static str>,
+    tenant_capped: u64,
     trips: u32,
     streak: u32,
     next_probe: Option<Duration>,
@@ -61,6 +92,9 @@ impl Model {
             generation: 0,
             window: VecDeque::new(),
             consecutive: 0,
+            run: VecDeque::new(),
+            needs_operator: None,
+            tenant_capped: 0,
             trips: 0,
             streak: 0,
             next_probe: None,
@@ -71,11 +105,13 @@ impl Model {
         }
     }
 
-    fn acquire(&mut self) -> Result<Token, BreakerState> {
+    fn acquire(&mut self, tenant: u8) -> Result<Token, BreakerState> {
+        let tenant = (1..=3).contains(&tenant).then_some(tenant);
         let token = |generation, probe| Token {
             generation,
             probe,
             detached: false,
+            tenant: if probe { None } else { tenant },
         };
         match self.state {
             BreakerState::Closed => Ok(token(self.generation, false)),
@@ -83,6 +119,7 @@ impl Model {
                 generation: 0,
                 probe: false,
                 detached: true,
+                tenant: None,
             }),
             BreakerState::ForcedOpen => self.reject(BreakerState::ForcedOpen),
             BreakerState::Open if self.now < self.next_probe.unwrap() => {
@@ -116,6 +153,7 @@ impl Model {
                 Outcome::Ignored => {}
                 Outcome::Success => {
                     self.consecutive = 0;
+                    self.run.clear();
                     self.probe_successes += 1;
                     if self.probe_successes >= self.config.half_open_successes_to_close {
                         self.set_state(BreakerState::Closed);
@@ -124,7 +162,8 @@ impl Model {
                 Outcome::Failure { .. } | Outcome::NeedsOperator { .. } => {
                     self.note(retry_hint(outcome));
                     self.consecutive += 1;
-                    self.trip();
+                    self.run.push_back(self.second());
+                    self.trip(config_fault(outcome));
                 }
             }
             return;
@@ -133,36 +172,91 @@ impl Model {
             Outcome::Ignored => {}
             Outcome::Success => {
                 self.consecutive = 0;
-                self.push(false);
+                self.run.clear();
+                self.push(false, token.tenant);
                 if self.rate_trips() {
-                    self.trip();
+                    self.trip(None);
                 }
             }
             Outcome::Failure { .. } | Outcome::NeedsOperator { .. } => {
+                let cap = self.config.max_failures_per_tenant as usize;
+                if let (true, Some(tenant)) = (cap > 0, token.tenant) {
+                    self.prune();
+                    // In a full count window the failure will evict the oldest outcome: the
+                    // cap is on the window as it will be.
+                    let evicted = usize::from(
+                        self.config.window_duration.is_none()
+                            && self.window.len() == self.config.window_size as usize,
+                    );
+                    let mine = self
+                        .window
+                        .iter()
+                        .skip(evicted)
+                        .filter(|e| e.failed && e.tenant == Some(tenant))
+                        .count();
+                    if mine >= cap {
+                        self.tenant_capped += 1;
+                        return;
+                    }
+                }
                 self.note(retry_hint(outcome));
                 self.consecutive += 1;
-                self.push(true);
+                self.run.push_back(self.second());
+                self.push(true, token.tenant);
                 let limit = self.config.consecutive_failures;
-                if (limit > 0 && self.consecutive >= limit) || self.rate_trips() {
-                    self.trip();
+                if (limit > 0 && self.consecutive() >= limit) || self.rate_trips() {
+                    self.trip(config_fault(outcome));
                 }
             }
         }
     }
 
-    fn push(&mut self, failed: bool) {
-        if self.window.len() == self.config.window_size as usize {
-            self.window.pop_front();
-        }
-        self.window.push_back(failed);
+    fn second(&self) -> u64 {
+        self.now.as_secs()
     }
 
-    fn counts(&self) -> (u64, u64) {
-        let failures = self.window.iter().filter(|&&f| f).count() as u64;
+    /// Time mode: drops what has left the window.
+    fn prune(&mut self) {
+        if let Some(d) = self.config.window_duration {
+            let (now, n) = (self.second(), d.as_secs());
+            self.window.retain(|e| e.second + n > now);
+            self.run.retain(|&s| s + n > now);
+        }
+    }
+
+    fn push(&mut self, failed: bool, tenant: Option<u8>) {
+        self.prune();
+        if self.config.window_duration.is_none()
+            && self.window.len() == self.config.window_size as usize
+        {
+            self.window.pop_front();
+        }
+        let second = self.second();
+        self.window.push_back(Entry {
+            failed,
+            tenant,
+            second,
+        });
+    }
+
+    fn counts(&mut self) -> (u64, u64) {
+        self.prune();
+        let failures = self.window.iter().filter(|e| e.failed).count() as u64;
         (self.window.len() as u64 - failures, failures)
     }
 
-    fn rate_trips(&self) -> bool {
+    /// The run of consecutive failures: all of it in count mode, what is still in the
+    /// window in time mode.
+    fn consecutive(&mut self) -> u32 {
+        if self.config.window_duration.is_some() {
+            self.prune();
+            self.run.len() as u32
+        } else {
+            self.consecutive
+        }
+    }
+
+    fn rate_trips(&mut self) -> bool {
         let (s, f) = self.counts();
         let total = s + f;
         total >= u64::from(self.config.minimum_calls)
@@ -176,7 +270,7 @@ impl Model {
         }
     }
 
-    fn trip(&mut self) {
+    fn trip(&mut self, config_fault: Option<&'static str>) {
         self.trips += 1;
         self.streak += 1;
         let mut period = self.config.open_duration;
@@ -185,7 +279,12 @@ impl Model {
                 .saturating_mul(self.multiplier)
                 .min(self.config.max_open_duration);
         }
-        let mut until = self.now + period.min(self.config.max_open_duration);
+        let mut period = period.min(self.config.max_open_duration);
+        if config_fault.is_some() {
+            period = period.max(self.config.config_fault_open_duration);
+        }
+        self.needs_operator = config_fault;
+        let mut until = self.now + period;
         if let Some(hint) = self.retry_not_before {
             until = until.max(hint);
         }
@@ -201,6 +300,8 @@ impl Model {
         match to {
             BreakerState::Closed => {
                 self.window.clear();
+                self.run.clear();
+                self.needs_operator = None;
                 self.consecutive = 0;
                 self.streak = 0;
                 self.retry_not_before = None;
@@ -224,22 +325,42 @@ impl Model {
 
 fn config_strategy() -> impl Strategy<Value = (BreakerConfig, u32)> {
     (
-        1u32..=8,
-        0u32..=8,
-        prop_oneof![Just(0.25), Just(0.5), Just(1.0), 0.01f64..=1.0],
-        0u32..=4,
-        1u64..=50,
-        1u32..=8,
-        1u32..=3,
-        1u32..=3,
-        0u32..=3,
+        (
+            1u32..=8,
+            0u32..=8,
+            prop_oneof![Just(0.25), Just(0.5), Just(1.0), 0.01f64..=1.0],
+            0u32..=4,
+            1u64..=50,
+            1u32..=8,
+            1u32..=3,
+            1u32..=3,
+            0u32..=3,
+        ),
+        // A time window of 1..=4 s in a third of the cases.
+        prop_oneof![2 => Just(None), 1 => (1u64..=4).prop_map(Some)],
+        // The tenant cap: off in half the cases.
+        prop_oneof![Just(0u32), 1u32..=3],
+        // The configuration-fault hold: 0 to 2 s.
+        0u64..=40,
     )
         .prop_map(
-            |(window, minimum, threshold, consecutive, open, cap, multiplier, probes, close)| {
+            |(
+                (window, minimum, threshold, consecutive, open, cap, multiplier, probes, close),
+                window_seconds,
+                tenant_cap,
+                hold,
+            )| {
                 let config = BreakerConfig {
                     failure_rate_threshold: threshold,
                     window_size: window,
-                    minimum_calls: minimum.clamp(1, window),
+                    minimum_calls: if window_seconds.is_some() {
+                        minimum.max(1)
+                    } else {
+                        minimum.clamp(1, window)
+                    },
+                    window_duration: window_seconds.map(Duration::from_secs),
+                    max_failures_per_tenant: tenant_cap,
+                    config_fault_open_duration: Duration::from_millis(hold * 50),
                     consecutive_failures: consecutive,
                     open_duration: Duration::from_millis(open * 10),
                     max_open_duration: Duration::from_millis(open * 10 * u64::from(cap)),
@@ -261,34 +382,38 @@ fn outcome_strategy() -> impl Strategy<Value = Outcome> {
             kind: "model",
             retry_after: ms.map(Duration::from_millis),
         }),
+        1 => Just(Outcome::NeedsOperator { kind: "model_config" }),
         1 => Just(Outcome::Ignored),
     ]
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
-        10 => Just(Op::Acquire),
+        10 => (0u8..=4).prop_map(|tenant| Op::Acquire { tenant }),
         10 => (any::<usize>(), outcome_strategy())
             .prop_map(|(index, outcome)| Op::Record { index, outcome }),
         2 => any::<usize>().prop_map(|index| Op::Drop { index }),
         4 => (0u64..=300).prop_map(|millis| Op::Advance { millis }),
+        1 => (500u64..=3000).prop_map(|millis| Op::Advance { millis }),
         1 => Just(Op::ForceOpen),
         1 => Just(Op::ForceClose),
         1 => Just(Op::Reset),
     ]
 }
 
-fn check(breaker: &CircuitBreaker, model: &Model, base: Instant, step: usize) {
+fn check(breaker: &CircuitBreaker, model: &mut Model, base: Instant, step: usize) {
     let s = breaker.snapshot();
     let (successes, failures) = model.counts();
     let expected = (
         model.state,
         successes,
         failures,
-        model.consecutive,
+        model.consecutive(),
         model.trips,
         model.next_probe.map(|d| base + d),
         model.rejected,
+        (model.needs_operator.is_some(), model.needs_operator),
+        model.tenant_capped,
     );
     let actual = (
         s.state,
@@ -298,6 +423,8 @@ fn check(breaker: &CircuitBreaker, model: &Model, base: Instant, step: usize) {
         s.trips,
         s.next_probe_at,
         s.rejected,
+        (s.needs_operator, s.needs_operator_kind),
+        s.tenant_capped_failures,
     );
     assert_eq!(actual, expected, "step {step}: {model:?}");
 }
@@ -317,7 +444,7 @@ proptest! {
         let mut outstanding: Vec<(Permit, Token)> = Vec::new();
         for (step, op) in ops.into_iter().enumerate() {
             match op {
-                Op::Acquire => match (breaker.try_acquire(), model.acquire()) {
+                Op::Acquire { tenant } => match (acquire(&breaker, tenant), model.acquire(tenant)) {
                     (Ok(permit), Ok(token)) => {
                         prop_assert_eq!(permit.token().probe, token.probe, "step {}", step);
                         outstanding.push((permit, token));
@@ -367,8 +494,23 @@ proptest! {
                     model.reset();
                 }
             }
-            check(&breaker, &model, base, step);
+            check(&breaker, &mut model, base, step);
         }
+    }
+}
+
+fn acquire(breaker: &CircuitBreaker, tenant: u8) -> Result<Permit, failover_breaker::Rejected> {
+    match tenant {
+        0 => breaker.try_acquire(),
+        4 => breaker.try_acquire_for(""),
+        t => breaker.try_acquire_for(&format!("tenant-{t}")),
+    }
+}
+
+fn config_fault(outcome: Outcome) -> Option<&'static str> {
+    match outcome {
+        Outcome::NeedsOperator { kind } => Some(kind),
+        _ => None,
     }
 }
 

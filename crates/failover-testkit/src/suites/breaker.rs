@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use failover_breaker::{Breaker, BreakerConfig, BreakerState, ManualClock, Outcome, Permit};
 
-/// The configuration every check starts from: window 10, minimum 4 calls, rate 0.5,
-/// 3 consecutive failures, open 10 s doubling up to 60 s, no jitter, 2 probes, 2 successes
-/// to close.
+/// The configuration every check starts from: a count window of 10, minimum 4 calls, rate
+/// 0.5, 3 consecutive failures, open 10 s doubling up to 60 s, no jitter, 2 probes, 2
+/// successes to close, no tenant cap, a 10 min hold after a configuration fault.
 pub fn suite_config() -> BreakerConfig {
     BreakerConfig {
         failure_rate_threshold: 0.5,
@@ -35,8 +35,14 @@ pub fn suite_config() -> BreakerConfig {
         jitter_seed: Some(7),
         half_open_max_probes: 2,
         half_open_successes_to_close: 2,
+        window_duration: None,
+        max_failures_per_tenant: 0,
+        config_fault_open_duration: CONFIG_FAULT_HOLD,
     }
 }
+
+/// The suite config's hold after a configuration fault trips the breaker.
+const CONFIG_FAULT_HOLD: Duration = Duration::from_secs(600);
 
 const OPEN: Duration = Duration::from_secs(10);
 
@@ -454,6 +460,201 @@ where
     );
 }
 
+/// A rejection tells when to come back: OPEN carries the end of its open period (the
+/// snapshot's `next_probe_at`), FORCED_OPEN carries nothing (it holds until an operator
+/// resets it), and neither does a HALF_OPEN whose probe slots are all taken.
+pub fn rejections_carry_the_next_probe<F>(factory: F)
+where
+    F: Fn(BreakerConfig, ManualClock) -> Arc<dyn Breaker>,
+{
+    let clock = ManualClock::new();
+    let breaker = tripped(&factory, suite_config(), &clock);
+    let opened_at = breaker.snapshot().opened_at.unwrap();
+    let rejected = breaker.try_acquire().unwrap_err();
+    assert_eq!(rejected.next_probe_at, Some(opened_at + OPEN));
+    let rejected = breaker.try_acquire_for("suite-tenant").unwrap_err();
+    assert_eq!(rejected.next_probe_at, Some(opened_at + OPEN));
+    clock.advance(OPEN);
+    let probes = (acquire(&*breaker), acquire(&*breaker));
+    let full = breaker.try_acquire().unwrap_err();
+    assert_eq!(
+        (full.state, full.next_probe_at),
+        (BreakerState::HalfOpen, None)
+    );
+    drop(probes);
+    breaker.force_open();
+    let forced = breaker.try_acquire().unwrap_err();
+    assert_eq!(
+        (forced.state, forced.next_probe_at),
+        (BreakerState::ForcedOpen, None)
+    );
+}
+
+fn config_fault() -> Outcome {
+    Outcome::NeedsOperator {
+        kind: "suite_config_fault",
+    }
+}
+
+/// A configuration fault counts as one failure (it does not trip by itself), but a trip on
+/// one holds OPEN for `config_fault_open_duration` and marks the snapshot `needs_operator`
+/// until probe successes close the breaker.
+pub fn configuration_fault_holds_open_until_an_operator<F>(factory: F)
+where
+    F: Fn(BreakerConfig, ManualClock) -> Arc<dyn Breaker>,
+{
+    let clock = ManualClock::new();
+    let breaker = factory(suite_config(), clock.clone());
+    call(&*breaker, config_fault());
+    let snapshot = breaker.snapshot();
+    assert_eq!(
+        (snapshot.state, snapshot.failures, snapshot.needs_operator),
+        (BreakerState::Closed, 1, false)
+    );
+    call(&*breaker, failure());
+    call(&*breaker, config_fault());
+    let snapshot = breaker.snapshot();
+    assert_eq!(snapshot.state, BreakerState::Open);
+    assert!(snapshot.needs_operator, "{snapshot:?}");
+    assert_eq!(snapshot.needs_operator_kind, Some("suite_config_fault"));
+    let opened_at = snapshot.opened_at.unwrap();
+    assert_eq!(snapshot.next_probe_at, Some(opened_at + CONFIG_FAULT_HOLD));
+    clock.advance(CONFIG_FAULT_HOLD - Duration::from_millis(1));
+    assert_rejected(&*breaker, BreakerState::Open);
+    clock.advance(Duration::from_millis(1));
+    let first = acquire(&*breaker);
+    let second = acquire(&*breaker);
+    assert!(breaker.snapshot().needs_operator);
+    first.record(Outcome::Success);
+    second.record(Outcome::Success);
+    let snapshot = breaker.snapshot();
+    assert_eq!(snapshot.state, BreakerState::Closed);
+    assert_eq!(
+        (snapshot.needs_operator, snapshot.needs_operator_kind),
+        (false, None)
+    );
+}
+
+/// A probe failing with a configuration fault holds for the fault period too; `reset`
+/// clears the mark.
+pub fn configuration_fault_probe_holds_and_reset_clears<F>(factory: F)
+where
+    F: Fn(BreakerConfig, ManualClock) -> Arc<dyn Breaker>,
+{
+    let clock = ManualClock::new();
+    let breaker = due_for_probe(&factory, &clock);
+    assert!(!breaker.snapshot().needs_operator);
+    acquire(&*breaker).record(config_fault());
+    let snapshot = breaker.snapshot();
+    assert_eq!(snapshot.state, BreakerState::Open);
+    assert!(snapshot.needs_operator);
+    assert_eq!(
+        snapshot.next_probe_at,
+        Some(snapshot.opened_at.unwrap() + CONFIG_FAULT_HOLD)
+    );
+    breaker.reset();
+    let snapshot = breaker.snapshot();
+    assert_eq!(snapshot.state, BreakerState::Closed);
+    assert_eq!(
+        (snapshot.needs_operator, snapshot.needs_operator_kind),
+        (false, None)
+    );
+}
+
+/// In a time window, outcomes older than the window no longer count: failures from before
+/// a quiet period neither trip the breaker nor make up its minimum number of calls, for
+/// the rate rule and the consecutive rule alike.
+pub fn time_window_forgets_after_a_quiet_period<F>(factory: F)
+where
+    F: Fn(BreakerConfig, ManualClock) -> Arc<dyn Breaker>,
+{
+    let window = Duration::from_secs(60);
+    let quiet = Duration::from_secs(3600);
+    // The consecutive rule alone (a rate of 1.0 needs every call failing).
+    let config = BreakerConfig {
+        window_duration: Some(window),
+        failure_rate_threshold: 1.0,
+        ..suite_config()
+    };
+    let clock = ManualClock::new();
+    let breaker = factory(config, clock.clone());
+    call(&*breaker, Outcome::Success);
+    call(&*breaker, failure());
+    call(&*breaker, failure());
+    assert_eq!(breaker.snapshot().failures, 2);
+    clock.advance(quiet);
+    let snapshot = breaker.snapshot();
+    assert_eq!(
+        (
+            snapshot.successes,
+            snapshot.failures,
+            snapshot.consecutive_failures
+        ),
+        (0, 0, 0)
+    );
+    // Hours-old failures would have made this the third in a row.
+    call(&*breaker, failure());
+    assert_state(&*breaker, BreakerState::Closed);
+    clock.advance(window / 2);
+    call(&*breaker, failure());
+    call(&*breaker, failure());
+    assert_state(&*breaker, BreakerState::Open);
+
+    // The rate rule alone: old failures neither count nor make up the minimum of 4 calls.
+    let config = BreakerConfig {
+        window_duration: Some(window),
+        consecutive_failures: 0,
+        ..suite_config()
+    };
+    let clock = ManualClock::new();
+    let breaker = factory(config, clock.clone());
+    for _ in 0..3 {
+        call(&*breaker, failure());
+    }
+    clock.advance(quiet);
+    call(&*breaker, failure());
+    call(&*breaker, failure());
+    call(&*breaker, failure());
+    assert_state(&*breaker, BreakerState::Closed);
+    call(&*breaker, failure());
+    assert_state(&*breaker, BreakerState::Open);
+}
+
+/// With `max_failures_per_tenant`, one tenant's failures alone cannot open the breaker
+/// (failures over its cap count neither way), while failures spread over tenants still do;
+/// `try_acquire()` callers are not capped.
+pub fn tenant_cap_keeps_one_tenant_from_opening_it<F>(factory: F)
+where
+    F: Fn(BreakerConfig, ManualClock) -> Arc<dyn Breaker>,
+{
+    let config = BreakerConfig {
+        max_failures_per_tenant: 2,
+        ..suite_config()
+    };
+    let breaker = factory(config.clone(), ManualClock::new());
+    for _ in 0..20 {
+        breaker
+            .try_acquire_for("noisy-tenant")
+            .unwrap()
+            .record(failure());
+    }
+    let snapshot = breaker.snapshot();
+    assert_eq!(snapshot.state, BreakerState::Closed, "{snapshot:?}");
+    assert_eq!(snapshot.failures, 2);
+    assert_eq!(snapshot.tenant_capped_failures, 18);
+    breaker
+        .try_acquire_for("another-tenant")
+        .unwrap()
+        .record(failure());
+    assert_state(&*breaker, BreakerState::Open);
+
+    let anonymous = factory(config, ManualClock::new());
+    for _ in 0..3 {
+        call(&*anonymous, failure());
+    }
+    assert_state(&*anonymous, BreakerState::Open);
+}
+
 /// Expands to one `#[test]` per check of [`suites::breaker`](crate::suites::breaker), each
 /// named after its check, for the breaker built by `$factory`
 /// (`Fn(BreakerConfig, ManualClock) -> Arc<dyn Breaker>`). Invoke it inside its own module.
@@ -476,6 +677,11 @@ macro_rules! breaker_behaviour_suite {
             forced_open_holds_until_reset,
             forced_closed_holds_until_reset,
             snapshot_reports_history,
+            rejections_carry_the_next_probe,
+            configuration_fault_holds_open_until_an_operator,
+            configuration_fault_probe_holds_and_reset_clears,
+            time_window_forgets_after_a_quiet_period,
+            tenant_cap_keeps_one_tenant_from_opening_it,
         );
     };
     (@checks $factory:expr; $($check:ident),* $(,)?) => {
