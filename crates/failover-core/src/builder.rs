@@ -196,12 +196,13 @@ impl AdapterBuilder {
             let breaker: Arc<dyn Breaker> = match choice {
                 BreakerChoice::Custom(breaker) => breaker,
                 BreakerChoice::Config(config) => Arc::new(
-                    CircuitBreaker::try_with_clock(config, Arc::clone(&self.clock)).map_err(
-                        |e| BuildError::Breaker {
+                    CircuitBreaker::try_with_clock(config, Arc::clone(&self.clock))
+                        .map_err(|e| BuildError::Breaker {
                             provider: name.clone(),
                             message: e.to_string(),
-                        },
-                    )?,
+                        })?
+                        // Its transitions are logged under the provider's name.
+                        .with_name(name.as_str()),
                 ),
             };
             chain.push(ProviderSlot {

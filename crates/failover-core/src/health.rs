@@ -59,7 +59,17 @@ impl HealthReport {
     ) -> Self {
         let mut problems = Vec::new();
         for provider in &providers {
-            if !admits(provider.breaker.state) {
+            if provider.breaker.needs_operator {
+                problems.push(format!(
+                    "{}: needs an operator ({}): held open until the configuration is fixed \
+                     or the breaker is reset",
+                    provider.name,
+                    provider
+                        .breaker
+                        .needs_operator_kind
+                        .unwrap_or("configuration fault")
+                ));
+            } else if !admits(provider.breaker.state) {
                 problems.push(format!(
                     "{}: circuit breaker {}{}",
                     provider.name,

@@ -287,3 +287,41 @@ async fn a_shut_down_adapter_refuses_requests_and_its_ledger_is_closed() {
     assert_eq!(world.bedrock.call_count(), 1);
     assert_eq!(world.usage_records().len(), 1);
 }
+
+#[tokio::test]
+async fn revoked_credentials_hold_the_breaker_open_and_health_asks_for_an_operator() {
+    let world = World::new(
+        ScriptedProvider::new(BEDROCK).otherwise(Step::fail(ErrorKind::AuthOrConfig)),
+        ScriptedProvider::always(OPENAI, "fallback"),
+    );
+    let trip_after = BreakerConfig::default().consecutive_failures;
+    for n in 0..trip_after {
+        let answer = world
+            .adapter
+            .generate_completion(request(&format!("question {n}")))
+            .await
+            .unwrap();
+        assert_eq!(answer.provider, OPENAI);
+    }
+    let breaker = world.adapter.breaker(BEDROCK).unwrap().snapshot();
+    assert_eq!(breaker.state, BreakerState::Open);
+    assert!(breaker.needs_operator);
+    let held = breaker
+        .next_probe_at
+        .unwrap()
+        .saturating_duration_since(std::time::Instant::now());
+    assert!(
+        held > Duration::from_secs(9 * 60),
+        "a configuration fault is not re-probed every 30 s: held {held:?}"
+    );
+    let health = world.adapter.health();
+    assert_eq!(health.status, HealthStatus::Degraded);
+    assert!(
+        health
+            .problems
+            .iter()
+            .any(|problem| problem.starts_with("bedrock: needs an operator (auth_or_config)")),
+        "{:?}",
+        health.problems
+    );
+}
