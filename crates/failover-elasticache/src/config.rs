@@ -330,6 +330,12 @@ impl ElastiCacheConfig {
         Ok(config)
     }
 
+    /// Sets the key that seals (and opens) values.
+    pub fn with_encryption_key(mut self, key: EncryptionKey) -> Self {
+        self.encryption_key = key;
+        self
+    }
+
     /// Keeps `keys` for opening values sealed before a rotation (they never seal). Start a
     /// rotation by making the new key the [`encryption_key`](Self::encryption_key) and the
     /// old one a decryption key on every replica; end it, once the old entries have

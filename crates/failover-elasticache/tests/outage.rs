@@ -25,6 +25,7 @@ failover_testenv::service_test_main! {
         a_server_that_is_down_at_start_does_not_stop_the_cache_from_being_built,
         a_readonly_reply_replaces_the_connection,
         one_log_line_per_state_change_not_per_request,
+        health_is_degraded_while_the_server_is_down_and_clears_when_it_answers,
     ],
 }
 
@@ -290,4 +291,44 @@ async fn one_log_line_per_state_change_not_per_request() {
         cache.get(&key).await.unwrap();
     }
     assert_eq!(lines(), 2, "one more line for coming back");
+}
+
+/// `degraded` names the outage while the server is stopped (after an operation found it
+/// gone) and clears with the first operation that succeeds after the restart.
+async fn health_is_degraded_while_the_server_is_down_and_clears_when_it_answers() {
+    let server = require_service!(redis_service::spawn_owned());
+    let cache = common::cache(&server.url());
+    let key = some_key();
+    cache
+        .put(&key, sample_completion("x"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(cache.get(&key).await.unwrap().is_some());
+    assert_eq!(cache.health().degraded, None, "healthy");
+
+    server.stop();
+    assert!(cache.get(&key).await.is_err());
+    let health = cache.health();
+    let reason = health.degraded.expect("degraded while the server is down");
+    assert!(
+        reason.contains("redis is unreachable") || reason.contains("not answering in time"),
+        "{reason}"
+    );
+    assert!(!health.available);
+    // Still degraded while it stays down.
+    assert!(cache.get(&key).await.is_err());
+    assert!(cache.health().degraded.is_some());
+
+    server.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.ping().await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the cache did not reach the restarted server: {:?}",
+            cache.health()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cache.health().degraded, None, "{:?}", cache.health());
+    assert!(cache.health().available);
 }
