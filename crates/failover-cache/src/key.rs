@@ -34,7 +34,9 @@ pub const MIN_SECRET_LEN: usize = 32;
 #[non_exhaustive]
 pub enum KeySecretError {
     /// Too short to carry enough entropy.
-    #[error("the cache key secret ({ENV_CACHE_KEY}) has {len} bytes; at least {min} are required (e.g. `openssl rand -hex 32`)")]
+    #[error(
+        "the cache key secret ({ENV_CACHE_KEY}) has {len} bytes; at least {min} are required (e.g. `openssl rand -hex 32`)"
+    )]
     TooShort {
         /// Its length.
         len: usize,

@@ -166,9 +166,7 @@ impl MemoryCache {
         };
         let inner = moka::future::Cache::builder()
             .name("failover-memory-cache")
-            .weigher(move |_key: &CacheKey, entry: &Entry| {
-                weights.weight(entry_size(&entry.value))
-            })
+            .weigher(move |_key: &CacheKey, entry: &Entry| weights.weight(entry_size(&entry.value)))
             .max_capacity(capacity)
             .expire_after(PerEntryTtl)
             .build();
@@ -519,12 +517,18 @@ mod tests {
         let held = cache.entry_count();
         assert!(held <= 9, "{held} entries of 10 KB within 100 KB");
         assert!(held > 0);
-        assert!(cache.weighted_size() <= 100_000, "{}", cache.weighted_size());
+        assert!(
+            cache.weighted_size() <= 100_000,
+            "{}",
+            cache.weighted_size()
+        );
         let bytes: u64 = cache.entries().iter().map(|e| entry_size(&e.value)).sum();
         assert!(bytes <= 100_000, "{bytes}");
         // Small entries are bounded by the count, not squeezed by the bytes.
         let small = MemoryCache::with_config(
-            MemoryCacheConfig::new().max_entries(20).max_bytes(1_000_000),
+            MemoryCacheConfig::new()
+                .max_entries(20)
+                .max_bytes(1_000_000),
         );
         for i in 0..100 {
             small

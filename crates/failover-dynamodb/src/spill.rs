@@ -96,7 +96,7 @@ impl Spill {
         }
         // For an operator looking at the lock file: who holds it (the lock is the OS's,
         // not this text).
-        let _ = (&lock).set_len(0);
+        let _ = lock.set_len(0);
         let _ = writeln!(&lock, "{}", std::process::id());
         let spill = Self {
             replaying: with_suffix(&path, ".replaying"),
@@ -606,7 +606,10 @@ mod tests {
         first.release_lock();
         let second = Spill::open(path.clone()).unwrap();
         drop(first);
-        assert!(Spill::open(path.clone()).is_err(), "still held by the second");
+        assert!(
+            Spill::open(path.clone()).is_err(),
+            "still held by the second"
+        );
         drop(second);
         Spill::open(path.clone()).unwrap();
         cleanup(&path);

@@ -192,13 +192,22 @@ async fn write_with_retry(
         };
         match written {
             Ok(()) => {
-                shared.counters.store_failing.store(false, Ordering::Relaxed);
+                shared
+                    .counters
+                    .store_failing
+                    .store(false, Ordering::Relaxed);
                 return Ok(());
             }
             Err(error) => {
                 tracing::warn!(%error, left = pending.len(), "usage write failed");
                 // A cut at the shutdown deadline says nothing about DynamoDB.
-                if !matches!(&error, DynamoDbError::Sdk { operation: "shutdown", .. }) {
+                if !matches!(
+                    &error,
+                    DynamoDbError::Sdk {
+                        operation: "shutdown",
+                        ..
+                    }
+                ) {
                     shared.counters.store_failing.store(true, Ordering::Relaxed);
                 }
                 shared.counters.set_error(&error);

@@ -80,7 +80,11 @@ async fn a_full_queue_hands_records_to_the_spill_writer_and_refuses_only_when_it
             Err(other) => panic!("unexpected {other}"),
         }
     }
-    assert!(refused > 0, "the spill queue filled: {:?}", sink.dynamodb_health());
+    assert!(
+        refused > 0,
+        "the spill queue filled: {:?}",
+        sink.dynamodb_health()
+    );
     let health = sink.dynamodb_health();
     assert_eq!(health.rejected, refused, "{health:?}");
     assert_eq!(health.accepted as usize, accepted.len(), "{health:?}");
@@ -146,9 +150,7 @@ async fn stats_answer_from_what_is_stored_while_records_are_spilled() {
         "TransactWriteItems",
         Fault::Error(400, "ValidationException"),
     );
-    let spilled: Vec<UsageRecord> = (10..20)
-        .map(|i| common::simple(&run, &tenant, i))
-        .collect();
+    let spilled: Vec<UsageRecord> = (10..20).map(|i| common::simple(&run, &tenant, i)).collect();
     for record in &spilled {
         sink.record(record.clone()).unwrap();
     }
@@ -186,7 +188,10 @@ async fn a_second_sink_on_the_same_spill_file_is_refused() {
         matches!(&error, DynamoDbError::SpillLocked { path } if *path == spill.display().to_string()),
         "{error}"
     );
-    assert!(error.to_string().contains("in use by another sink"), "{error}");
+    assert!(
+        error.to_string().contains("in use by another sink"),
+        "{error}"
+    );
     // Released by shutdown: a successor can take the file over.
     first.shutdown().await.unwrap();
     let second = common::builder(&url, &table, WriteMode::Transactional)

@@ -312,8 +312,7 @@ fn associated_data(
     key: &CacheKey,
     redis_key: &[u8],
 ) -> Vec<u8> {
-    let mut aad =
-        Vec::with_capacity(AAD_DOMAIN.len() + 1 + KEY_ID_LEN + 16 + 8 + redis_key.len());
+    let mut aad = Vec::with_capacity(AAD_DOMAIN.len() + 1 + KEY_ID_LEN + 16 + 8 + redis_key.len());
     aad.extend_from_slice(AAD_DOMAIN);
     aad.push(version);
     if let Some(id) = key_id {
@@ -478,22 +477,36 @@ mod tests {
         let k = key(1, 2);
         // Sealed with the old key: opened by the ring (picked by its id).
         let by_old = before.seal(&k, b"p:k", &sample("old")).unwrap();
-        assert!(matches!(during.open(&k, b"p:k", by_old.clone()), Opened::Value(v) if v == sample("old")));
+        assert!(
+            matches!(during.open(&k, b"p:k", by_old.clone()), Opened::Value(v) if v == sample("old"))
+        );
         assert!(matches!(after.open(&k, b"p:k", by_old), Opened::UnknownKey));
         // Sealed by the ring: with the new key, which the old codec does not hold.
         let by_ring = during.seal(&k, b"p:k", &sample("new")).unwrap();
         assert_eq!(&by_ring[1..9], &key_id(&new));
-        assert!(matches!(after.open(&k, b"p:k", by_ring.clone()), Opened::Value(v) if v == sample("new")));
-        assert!(matches!(before.open(&k, b"p:k", by_ring), Opened::UnknownKey));
+        assert!(
+            matches!(after.open(&k, b"p:k", by_ring.clone()), Opened::Value(v) if v == sample("new"))
+        );
+        assert!(matches!(
+            before.open(&k, b"p:k", by_ring),
+            Opened::UnknownKey
+        ));
         // V1 values (no key id) are tried with every key of the ring.
         let v1 = before.seal_v1(&k, b"p:k", &sample("legacy"));
-        assert!(matches!(before.open(&k, b"p:k", v1.clone()), Opened::Value(v) if v == sample("legacy")));
-        assert!(matches!(during.open(&k, b"p:k", v1.clone()), Opened::Value(v) if v == sample("legacy")));
+        assert!(
+            matches!(before.open(&k, b"p:k", v1.clone()), Opened::Value(v) if v == sample("legacy"))
+        );
+        assert!(
+            matches!(during.open(&k, b"p:k", v1.clone()), Opened::Value(v) if v == sample("legacy"))
+        );
         assert!(matches!(after.open(&k, b"p:k", v1), Opened::Rejected(_)));
         // The key id is authenticated: swapping it for another key's id does not open.
         let mut forged = during.seal(&k, b"p:k", &sample("x")).unwrap();
         forged[1..9].copy_from_slice(&key_id(&old));
-        assert!(matches!(during.open(&k, b"p:k", forged), Opened::Rejected(_)));
+        assert!(matches!(
+            during.open(&k, b"p:k", forged),
+            Opened::Rejected(_)
+        ));
         // A duplicate key in the ring is one key.
         assert_eq!(ValueCodec::with_ring(&[old.clone(), old]).ring_len(), 1);
     }

@@ -297,7 +297,9 @@ impl ElastiCacheConfig {
             .filter(|v| !v.trim().is_empty())
             .ok_or(ConfigError::Missing(ENV_ENCRYPTION_KEY))?;
         let mut ring = EncryptionKey::parse_ring(&keys)?.into_iter();
-        let key = ring.next().ok_or(ConfigError::Missing(ENV_ENCRYPTION_KEY))?;
+        let key = ring
+            .next()
+            .ok_or(ConfigError::Missing(ENV_ENCRYPTION_KEY))?;
         let previous: Vec<EncryptionKey> = ring.collect();
         let urls: Vec<String> = endpoint
             .split(',')

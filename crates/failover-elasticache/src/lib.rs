@@ -257,7 +257,10 @@ impl Cache for ElastiCacheCache {
             Opened::Rejected(reason) if self.inner.codec.ring_len() > 1 => {
                 // A rotation is in progress: the value may be another replica's, sealed
                 // with a key this one does not hold. Keep it; it expires by its TTL.
-                tracing::debug!(reason, "stored value did not open during a key rotation; kept, a miss");
+                tracing::debug!(
+                    reason,
+                    "stored value did not open during a key rotation; kept, a miss"
+                );
                 self.inner.health.kept_unopened();
                 self.inner.health.miss();
                 Ok(None)

@@ -413,14 +413,15 @@ async fn a_key_rotation_reads_old_values_and_deletes_nothing_it_cannot_open() {
     };
     let old = ElastiCacheCache::new(config(key_a.clone())).unwrap();
     let rotating =
-        ElastiCacheCache::new(config(key_b.clone()).with_decryption_keys([key_a.clone()]))
-            .unwrap();
+        ElastiCacheCache::new(config(key_b.clone()).with_decryption_keys([key_a.clone()])).unwrap();
     let done = ElastiCacheCache::new(config(key_b)).unwrap();
     let deriver = KeyDeriver::new([3; 32]);
 
     // Sealed with the old key: both read it.
     let by_old = key(&deriver, "tenant-a", "before the rotation");
-    old.put(&by_old, sample_completion("old"), LONG).await.unwrap();
+    old.put(&by_old, sample_completion("old"), LONG)
+        .await
+        .unwrap();
     assert_eq!(rotating.get(&by_old).await.unwrap().unwrap().content, "old");
     assert_eq!(old.get(&by_old).await.unwrap().unwrap().content, "old");
 
