@@ -240,9 +240,28 @@ async fn a_readonly_reply_replaces_the_connection() {
     assert_eq!(cache.get(&key).await.unwrap().unwrap().content, "z");
 }
 
-/// Counts the crate's warn/info log lines.
+/// Counts the crate's warn/info log lines about one endpoint. Installed as the global
+/// subscriber and filtered by the `endpoint` field: a thread-local default misses events
+/// when another test thread registers the same callsite concurrently (tracing caches a
+/// callsite's interest process-wide), which made this test flaky under load.
 #[derive(Clone, Default)]
-struct LineCounter(Arc<AtomicUsize>);
+struct LineCounter {
+    lines: Arc<AtomicUsize>,
+    endpoint: Arc<std::sync::OnceLock<String>>,
+}
+
+struct EndpointField<'a> {
+    needle: &'a str,
+    found: bool,
+}
+
+impl tracing::field::Visit for EndpointField<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "endpoint" && format!("{value:?}").contains(self.needle) {
+            self.found = true;
+        }
+    }
+}
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LineCounter {
     fn on_event(
@@ -251,10 +270,20 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LineCounter {
         _ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
         let meta = event.metadata();
+        let Some(needle) = self.endpoint.get() else {
+            return;
+        };
         if meta.target().starts_with("failover_elasticache")
             && *meta.level() <= tracing::Level::INFO
         {
-            self.0.fetch_add(1, Ordering::SeqCst);
+            let mut visitor = EndpointField {
+                needle,
+                found: false,
+            };
+            event.record(&mut visitor);
+            if visitor.found {
+                self.lines.fetch_add(1, Ordering::SeqCst);
+            }
         }
     }
 }
@@ -263,10 +292,14 @@ async fn one_log_line_per_state_change_not_per_request() {
     use tracing_subscriber::layer::SubscriberExt;
     let server = require_service!(redis_service::spawn_owned());
     let counter = LineCounter::default();
-    // Current-thread runtime: the thread-local subscriber sees every event of this test.
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(counter.clone()));
-    let lines = || counter.0.load(Ordering::SeqCst);
+    // The server's own `host:port`: only lines about this test's server are counted.
+    let url = server.url();
+    let _ = counter
+        .endpoint
+        .set(url.trim_start_matches("redis://").to_owned());
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(counter.clone()))
+        .expect("the only global subscriber of this test binary");
+    let lines = || counter.lines.load(Ordering::SeqCst);
 
     let cache = common::cache(&server.url());
     let key = some_key();
