@@ -22,6 +22,32 @@ const ENTRY_CONTEXT: &str = "llm-failover 2025-06 cache entry digest v1";
 /// BLAKE3 `derive_key` context for the subkey that hashes tenant tags.
 const TENANT_CONTEXT: &str = "llm-failover 2025-06 cache tenant tag v1";
 
+/// The environment variable [`KeyDeriver::from_env`] reads the cache key secret from.
+pub const ENV_CACHE_KEY: &str = "FAILOVER_CACHE_KEY";
+
+/// The shortest secret [`KeyDeriver::parse_secret`] accepts, in bytes (32 hex digits carry
+/// 128 bits).
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// A configured cache key secret the deriver refuses. Never contains the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeySecretError {
+    /// Too short to carry enough entropy.
+    #[error(
+        "the cache key secret ({ENV_CACHE_KEY}) has {len} bytes; at least {min} are required (e.g. `openssl rand -hex 32`)"
+    )]
+    TooShort {
+        /// Its length.
+        len: usize,
+        /// The minimum.
+        min: usize,
+    },
+    /// The published built-in key of [`KeyDeriver::default`].
+    #[error("the cache key secret ({ENV_CACHE_KEY}) is the published default key")]
+    PublishedDefault,
+}
+
 /// Length of a [`TenantTag`] in bytes.
 pub const TENANT_TAG_LEN: usize = 16;
 
@@ -168,9 +194,44 @@ impl KeyDeriver {
     }
 
     /// Whether this deriver uses the published built-in key of [`KeyDeriver::default`].
-    /// A cache shared beyond one process should log a warning when it does.
+    /// A shared cache ([`Cache::is_shared`](crate::Cache::is_shared)) must not run on it:
+    /// [`check_key_deriver`](crate::check_key_deriver) refuses the pair.
     pub fn is_default(&self) -> bool {
         self.is_default
+    }
+
+    /// A deriver keyed by the secret in [`ENV_CACHE_KEY`] (`FAILOVER_CACHE_KEY`): any text
+    /// of at least [`MIN_SECRET_LEN`] bytes (e.g. `openssl rand -hex 32`), stretched by
+    /// [`KeyDeriver::from_secret`]. `Ok(None)` when the variable is unset or empty.
+    pub fn from_env() -> Result<Option<Self>, KeySecretError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`KeyDeriver::from_env`], reading the variable through `lookup` (setting
+    /// process env vars is `unsafe` in Rust 2024, so tests pass a lookup).
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, KeySecretError> {
+        match lookup(ENV_CACHE_KEY) {
+            Some(secret) if !secret.trim().is_empty() => Self::parse_secret(&secret).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// A deriver from a configured secret (surrounding whitespace ignored): refused when it
+    /// is shorter than [`MIN_SECRET_LEN`] bytes or is the published default key.
+    pub fn parse_secret(secret: &str) -> Result<Self, KeySecretError> {
+        let secret = secret.trim();
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(KeySecretError::TooShort {
+                len: secret.len(),
+                min: MIN_SECRET_LEN,
+            });
+        }
+        if secret.as_bytes() == DEFAULT_SECRET {
+            return Err(KeySecretError::PublishedDefault);
+        }
+        Ok(Self::from_secret(secret.as_bytes()))
     }
 
     /// The tag of one tenant: the first 16 bytes of a keyed hash of the tenant id alone.
@@ -620,6 +681,34 @@ mod tests {
         assert!(!debug.contains("48, 49, 50"), "{debug}");
         assert!(!deriver.is_default());
         assert!(KeyDeriver::default().is_default());
+    }
+
+    #[test]
+    fn a_configured_secret_from_the_environment() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let from_env = KeyDeriver::from_lookup(|name| {
+            (name == ENV_CACHE_KEY).then(|| format!("  {secret}\n"))
+        })
+        .unwrap()
+        .expect("set");
+        assert!(!from_env.is_default());
+        assert_eq!(
+            from_env.tenant_tag("t"),
+            KeyDeriver::from_secret(secret.as_bytes()).tenant_tag("t")
+        );
+        assert!(KeyDeriver::from_lookup(|_| None).unwrap().is_none());
+        assert!(
+            KeyDeriver::from_lookup(|_| Some("  ".into()))
+                .unwrap()
+                .is_none()
+        );
+        let short = KeyDeriver::parse_secret("short").unwrap_err();
+        assert_eq!(short, KeySecretError::TooShort { len: 5, min: 32 });
+        assert!(!short.to_string().contains("short"), "{short}");
+        assert_eq!(
+            KeyDeriver::parse_secret("llm-failover default cache key!!").unwrap_err(),
+            KeySecretError::PublishedDefault
+        );
     }
 
     #[test]

@@ -3,8 +3,11 @@
 mod key;
 mod memory;
 
-pub use key::{CacheKey, CacheKeyInput, KEY_FORMAT_VERSION, KeyDeriver, TENANT_TAG_LEN, TenantTag};
-pub use memory::{MemoryCache, MemoryCacheConfig, MemoryEntry};
+pub use key::{
+    CacheKey, CacheKeyInput, ENV_CACHE_KEY, KEY_FORMAT_VERSION, KeyDeriver, KeySecretError,
+    MIN_SECRET_LEN, TENANT_TAG_LEN, TenantTag,
+};
+pub use memory::{MemoryCache, MemoryCacheConfig, MemoryEntry, entry_size};
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -117,4 +120,31 @@ pub trait Cache: Send + Sync + Debug {
 
     /// Counters and status.
     fn health(&self) -> CacheHealth;
+
+    /// Whether others can read this cache's keys (a server shared by replicas, backups,
+    /// operators with `SCAN`): such a cache must not run on the published default key of
+    /// [`KeyDeriver::default`] — see [`check_key_deriver`]. `false` (the default) for a
+    /// process-local cache.
+    fn is_shared(&self) -> bool {
+        false
+    }
+}
+
+/// Refuses a shared cache ([`Cache::is_shared`]) keyed by the published default key
+/// ([`KeyDeriver::is_default`]): anyone who can read the cache could then confirm a
+/// guessed prompt by recomputing its key. A [`CacheErrorKind::Config`] error naming
+/// [`ENV_CACHE_KEY`]; `Ok` for a process-local cache or a deriver with a secret of the
+/// user's own. Call it where the cache and the deriver are put together.
+pub fn check_key_deriver(cache: &dyn Cache, deriver: &KeyDeriver) -> Result<(), CacheError> {
+    if cache.is_shared() && deriver.is_default() {
+        return Err(CacheError::new(
+            CacheErrorKind::Config,
+            format!(
+                "the {} cache is shared, so it needs a cache key secret of your own \
+                 (KeyDeriver::new / from_secret, or {ENV_CACHE_KEY}); the default key is published",
+                cache.name()
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -14,15 +14,20 @@ use crate::{Cache, CacheError, CacheHealth, CacheKey, CachedCompletion, TenantTa
 pub struct MemoryCacheConfig {
     /// The most entries held; beyond it moka evicts the least useful (TinyLFU).
     pub max_entries: u64,
+    /// The most bytes held, by each entry's approximate size ([`entry_size`]: key, the
+    /// strings of the answer, and a fixed overhead); beyond it moka evicts as for the
+    /// entry count. Both bounds hold at once.
+    pub max_bytes: u64,
     /// The longest time to live granted; a `put` asking for more is clamped to it.
     pub max_ttl: Duration,
 }
 
 impl MemoryCacheConfig {
-    /// Defaults: 10 000 entries, at most 24 hours per entry.
+    /// Defaults: 10 000 entries, 256 MiB, at most 24 hours per entry.
     pub fn new() -> Self {
         Self {
             max_entries: 10_000,
+            max_bytes: 256 * 1024 * 1024,
             max_ttl: Duration::from_secs(24 * 60 * 60),
         }
     }
@@ -31,6 +36,21 @@ impl MemoryCacheConfig {
     pub fn max_entries(mut self, max_entries: u64) -> Self {
         self.max_entries = max_entries;
         self
+    }
+
+    /// Sets the byte bound.
+    pub fn max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The weight moka charges an entry of `size` bytes: its size, but at least an equal
+    /// share of `max_bytes` per allowed entry, so that a total weight within `max_bytes`
+    /// keeps both bounds — the entry count (every entry weighs at least
+    /// `max_bytes / max_entries`) and the bytes (every entry weighs at least its size).
+    fn weight(&self, size: u64) -> u32 {
+        let share = self.max_bytes.div_ceil(self.max_entries.max(1));
+        u32::try_from(size.max(share)).unwrap_or(u32::MAX)
     }
 
     /// Sets the longest time to live.
@@ -44,6 +64,18 @@ impl Default for MemoryCacheConfig {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The approximate bytes an entry takes in a [`MemoryCache`]: its key, the strings of the
+/// answer (content, provider, model), and a fixed overhead for the rest (the struct, moka's
+/// bookkeeping).
+pub fn entry_size(value: &CachedCompletion) -> u64 {
+    const OVERHEAD: usize = 256;
+    (std::mem::size_of::<CacheKey>()
+        + value.content.len()
+        + value.provider.len()
+        + value.model.len()
+        + OVERHEAD) as u64
 }
 
 /// What moka stores: the value, the TTL it was put with, and when.
@@ -92,7 +124,9 @@ impl Expiry<CacheKey, Entry> for PerEntryTtl {
 
 /// An in-process [`Cache`] on moka's concurrent cache.
 ///
-/// - Bounded by entry count ([`MemoryCacheConfig::max_entries`]); TinyLFU eviction.
+/// - Bounded by entry count ([`MemoryCacheConfig::max_entries`]) and by bytes
+///   ([`MemoryCacheConfig::max_bytes`], each entry weighed by [`entry_size`]); TinyLFU
+///   eviction. An entry larger than `max_bytes` is not kept.
 /// - Each entry lives for the TTL of its `put` (clamped to
 ///   [`MemoryCacheConfig::max_ttl`]); a `put` with a zero TTL removes the key. moka removes
 ///   expired entries lazily, but `get` never returns one.
@@ -124,9 +158,16 @@ impl MemoryCache {
 
     /// A cache with the given settings.
     pub fn with_config(config: MemoryCacheConfig) -> Self {
+        let weights = config.clone();
+        let capacity = if config.max_entries == 0 {
+            0
+        } else {
+            config.max_bytes
+        };
         let inner = moka::future::Cache::builder()
             .name("failover-memory-cache")
-            .max_capacity(config.max_entries)
+            .weigher(move |_key: &CacheKey, entry: &Entry| weights.weight(entry_size(&entry.value)))
+            .max_capacity(capacity)
             .expire_after(PerEntryTtl)
             .build();
         Self {
@@ -145,6 +186,13 @@ impl MemoryCache {
     /// entries count until they are swept).
     pub fn entry_count(&self) -> u64 {
         self.inner.entry_count()
+    }
+
+    /// The total weight held, the measure [`MemoryCacheConfig::max_bytes`] bounds: each
+    /// entry's [`entry_size`], or its share of the bytes when that is more (see
+    /// [`MemoryCacheConfig::max_bytes`]). Approximate until pending maintenance has run.
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.weighted_size()
     }
 
     /// Every live entry with its time to live left, in no particular order: what the cache
@@ -436,5 +484,71 @@ mod tests {
         }
         cache.run_pending_tasks().await;
         assert!(cache.entry_count() <= 10, "{}", cache.entry_count());
+    }
+
+    #[test]
+    fn a_process_local_cache_may_use_the_default_key() {
+        let cache = MemoryCache::new();
+        assert!(!cache.is_shared());
+        crate::check_key_deriver(&cache, &KeyDeriver::default()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn bounded_by_bytes_as_well() {
+        // Room for 1 000 small entries, but only ~100 KB: ten entries of 10 KB fill it.
+        let cache = MemoryCache::with_config(
+            MemoryCacheConfig::new()
+                .max_entries(1_000)
+                .max_bytes(100_000),
+        );
+        let d = KeyDeriver::default();
+        let large = "x".repeat(10_000);
+        for i in 0..50 {
+            cache
+                .put(
+                    &key(&d, "t", &i.to_string()),
+                    value(&large),
+                    Duration::from_secs(60),
+                )
+                .await
+                .unwrap();
+            cache.run_pending_tasks().await;
+        }
+        let held = cache.entry_count();
+        assert!(held <= 9, "{held} entries of 10 KB within 100 KB");
+        assert!(held > 0);
+        assert!(
+            cache.weighted_size() <= 100_000,
+            "{}",
+            cache.weighted_size()
+        );
+        let bytes: u64 = cache.entries().iter().map(|e| entry_size(&e.value)).sum();
+        assert!(bytes <= 100_000, "{bytes}");
+        // Small entries are bounded by the count, not squeezed by the bytes.
+        let small = MemoryCache::with_config(
+            MemoryCacheConfig::new()
+                .max_entries(20)
+                .max_bytes(1_000_000),
+        );
+        for i in 0..100 {
+            small
+                .put(
+                    &key(&d, "t", &i.to_string()),
+                    value("v"),
+                    Duration::from_secs(60),
+                )
+                .await
+                .unwrap();
+        }
+        small.run_pending_tasks().await;
+        assert!(small.entry_count() <= 20, "{}", small.entry_count());
+        // One entry larger than the whole bound is not kept.
+        let tiny = MemoryCache::with_config(MemoryCacheConfig::new().max_bytes(1_000));
+        let k = key(&d, "t", "huge");
+        tiny.put(&k, value(&large), Duration::from_secs(60))
+            .await
+            .unwrap();
+        tiny.run_pending_tasks().await;
+        assert_eq!(tiny.get(&k).await.unwrap(), None);
     }
 }

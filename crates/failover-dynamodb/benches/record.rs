@@ -1,4 +1,6 @@
-//! `record()` on the request path: the cost of handing one usage record to the sink.
+//! `record()` on the request path: the cost of handing one usage record to the sink —
+//! with DynamoDB answering, and with DynamoDB down (the overflow path, p99 measured per
+//! call).
 //!
 //! The sink writes to a local stub endpoint that acknowledges every request at once, so
 //! its writer drains the queue between samples (untimed) and no sample hits the
@@ -157,6 +159,7 @@ fn bench_record(c: &mut Criterion) {
         health.spilled
     );
     let _ = std::fs::remove_file(&spill);
+    let _ = std::fs::remove_file(spill.with_extension("spill.lock"));
     group.finish();
 }
 
@@ -201,8 +204,102 @@ fn latency_vs_endpoint(_: &mut Criterion) {
         assert_eq!(health.spilled, 0);
         drop(sink);
         let _ = std::fs::remove_file(&spill);
+        let _ = std::fs::remove_file(spill.with_extension("spill.lock"));
     }
 }
 
-criterion_group!(benches, bench_record, latency_vs_endpoint);
+/// Per-call latency of `record` while DynamoDB is **down** (a closed port: every write is
+/// refused), with a small queue so most calls take the overflow path to the background
+/// spill writer. p99 must stay within 2 µs. The floor, measured in the same run and the
+/// same way: an empty timed section (two `Instant::now` calls), and `record` with a
+/// healthy endpoint.
+fn p99_while_dynamodb_is_down(_: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // A port with nothing listening: bind, read the port, close.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let spill = std::env::temp_dir().join(format!(
+        "failover-dynamodb-bench-down-{}.spill",
+        std::process::id()
+    ));
+    let n = 200_000u64;
+    let percentiles = |mut nanos: Vec<u64>| {
+        nanos.sort_unstable();
+        let at = |q: f64| nanos[((nanos.len() - 1) as f64 * q) as usize];
+        (at(0.5), at(0.99), at(0.999), at(1.0))
+    };
+
+    // Floor 1: the timer itself.
+    let mut empty = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let start = Instant::now();
+        black_box(i);
+        empty.push(start.elapsed().as_nanos() as u64);
+    }
+    let (e50, e99, e999, _) = percentiles(empty);
+
+    let sink = runtime.block_on(async {
+        DynamoDbUsageSinkBuilder::new()
+            .table_name("bench")
+            .endpoint_url(dead_url)
+            .region("us-east-1")
+            .credentials(aws_sdk_dynamodb::config::Credentials::new(
+                "AKIDBENCH",
+                "bench",
+                None,
+                None,
+                "bench",
+            ))
+            .write_mode(WriteMode::RawBatch)
+            .queue_capacity(10_000)
+            .spill_queue_capacity(1_000_000)
+            .spill_after(Duration::from_millis(50))
+            .replay_interval(Duration::from_secs(3_600))
+            .shutdown_timeout(Duration::from_millis(100))
+            .spill_path(&spill)
+            .build()
+            .await
+            .unwrap()
+    });
+    let records: Vec<UsageRecord> = (0..n).map(record).collect();
+    let mut nanos = Vec::with_capacity(n as usize);
+    let mut refused = 0u64;
+    for r in records {
+        let start = Instant::now();
+        let result = black_box(sink.record(r));
+        nanos.push(start.elapsed().as_nanos() as u64);
+        refused += u64::from(result.is_err());
+    }
+    let (d50, d99, d999, dmax) = percentiles(nanos);
+    let health = sink.dynamodb_health();
+    println!(
+        "record() latency, DynamoDB down: median {d50} ns, p99 {d99} ns, p99.9 {d999} ns, max {dmax} ns ({n} calls, {refused} refused; {} through the spill writer's queue, {} spilled so far)",
+        health.spill_queued + health.spilled,
+        health.spilled
+    );
+    println!("floor, same run: empty timed section median {e50} ns, p99 {e99} ns, p99.9 {e999} ns");
+    assert!(
+        health.spill_queued + health.spilled > n / 2,
+        "most calls took the overflow path: {health:?}"
+    );
+    let _ = runtime.block_on(sink.shutdown());
+    drop(sink);
+    for suffix in ["", ".replaying", ".replaying.pos", ".lock"] {
+        let mut name = spill.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(std::path::PathBuf::from(name));
+    }
+}
+
+criterion_group!(
+    benches,
+    bench_record,
+    latency_vs_endpoint,
+    p99_while_dynamodb_is_down
+);
 criterion_main!(benches);

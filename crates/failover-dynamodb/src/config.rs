@@ -49,9 +49,17 @@ pub struct DynamoDbConfig {
     /// Raw records get an `expires_at` attribute this many days after their timestamp
     /// (enable TTL on it to expire them); `None` keeps them. Aggregates never expire.
     pub ttl_days: Option<u32>,
-    /// Records held in memory between `record` and the writer. When full, `record`
-    /// appends to the spill file instead.
+    /// Records held in memory between `record` and the writer. When full, `record` hands
+    /// the record to the background spill writer instead.
     pub queue_capacity: usize,
+    /// Records waiting for the background spill writer (the overflow of a full queue),
+    /// which appends them to the spill file in batches, one fsync each. When this is full
+    /// too, `record` refuses with `UsageError::Overloaded`.
+    pub spill_queue_capacity: usize,
+    /// Records read from the spill file into memory at once during a replay.
+    pub replay_batch_size: usize,
+    /// How long `shutdown` keeps writing to DynamoDB before it spills what is left.
+    pub shutdown_timeout_ms: u64,
     /// Records per write request (1..=50; 25 by default).
     pub batch_size: usize,
     /// How long the writer waits for a batch to fill.
@@ -86,6 +94,9 @@ impl Default for DynamoDbConfig {
             write_mode: WriteMode::default(),
             ttl_days: None,
             queue_capacity: 100_000,
+            spill_queue_capacity: 100_000,
+            replay_batch_size: 1_000,
+            shutdown_timeout_ms: 10_000,
             batch_size: 25,
             linger_ms: 5,
             max_in_flight: 4,
@@ -114,6 +125,9 @@ impl fmt::Debug for DynamoDbConfig {
             .field("write_mode", &self.write_mode)
             .field("ttl_days", &self.ttl_days)
             .field("queue_capacity", &self.queue_capacity)
+            .field("spill_queue_capacity", &self.spill_queue_capacity)
+            .field("replay_batch_size", &self.replay_batch_size)
+            .field("shutdown_timeout_ms", &self.shutdown_timeout_ms)
             .field("batch_size", &self.batch_size)
             .field("linger_ms", &self.linger_ms)
             .field("max_in_flight", &self.max_in_flight)
@@ -207,8 +221,15 @@ impl DynamoDbConfig {
                 self.batch_size
             ));
         }
-        if self.queue_capacity == 0 || self.max_in_flight == 0 {
-            return fail("queue_capacity and max_in_flight must be at least 1".into());
+        if self.queue_capacity == 0
+            || self.spill_queue_capacity == 0
+            || self.replay_batch_size == 0
+            || self.max_in_flight == 0
+        {
+            return fail(
+                "queue_capacity, spill_queue_capacity, replay_batch_size and max_in_flight must be at least 1"
+                    .into(),
+            );
         }
         if self.backoff_base_ms == 0 || self.backoff_max_ms < self.backoff_base_ms {
             return fail("backoff_base_ms must be > 0 and <= backoff_max_ms".into());
@@ -240,6 +261,15 @@ impl DynamoDbConfig {
 
     pub(crate) fn spill_after(&self) -> Duration {
         Duration::from_millis(self.spill_after_ms)
+    }
+
+    pub(crate) fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+
+    /// Records in memory above which the sink reports itself degraded: 80 % of the queue.
+    pub(crate) fn queue_high_water(&self) -> u64 {
+        (self.queue_capacity as u64).saturating_mul(4) / 5
     }
 
     pub(crate) fn replay_interval(&self) -> Duration {
@@ -329,6 +359,24 @@ impl DynamoDbUsageSinkBuilder {
     /// Sets the in-memory queue's bound.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.config.queue_capacity = capacity;
+        self
+    }
+
+    /// Sets the bound of the spill writer's queue (the overflow of a full queue).
+    pub fn spill_queue_capacity(mut self, capacity: usize) -> Self {
+        self.config.spill_queue_capacity = capacity;
+        self
+    }
+
+    /// Sets how many spilled records a replay holds in memory at once.
+    pub fn replay_batch_size(mut self, size: usize) -> Self {
+        self.config.replay_batch_size = size;
+        self
+    }
+
+    /// Sets how long `shutdown` keeps writing to DynamoDB before spilling the rest.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.shutdown_timeout_ms = duration_ms(timeout);
         self
     }
 

@@ -36,6 +36,16 @@ pub enum DynamoDbError {
         #[source]
         source: std::io::Error,
     },
+    /// Another live sink (in this process or another) holds the spill file's lock
+    /// (`{path}.lock`). Two sinks sharing one spill file would replay and rewrite each
+    /// other's records; give each sink its own file.
+    #[error(
+        "usage spill file {path} is in use by another sink (its lock file {path}.lock is held); give each sink its own spill path"
+    )]
+    SpillLocked {
+        /// The spill file.
+        path: String,
+    },
 }
 
 impl DynamoDbError {

@@ -256,8 +256,8 @@ pub fn item_to_record(item: &Item) -> Result<UsageRecord, DynamoDbError> {
 // attribute is split at its first and last `#`, and field names have none. Zero terms are
 // not written (a missing attribute reads as zero), keeping update expressions short.
 
-const TOTAL_FIELDS: usize = 12;
-const BUCKET_FIELDS: usize = 10;
+const TOTAL_FIELDS: usize = 13;
+const BUCKET_FIELDS: usize = 11;
 
 fn total_terms(stats: &UsageStats) -> [(&'static str, Decimal); TOTAL_FIELDS] {
     [
@@ -266,6 +266,7 @@ fn total_terms(stats: &UsageStats) -> [(&'static str, Decimal); TOTAL_FIELDS] {
         ("fail", stats.failures.into()),
         ("cancel", stats.cancelled.into()),
         ("hit", stats.cache_hits.into()),
+        ("rej", stats.rejected.into()),
         ("fallback", stats.fallbacks.into()),
         ("est", stats.estimated.into()),
         ("in", stats.tokens.input_tokens.into()),
@@ -283,6 +284,7 @@ fn bucket_terms(bucket: &UsageBucket) -> [(&'static str, Decimal); BUCKET_FIELDS
         ("fail", bucket.failures.into()),
         ("cancel", bucket.cancelled.into()),
         ("hit", bucket.cache_hits.into()),
+        ("rej", bucket.rejected.into()),
         ("in", bucket.tokens.input_tokens.into()),
         ("out", bucket.tokens.output_tokens.into()),
         ("cr", bucket.tokens.cache_read_tokens.into()),
@@ -368,6 +370,7 @@ pub(crate) fn item_to_aggregate(tenant_id: &str, item: &Item) -> Result<UsageSta
                 "fail" => stats.failures = count()?,
                 "cancel" => stats.cancelled = count()?,
                 "hit" => stats.cache_hits = count()?,
+                "rej" => stats.rejected = count()?,
                 "fallback" => stats.fallbacks = count()?,
                 "est" => stats.estimated = count()?,
                 "in" => stats.tokens.input_tokens = count()?,
@@ -406,6 +409,7 @@ pub(crate) fn item_to_aggregate(tenant_id: &str, item: &Item) -> Result<UsageSta
             "fail" => bucket.failures = count()?,
             "cancel" => bucket.cancelled = count()?,
             "hit" => bucket.cache_hits = count()?,
+            "rej" => bucket.rejected = count()?,
             "in" => bucket.tokens.input_tokens = count()?,
             "out" => bucket.tokens.output_tokens = count()?,
             "cr" => bucket.tokens.cache_read_tokens = count()?,
@@ -504,6 +508,7 @@ mod tests {
             },
             UsageOutcome::Cancelled,
             UsageOutcome::CacheHit,
+            UsageOutcome::Rejected,
         ] {
             let r = record("req-1", 1, outcome);
             let item = record_to_item(&r, Some(30));
@@ -542,8 +547,11 @@ mod tests {
             ),
             record("b", 1, UsageOutcome::Cancelled),
             record("c", 1, UsageOutcome::CacheHit),
+            record("d", 1, UsageOutcome::Rejected),
+            record("e", 1, UsageOutcome::Rejected),
         ];
         let stats = UsageStats::from_records(&records, &UsageQuery::all());
+        assert_eq!(stats.rejected, 2);
         let terms = aggregate_terms(&stats);
         assert!(terms.len() <= max_terms(&stats));
         assert!(terms.iter().all(|(_, v)| !v.is_zero()));

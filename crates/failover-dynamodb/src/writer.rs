@@ -1,11 +1,11 @@
 //! The background writer: batches queued records, retries with backoff and jitter, spills
 //! what DynamoDB will not take within the bound, and replays the spill file.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use failover_usage::UsageRecord;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior, sleep, sleep_until};
 
@@ -14,7 +14,7 @@ use crate::error::DynamoDbError;
 use crate::spill::Spill;
 use crate::store::{Store, dedup};
 
-/// What `record`, `flush` and shutdown send to the writer, in one FIFO queue: a flush
+/// What `record`, `flush`, `stats` and shutdown send to the writer, in one FIFO queue: a
 /// marker is received after every record sent before it.
 #[derive(Debug)]
 // Records are the hot, common variant: boxing them would add an allocation per `record`
@@ -22,8 +22,26 @@ use crate::store::{Store, dedup};
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Msg {
     Record(UsageRecord),
+    /// Everything before is in DynamoDB, the spill file replayed too (or an error saying
+    /// what is left in the spill file).
     Flush(oneshot::Sender<Result<(), String>>),
+    /// `stats`' read barrier: every record before is written or spilled; no replay, and
+    /// no error for what is spilled.
+    Barrier(oneshot::Sender<()>),
+    /// Stop: write what is queued until the shutdown deadline, spill the rest, stop.
     Shutdown(oneshot::Sender<Result<(), String>>),
+}
+
+/// What `record` (the overflow of a full queue), `flush` and shutdown send to the
+/// background spill writer.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // as for `Msg`
+pub(crate) enum SpillMsg {
+    Record(UsageRecord),
+    /// Every record sent before is on disk.
+    Sync(oneshot::Sender<()>),
+    /// Write every record sent before, then stop.
+    Close(oneshot::Sender<()>),
 }
 
 /// The sink's counters.
@@ -32,6 +50,8 @@ pub(crate) struct Counters {
     pub(crate) accepted: AtomicU64,
     /// Records in the queue or in a write in flight.
     pub(crate) in_memory: AtomicU64,
+    /// Records handed to the background spill writer, not yet on disk.
+    pub(crate) overflow: AtomicU64,
     pub(crate) written: AtomicU64,
     pub(crate) duplicates: AtomicU64,
     pub(crate) retried: AtomicU64,
@@ -39,6 +59,8 @@ pub(crate) struct Counters {
     pub(crate) replayed: AtomicU64,
     pub(crate) rejected: AtomicU64,
     pub(crate) requests: AtomicU64,
+    /// Whether the last write request to DynamoDB failed (cleared by the next success).
+    pub(crate) store_failing: AtomicBool,
     pub(crate) last_error: Mutex<Option<String>>,
 }
 
@@ -84,9 +106,47 @@ pub(crate) struct Shared {
     /// transaction committed meanwhile. A loaded CI run lost 5 of 600 items that way while
     /// replays ran beside batches; the tests use one write in flight.
     pub(crate) write_permits: tokio::sync::Semaphore,
+    /// Set by shutdown: every write still running is cut at this instant (and its records
+    /// spilled), so shutdown returns within its bound.
+    pub(crate) shutdown_deadline: watch::Sender<Option<Instant>>,
 }
 
 impl Shared {
+    /// Returns once the shutdown deadline has passed (never, until shutdown sets one).
+    async fn shutdown_cut(&self) {
+        let mut deadline = self.shutdown_deadline.subscribe();
+        loop {
+            let at = *deadline.borrow_and_update();
+            if let Some(at) = at {
+                sleep_until(at).await;
+                return;
+            }
+            if deadline.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Sets the shutdown deadline (`shutdown_timeout_ms` from now) unless it is set.
+    pub(crate) fn start_shutdown_clock(&self) {
+        let at = Instant::now() + self.config.shutdown_timeout();
+        self.shutdown_deadline.send_if_modified(|deadline| {
+            if deadline.is_some() {
+                return false;
+            }
+            *deadline = Some(at);
+            true
+        });
+    }
+
+    /// The earliest of `at` and the shutdown deadline.
+    fn bounded(&self, at: Instant) -> Instant {
+        match *self.shutdown_deadline.borrow() {
+            Some(cut) => at.min(cut),
+            None => at,
+        }
+    }
+
     /// Appends to the spill file off the async threads.
     async fn spill(&self, records: Vec<UsageRecord>) -> Result<(), DynamoDbError> {
         let spill = self.spill.clone();
@@ -99,8 +159,8 @@ impl Shared {
     }
 }
 
-/// Writes `records` with retries until done, a permanent error, or `spill_after` has
-/// passed; returns what is left undone with the error.
+/// Writes `records` with retries until done, a permanent error, or `spill_after` (or the
+/// shutdown deadline) has passed; returns what is left undone with the error.
 async fn write_with_retry(
     shared: &Shared,
     records: Vec<UsageRecord>,
@@ -108,30 +168,61 @@ async fn write_with_retry(
     let mut pending = records;
     let duplicates = dedup(&mut pending);
     shared.counters.add_duplicates(duplicates as u64);
-    let deadline = Instant::now() + shared.config.spill_after();
+    let spill_at = Instant::now() + shared.config.spill_after();
     let mut attempt = 0u32;
     loop {
-        let written = {
-            let _permit = shared
-                .write_permits
-                .acquire()
-                .await
-                .expect("the write semaphore is never closed");
-            shared.store.write(&mut pending).await
+        // Cancelling a write at the shutdown deadline is safe: `pending` only loses records
+        // once DynamoDB has acknowledged them, and a write that was applied but not
+        // acknowledged is found stored (or overwritten identically) on replay.
+        let written = tokio::select! {
+            written = async {
+                let _permit = shared
+                    .write_permits
+                    .acquire()
+                    .await
+                    .expect("the write semaphore is never closed");
+                shared.store.write(&mut pending).await
+            } => written,
+            () = shared.shutdown_cut() => Err(DynamoDbError::Sdk {
+                operation: "shutdown",
+                code: None,
+                retryable: false,
+                message: "the shutdown deadline passed before DynamoDB took the records".into(),
+            }),
         };
         match written {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                shared
+                    .counters
+                    .store_failing
+                    .store(false, Ordering::Relaxed);
+                return Ok(());
+            }
             Err(error) => {
                 tracing::warn!(%error, left = pending.len(), "usage write failed");
+                // A cut at the shutdown deadline says nothing about DynamoDB.
+                if !matches!(
+                    &error,
+                    DynamoDbError::Sdk {
+                        operation: "shutdown",
+                        ..
+                    }
+                ) {
+                    shared.counters.store_failing.store(true, Ordering::Relaxed);
+                }
                 shared.counters.set_error(&error);
                 let now = Instant::now();
+                let deadline = shared.bounded(spill_at);
                 if !error.is_retryable() || now >= deadline {
                     return Err((error, pending));
                 }
                 attempt += 1;
                 shared.counters.retried.fetch_add(1, Ordering::Relaxed);
                 let delay = shared.config.backoff(attempt);
-                sleep_until((now + delay).min(deadline)).await;
+                tokio::select! {
+                    () = sleep_until((now + delay).min(deadline)) => {}
+                    () = shared.shutdown_cut() => {}
+                }
             }
         }
     }
@@ -163,41 +254,78 @@ async fn write_or_spill(shared: Arc<Shared>, records: Vec<UsageRecord>) {
     shared.counters.in_memory.fetch_sub(n, Ordering::Relaxed);
 }
 
-/// Replays the spill file until it is empty or a write fails.
+fn blocking_failed(error: tokio::task::JoinError) -> DynamoDbError {
+    DynamoDbError::Spill {
+        path: String::new(),
+        source: std::io::Error::other(format!("spill file task failed: {error}")),
+    }
+}
+
+/// Replays the spill file, `replay_batch_size` records at a time, until it is empty or a
+/// write fails (the progress is kept: the next replay resumes where this one stopped).
 pub(crate) async fn replay_spill(shared: &Shared) -> Result<(), DynamoDbError> {
     // A few rounds: records spilled while replaying are picked up by the next round.
     for _ in 0..4 {
         let spill = shared.spill.clone();
-        let taken = tokio::task::spawn_blocking(move || spill.take_for_replay())
+        let started = tokio::task::spawn_blocking(move || spill.start_replay())
             .await
-            .map_err(|e| DynamoDbError::Config(format!("replay task failed: {e}")))??;
-        let Some(records) = taken else {
+            .map_err(blocking_failed)??;
+        let Some(mut replay) = started else {
             return Ok(());
         };
-        let n = records.len();
-        if let Err((error, left)) = write_with_retry(shared, records).await {
-            tracing::warn!(%error, records = n, left = left.len(), "usage spill replay failed; will retry");
-            // Keep the progress: the next replay resumes with what is left.
-            let stored = n.saturating_sub(left.len());
+        let mut replayed = 0u64;
+        loop {
             let spill = shared.spill.clone();
-            tokio::task::spawn_blocking(move || spill.keep_for_replay(&left, n))
-                .await
-                .map_err(|e| DynamoDbError::Config(format!("replay task failed: {e}")))??;
-            shared
-                .counters
-                .replayed
-                .fetch_add(stored as u64, Ordering::Relaxed);
-            return Err(error);
+            let max = shared.config.replay_batch_size;
+            let (back, batch) = tokio::task::spawn_blocking(move || {
+                let batch = spill.next_batch(&mut replay, max);
+                (replay, batch)
+            })
+            .await
+            .map_err(blocking_failed)?;
+            replay = back;
+            let batch = batch?;
+            if batch.is_empty() {
+                break;
+            }
+            let n = batch.len();
+            match write_with_retry(shared, batch).await {
+                Ok(()) => {
+                    let spill = shared.spill.clone();
+                    let (back, stored) = tokio::task::spawn_blocking(move || {
+                        let stored = spill.batch_stored(&replay, n);
+                        (replay, stored)
+                    })
+                    .await
+                    .map_err(blocking_failed)?;
+                    replay = back;
+                    stored?;
+                    replayed += n as u64;
+                    shared
+                        .counters
+                        .replayed
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err((error, left)) => {
+                    tracing::warn!(%error, records = n, left = left.len(), "usage spill replay failed; will resume");
+                    let stored = n.saturating_sub(left.len());
+                    let spill = shared.spill.clone();
+                    tokio::task::spawn_blocking(move || spill.keep_for_replay(replay, &left, n))
+                        .await
+                        .map_err(blocking_failed)??;
+                    shared
+                        .counters
+                        .replayed
+                        .fetch_add(stored as u64, Ordering::Relaxed);
+                    return Err(error);
+                }
+            }
         }
         let spill = shared.spill.clone();
-        tokio::task::spawn_blocking(move || spill.finish_replay(n))
+        tokio::task::spawn_blocking(move || spill.finish_replay(replay))
             .await
-            .map_err(|e| DynamoDbError::Config(format!("replay task failed: {e}")))??;
-        shared
-            .counters
-            .replayed
-            .fetch_add(n as u64, Ordering::Relaxed);
-        tracing::info!(records = n, "usage spill replayed");
+            .map_err(blocking_failed)??;
+        tracing::info!(records = replayed, "usage spill replayed");
     }
     Ok(())
 }
@@ -213,6 +341,12 @@ async fn dispatch(shared: &Arc<Shared>, batch: &mut Vec<UsageRecord>, inflight: 
     inflight.spawn(write_or_spill(shared.clone(), records));
 }
 
+/// Every record received so far is written or spilled.
+async fn settle(shared: &Arc<Shared>, batch: &mut Vec<UsageRecord>, inflight: &mut JoinSet<()>) {
+    dispatch(shared, batch, inflight).await;
+    while inflight.join_next().await.is_some() {}
+}
+
 /// Writes everything received so far and replays the spill file; `Ok` when nothing is
 /// left outside DynamoDB.
 async fn drain(
@@ -221,19 +355,23 @@ async fn drain(
     inflight: &mut JoinSet<()>,
     replay: &mut Option<JoinHandle<()>>,
 ) -> Result<(), String> {
-    dispatch(shared, batch, inflight).await;
-    while inflight.join_next().await.is_some() {}
+    settle(shared, batch, inflight).await;
     if let Some(handle) = replay.take() {
         let _ = handle.await;
     }
     let replayed = replay_spill(shared).await;
+    spill_left(shared, replayed.err())
+}
+
+/// `Ok` when the spill file is empty, else the error naming it.
+pub(crate) fn spill_left(shared: &Shared, why: Option<DynamoDbError>) -> Result<(), String> {
     let left = shared.spill.pending();
     if left == 0 {
         return Ok(());
     }
-    let why = match replayed {
-        Err(error) => error.to_string(),
-        Ok(()) => shared
+    let why = match why {
+        Some(error) => error.to_string(),
+        None => shared
             .counters
             .last_error()
             .unwrap_or_else(|| "spill file not yet replayed".into()),
@@ -242,6 +380,46 @@ async fn drain(
         "{left} usage records are held in the spill file {} and will be replayed when DynamoDB accepts them: {why}",
         shared.spill.path().display()
     ))
+}
+
+/// Shutdown: no more records are taken; what is queued is written until the shutdown
+/// deadline, what DynamoDB has not taken by then is spilled, and the spill file is replayed
+/// while time is left.
+async fn shut_down(
+    rx: &mut mpsc::Receiver<Msg>,
+    shared: &Arc<Shared>,
+    batch: &mut Vec<UsageRecord>,
+    inflight: &mut JoinSet<()>,
+    replay: &mut Option<JoinHandle<()>>,
+) -> Result<(), String> {
+    shared.start_shutdown_clock();
+    // `record` fails with `Closed` from here on; what is already queued is still received.
+    rx.close();
+    let mut waiting = Vec::new();
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Msg::Record(record) => {
+                batch.push(record);
+                if batch.len() >= shared.config.batch_size {
+                    dispatch(shared, batch, inflight).await;
+                }
+            }
+            Msg::Flush(reply) | Msg::Shutdown(reply) => waiting.push(reply),
+            Msg::Barrier(reply) => {
+                let _ = reply.send(());
+            }
+        }
+    }
+    settle(shared, batch, inflight).await;
+    if let Some(handle) = replay.take() {
+        let _ = handle.await;
+    }
+    let replayed = replay_spill(shared).await;
+    let result = spill_left(shared, replayed.err());
+    for reply in waiting {
+        let _ = reply.send(result.clone());
+    }
+    result
 }
 
 /// The writer task.
@@ -276,13 +454,19 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>) {
                     let result = drain(&shared, &mut batch, &mut inflight, &mut replay).await;
                     let _ = reply.send(result);
                 }
+                Some(Msg::Barrier(reply)) => {
+                    settle(&shared, &mut batch, &mut inflight).await;
+                    let _ = reply.send(());
+                }
                 Some(Msg::Shutdown(reply)) => {
-                    let result = drain(&shared, &mut batch, &mut inflight, &mut replay).await;
+                    let result = shut_down(&mut rx, &shared, &mut batch, &mut inflight, &mut replay).await;
                     let _ = reply.send(result);
                     break;
                 }
                 None => {
-                    let _ = drain(&shared, &mut batch, &mut inflight, &mut replay).await;
+                    // Every sender is gone (the sink was dropped without shutdown): write
+                    // what was queued, as a shutdown would, then stop.
+                    let _ = shut_down(&mut rx, &shared, &mut batch, &mut inflight, &mut replay).await;
                     break;
                 }
             },
@@ -297,6 +481,75 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>) {
                     }));
                 }
             }
+        }
+    }
+}
+
+/// The background spill writer (a thread of its own): appends the overflow of a full
+/// queue to the spill file in batches, one fsync per batch, so `record` never touches the
+/// disk. A batch the file does not take stays in memory and is tried again: an accepted
+/// record is never dropped (the channel's bound holds meanwhile, and `record` refuses
+/// when it is full).
+pub(crate) fn run_spill_writer(mut rx: mpsc::Receiver<SpillMsg>, shared: Arc<Shared>) {
+    const MAX_BATCH: usize = 4_096;
+    let mut batch: Vec<UsageRecord> = Vec::with_capacity(MAX_BATCH);
+    let mut synced: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut closing: Option<oneshot::Sender<()>> = None;
+    let mut failures = 0u32;
+    loop {
+        if batch.is_empty() && synced.is_empty() {
+            match rx.blocking_recv() {
+                Some(msg) => take(msg, &mut rx, &mut batch, &mut synced, &mut closing),
+                None => break,
+            }
+        }
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(msg) => take(msg, &mut rx, &mut batch, &mut synced, &mut closing),
+                Err(_) => break,
+            }
+        }
+        match shared.spill.append(&batch) {
+            Ok(()) => {
+                let n = batch.len() as u64;
+                batch.clear();
+                failures = 0;
+                shared.counters.spilled.fetch_add(n, Ordering::Relaxed);
+                shared.counters.overflow.fetch_sub(n, Ordering::Relaxed);
+                // A marker is answered only once every record before it is on disk.
+                if batch.is_empty() {
+                    for reply in synced.drain(..) {
+                        let _ = reply.send(());
+                    }
+                }
+            }
+            Err(error) => {
+                failures += 1;
+                tracing::error!(%error, records = batch.len(), "usage spill failed; keeping the records in memory and trying again");
+                shared.counters.set_error(&error);
+                std::thread::sleep(shared.config.backoff(failures));
+            }
+        }
+    }
+    if let Some(reply) = closing {
+        let _ = reply.send(());
+    }
+}
+
+fn take(
+    msg: SpillMsg,
+    rx: &mut mpsc::Receiver<SpillMsg>,
+    batch: &mut Vec<UsageRecord>,
+    synced: &mut Vec<oneshot::Sender<()>>,
+    closing: &mut Option<oneshot::Sender<()>>,
+) {
+    match msg {
+        SpillMsg::Record(record) => batch.push(record),
+        SpillMsg::Sync(reply) => synced.push(reply),
+        SpillMsg::Close(reply) => {
+            // What is already in the channel is still received; nothing new gets in.
+            rx.close();
+            *closing = Some(reply);
         }
     }
 }

@@ -178,6 +178,17 @@ async fn a_full_queue_spills_instead_of_dropping() {
     }
     let health = sink.dynamodb_health();
     assert_eq!((health.accepted, health.rejected), (200, 0), "{health:?}");
+    // The overflow reaches the spill file in the background, not on `record`'s thread.
+    assert!(
+        common::eventually(Duration::from_secs(30), || sink
+            .dynamodb_health()
+            .spill_queued
+            == 0)
+        .await,
+        "{:?}",
+        sink.dynamodb_health()
+    );
+    let health = sink.dynamodb_health();
     // Held in memory at most: the queue (2) and the writer's batches (one in flight, one
     // being assembled, 25 each). Everything else must have gone to the spill file.
     assert!(
@@ -186,6 +197,18 @@ async fn a_full_queue_spills_instead_of_dropping() {
     );
     assert_eq!(sink.health().queued, 200, "all of them still to write");
     proxy.restart().await;
+    // The attempt time-out is short (2 s) and moto's transactions are slow on a loaded
+    // machine: a replay may stop part way, and the periodic replay resumes where it
+    // stopped. Wait for it rather than for one flush.
+    assert!(
+        common::eventually(Duration::from_secs(120), || {
+            let h = sink.dynamodb_health();
+            h.spill_pending == 0 && h.queued == 0 && h.spill_queued == 0
+        })
+        .await,
+        "{:?}",
+        sink.dynamodb_health()
+    );
     sink.flush().await.unwrap();
     assert_eq!(common::record_item_count(endpoint.url(), &table).await, 200);
     let stats = sink.stats(&UsageQuery::tenant(&tenant)).await.unwrap();

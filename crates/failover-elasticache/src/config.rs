@@ -24,7 +24,9 @@ pub const ENV_KEY_PREFIX: &str = "ELASTICACHE_KEY_PREFIX";
 /// Env var: path of a PEM file with the CA certificate(s) to trust for `rediss://` instead of
 /// the platform's roots (a private CA; ElastiCache itself is signed by public roots).
 pub const ENV_TLS_CA_FILE: &str = "ELASTICACHE_TLS_CA_FILE";
-/// Env var: the 32-byte value encryption key, as 64 hex digits or base64.
+/// Env var: the 32-byte value encryption key, as 64 hex digits or base64 — or a key ring
+/// during a rotation: comma-separated keys, the first sealing new values, every one opening
+/// them.
 pub const ENV_ENCRYPTION_KEY: &str = "FAILOVER_CACHE_ENCRYPTION_KEY";
 
 /// The default key prefix.
@@ -103,6 +105,30 @@ impl EncryptionKey {
         Err(invalid(
             "expected 64 hex digits or base64 of 32 bytes (e.g. `openssl rand -hex 32`)",
         ))
+    }
+
+    /// Parses a key ring: comma-separated keys as [`EncryptionKey::parse`] reads them
+    /// (the first seals). Empty items are refused; the error names the position, never
+    /// the key.
+    pub fn parse_ring(text: &str) -> Result<Vec<Self>, ConfigError> {
+        text.split(',')
+            .enumerate()
+            .map(|(i, item)| {
+                if item.trim().is_empty() {
+                    return Err(ConfigError::Invalid {
+                        setting: ENV_ENCRYPTION_KEY,
+                        message: format!("key {} of the ring is empty", i + 1),
+                    });
+                }
+                Self::parse(item).map_err(|error| match error {
+                    ConfigError::Invalid { setting, message } => ConfigError::Invalid {
+                        setting,
+                        message: format!("key {} of the ring: {message}", i + 1),
+                    },
+                    other => other,
+                })
+            })
+            .collect()
     }
 
     pub(crate) fn expose(&self) -> &[u8; 32] {
@@ -188,8 +214,12 @@ pub struct ElastiCacheConfig {
     pub reconnect_retries: usize,
     /// PEM CA certificate(s) to trust for `rediss://` instead of the platform's roots.
     pub tls_root_cert_pem: Option<Vec<u8>>,
-    /// The value encryption key.
+    /// The value encryption key: seals every value written, and opens.
     pub encryption_key: EncryptionKey,
+    /// Older keys that still open values (a rotation in progress); they never seal. While
+    /// there are any, a value that fails to open is kept (a miss, counted) rather than
+    /// deleted: another replica may hold the key it was sealed with.
+    pub decryption_keys: Vec<EncryptionKey>,
 }
 
 impl fmt::Debug for ElastiCacheConfig {
@@ -209,6 +239,10 @@ impl fmt::Debug for ElastiCacheConfig {
                 &self.tls_root_cert_pem.as_ref().map(|pem| pem.len()),
             )
             .field("encryption_key", &self.encryption_key)
+            .field(
+                "decryption_keys",
+                &format_args!("{} <redacted>", self.decryption_keys.len()),
+            )
             .finish()
     }
 }
@@ -230,6 +264,7 @@ impl ElastiCacheConfig {
             reconnect_retries: 1,
             tls_root_cert_pem: None,
             encryption_key,
+            decryption_keys: Vec::new(),
         }
     }
 
@@ -258,10 +293,14 @@ impl ElastiCacheConfig {
         let endpoint = lookup(ENV_ENDPOINT)
             .filter(|v| !v.trim().is_empty())
             .ok_or(ConfigError::Missing(ENV_ENDPOINT))?;
-        let key = lookup(ENV_ENCRYPTION_KEY)
+        let keys = lookup(ENV_ENCRYPTION_KEY)
             .filter(|v| !v.trim().is_empty())
             .ok_or(ConfigError::Missing(ENV_ENCRYPTION_KEY))?;
-        let key = EncryptionKey::parse(&key)?;
+        let mut ring = EncryptionKey::parse_ring(&keys)?.into_iter();
+        let key = ring
+            .next()
+            .ok_or(ConfigError::Missing(ENV_ENCRYPTION_KEY))?;
+        let previous: Vec<EncryptionKey> = ring.collect();
         let urls: Vec<String> = endpoint
             .split(',')
             .map(str::trim)
@@ -276,6 +315,7 @@ impl ElastiCacheConfig {
         } else {
             Self::new(urls.into_iter().next().unwrap_or_default(), key)
         };
+        config.decryption_keys = previous;
         config.username = lookup(ENV_USERNAME).filter(|v| !v.is_empty());
         config.password = lookup(ENV_PASSWORD).filter(|v| !v.is_empty());
         if let Some(prefix) = lookup(ENV_KEY_PREFIX).filter(|v| !v.is_empty()) {
@@ -290,6 +330,28 @@ impl ElastiCacheConfig {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// Sets the key that seals (and opens) values.
+    pub fn with_encryption_key(mut self, key: EncryptionKey) -> Self {
+        self.encryption_key = key;
+        self
+    }
+
+    /// Keeps `keys` for opening values sealed before a rotation (they never seal). Start a
+    /// rotation by making the new key the [`encryption_key`](Self::encryption_key) and the
+    /// old one a decryption key on every replica; end it, once the old entries have
+    /// expired (at most [`max_ttl`](Self::max_ttl)), by removing the old key.
+    pub fn with_decryption_keys(mut self, keys: impl IntoIterator<Item = EncryptionKey>) -> Self {
+        self.decryption_keys = keys.into_iter().collect();
+        self
+    }
+
+    /// The key ring: the sealing key first, then the decryption keys.
+    pub fn key_ring(&self) -> Vec<EncryptionKey> {
+        std::iter::once(self.encryption_key.clone())
+            .chain(self.decryption_keys.iter().cloned())
+            .collect()
     }
 
     /// Sets the key prefix.
@@ -487,6 +549,33 @@ mod tests {
                 "redis://127.0.0.1:7001".into()
             ])
         );
+    }
+
+    #[test]
+    fn a_key_ring_from_the_environment_seals_with_the_first() {
+        let other = "ff".repeat(32);
+        let env = |value: String| {
+            move |k: &str| match k {
+                ENV_ENDPOINT => Some("redis://127.0.0.1:1".to_owned()),
+                ENV_ENCRYPTION_KEY => Some(value.clone()),
+                _ => None,
+            }
+        };
+        let config = ElastiCacheConfig::from_lookup(env(format!("{other}, {HEX}"))).unwrap();
+        assert_eq!(config.encryption_key.0, [0xff; 32]);
+        assert_eq!(config.decryption_keys.len(), 1);
+        assert_eq!(config.decryption_keys[0].0, bytes());
+        assert_eq!(config.key_ring().len(), 2);
+        let debug = format!("{config:?}");
+        assert!(debug.contains("decryption_keys: 1 <redacted>"), "{debug}");
+        assert!(!debug.contains("ffff"), "{debug}");
+        let single = ElastiCacheConfig::from_lookup(env(HEX.to_owned())).unwrap();
+        assert!(single.decryption_keys.is_empty());
+        let error = ElastiCacheConfig::from_lookup(env(format!("{HEX},,"))).unwrap_err();
+        assert!(error.to_string().contains("key 2 of the ring"), "{error}");
+        let error = ElastiCacheConfig::from_lookup(env(format!("{HEX},nope"))).unwrap_err();
+        assert!(error.to_string().contains("key 2 of the ring"), "{error}");
+        assert!(!error.to_string().contains("nope"), "{error}");
     }
 
     #[test]

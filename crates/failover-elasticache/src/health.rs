@@ -20,6 +20,10 @@ pub struct ElastiCacheStats {
     /// Stored values that failed to open for their key (another key's or another tenant's
     /// value, tampered, truncated) and were deleted.
     pub rejected: u64,
+    /// Stored values that did not open but were kept (read as misses): sealed with a key
+    /// this cache does not hold (a replica on a newer key), or any value that failed to
+    /// open while a key rotation is configured (more than one key).
+    pub kept_unopened: u64,
     /// Stored values in a format this build does not know (left in place, read as misses).
     pub unknown_version: u64,
     /// Connections replaced because the server answered `READONLY` (a failed-over primary).
@@ -34,7 +38,10 @@ pub(crate) struct Health {
     errors: AtomicU64,
     timeouts: AtomicU64,
     rejected: AtomicU64,
+    kept_unopened: AtomicU64,
     unknown_version: AtomicU64,
+    /// What the last failed operation said, while the server is unavailable.
+    last_failure: std::sync::Mutex<Option<String>>,
     reconnects: AtomicU64,
     endpoint: String,
 }
@@ -48,7 +55,9 @@ impl Health {
             errors: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            kept_unopened: AtomicU64::new(0),
             unknown_version: AtomicU64::new(0),
+            last_failure: std::sync::Mutex::new(None),
             reconnects: AtomicU64::new(0),
             endpoint,
         }
@@ -64,6 +73,10 @@ impl Health {
 
     pub(crate) fn rejected(&self) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn kept_unopened(&self) {
+        self.kept_unopened.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn unknown_version(&self) {
@@ -92,6 +105,16 @@ impl Health {
             &self.errors
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        let what = if error.kind == CacheErrorKind::Timeout {
+            "redis is not answering in time"
+        } else {
+            "redis is unreachable"
+        };
+        *self
+            .last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(format!("{what}: {}", error.message));
         if self.available.swap(false, Ordering::Relaxed) {
             tracing::warn!(
                 endpoint = %self.endpoint,
@@ -101,16 +124,31 @@ impl Health {
         }
     }
 
+    /// `Some(reason)` while the last operation failed (unreachable, or timing out);
+    /// `None` once one succeeds again.
+    fn degraded(&self) -> Option<String> {
+        if self.available.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(
+            self.last_failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+                .unwrap_or_else(|| "redis is unavailable".to_owned()),
+        )
+    }
+
     pub(crate) fn report(&self, backend: &str) -> CacheHealth {
         CacheHealth {
             backend: backend.to_owned(),
+            degraded: self.degraded(),
             available: self.available.load(Ordering::Relaxed),
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
             entries: None,
-            degraded: None,
         }
     }
 
@@ -121,6 +159,7 @@ impl Health {
             errors: self.errors.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
+            kept_unopened: self.kept_unopened.load(Ordering::Relaxed),
             unknown_version: self.unknown_version.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
         }

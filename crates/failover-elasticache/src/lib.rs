@@ -6,7 +6,7 @@ mod connection;
 mod health;
 mod keys;
 
-pub use codec::VALUE_FORMAT_V1;
+pub use codec::{VALUE_FORMAT_V1, VALUE_FORMAT_V2};
 pub use config::{
     ConfigError, DEFAULT_PREFIX, ENV_CLUSTER, ENV_ENCRYPTION_KEY, ENV_ENDPOINT, ENV_KEY_PREFIX,
     ENV_PASSWORD, ENV_TLS_CA_FILE, ENV_USERNAME, ElastiCacheConfig, EncryptionKey, Endpoint,
@@ -84,7 +84,7 @@ impl ElastiCacheCache {
             inner: Arc::new(Inner {
                 connection,
                 layout: KeyLayout::new(&config.key_prefix),
-                codec: ValueCodec::new(&config.encryption_key),
+                codec: ValueCodec::with_ring(&config.key_ring()),
                 health: Health::new(endpoint.clone()),
                 endpoint,
                 operation_timeout: config.operation_timeout,
@@ -145,7 +145,7 @@ impl ElastiCacheCache {
             .open(key, &self.inner.layout.entry_key(key), stored)
         {
             Opened::Value(value) => Some(value),
-            Opened::UnknownVersion(_) | Opened::Rejected(_) => None,
+            Opened::UnknownVersion(_) | Opened::UnknownKey | Opened::Rejected(_) => None,
         }
     }
 
@@ -247,6 +247,24 @@ impl Cache for ElastiCacheCache {
                 self.inner.health.miss();
                 Ok(None)
             }
+            Opened::UnknownKey => {
+                // Sealed by a replica that already has a newer key: its entry, left alone.
+                tracing::debug!("stored value sealed with a key this cache does not hold; a miss");
+                self.inner.health.kept_unopened();
+                self.inner.health.miss();
+                Ok(None)
+            }
+            Opened::Rejected(reason) if self.inner.codec.ring_len() > 1 => {
+                // A rotation is in progress: the value may be another replica's, sealed
+                // with a key this one does not hold. Keep it; it expires by its TTL.
+                tracing::debug!(
+                    reason,
+                    "stored value did not open during a key rotation; kept, a miss"
+                );
+                self.inner.health.kept_unopened();
+                self.inner.health.miss();
+                Ok(None)
+            }
             Opened::Rejected(reason) => {
                 self.inner.health.miss();
                 self.discard(&redis_key, reason).await;
@@ -322,6 +340,13 @@ impl Cache for ElastiCacheCache {
     fn health(&self) -> CacheHealth {
         self.inner.health.report(BACKEND_NAME)
     }
+
+    /// Always: a Redis server is read by every replica (and by anyone with `SCAN`), so
+    /// it must not run on the published default cache key
+    /// ([`failover_cache::check_key_deriver`] refuses the pair).
+    fn is_shared(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -353,6 +378,19 @@ mod tests {
         assert!(text.contains("<redacted>"), "{text}");
         assert_eq!(cache.name(), BACKEND_NAME);
         assert_eq!(cache.health().backend, BACKEND_NAME);
+    }
+
+    #[tokio::test]
+    async fn a_shared_cache_refuses_the_default_key_deriver() {
+        let cache = ElastiCacheCache::new(config()).unwrap();
+        assert!(cache.is_shared());
+        let error =
+            failover_cache::check_key_deriver(&cache, &failover_cache::KeyDeriver::default())
+                .unwrap_err();
+        assert_eq!(error.kind, CacheErrorKind::Config);
+        assert!(error.message.contains("FAILOVER_CACHE_KEY"), "{error}");
+        failover_cache::check_key_deriver(&cache, &failover_cache::KeyDeriver::new([9; 32]))
+            .unwrap();
     }
 
     #[tokio::test]

@@ -25,6 +25,7 @@ failover_testenv::service_test_main! {
         a_server_that_is_down_at_start_does_not_stop_the_cache_from_being_built,
         a_readonly_reply_replaces_the_connection,
         one_log_line_per_state_change_not_per_request,
+        health_is_degraded_while_the_server_is_down_and_clears_when_it_answers,
     ],
 }
 
@@ -239,9 +240,28 @@ async fn a_readonly_reply_replaces_the_connection() {
     assert_eq!(cache.get(&key).await.unwrap().unwrap().content, "z");
 }
 
-/// Counts the crate's warn/info log lines.
+/// Counts the crate's warn/info log lines about one endpoint. Installed as the global
+/// subscriber and filtered by the `endpoint` field: a thread-local default misses events
+/// when another test thread registers the same callsite concurrently (tracing caches a
+/// callsite's interest process-wide), which made this test flaky under load.
 #[derive(Clone, Default)]
-struct LineCounter(Arc<AtomicUsize>);
+struct LineCounter {
+    lines: Arc<AtomicUsize>,
+    endpoint: Arc<std::sync::OnceLock<String>>,
+}
+
+struct EndpointField<'a> {
+    needle: &'a str,
+    found: bool,
+}
+
+impl tracing::field::Visit for EndpointField<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "endpoint" && format!("{value:?}").contains(self.needle) {
+            self.found = true;
+        }
+    }
+}
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LineCounter {
     fn on_event(
@@ -250,10 +270,20 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LineCounter {
         _ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
         let meta = event.metadata();
+        let Some(needle) = self.endpoint.get() else {
+            return;
+        };
         if meta.target().starts_with("failover_elasticache")
             && *meta.level() <= tracing::Level::INFO
         {
-            self.0.fetch_add(1, Ordering::SeqCst);
+            let mut visitor = EndpointField {
+                needle,
+                found: false,
+            };
+            event.record(&mut visitor);
+            if visitor.found {
+                self.lines.fetch_add(1, Ordering::SeqCst);
+            }
         }
     }
 }
@@ -262,10 +292,14 @@ async fn one_log_line_per_state_change_not_per_request() {
     use tracing_subscriber::layer::SubscriberExt;
     let server = require_service!(redis_service::spawn_owned());
     let counter = LineCounter::default();
-    // Current-thread runtime: the thread-local subscriber sees every event of this test.
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(counter.clone()));
-    let lines = || counter.0.load(Ordering::SeqCst);
+    // The server's own `host:port`: only lines about this test's server are counted.
+    let url = server.url();
+    let _ = counter
+        .endpoint
+        .set(url.trim_start_matches("redis://").to_owned());
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(counter.clone()))
+        .expect("the only global subscriber of this test binary");
+    let lines = || counter.lines.load(Ordering::SeqCst);
 
     let cache = common::cache(&server.url());
     let key = some_key();
@@ -290,4 +324,44 @@ async fn one_log_line_per_state_change_not_per_request() {
         cache.get(&key).await.unwrap();
     }
     assert_eq!(lines(), 2, "one more line for coming back");
+}
+
+/// `degraded` names the outage while the server is stopped (after an operation found it
+/// gone) and clears with the first operation that succeeds after the restart.
+async fn health_is_degraded_while_the_server_is_down_and_clears_when_it_answers() {
+    let server = require_service!(redis_service::spawn_owned());
+    let cache = common::cache(&server.url());
+    let key = some_key();
+    cache
+        .put(&key, sample_completion("x"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(cache.get(&key).await.unwrap().is_some());
+    assert_eq!(cache.health().degraded, None, "healthy");
+
+    server.stop();
+    assert!(cache.get(&key).await.is_err());
+    let health = cache.health();
+    let reason = health.degraded.expect("degraded while the server is down");
+    assert!(
+        reason.contains("redis is unreachable") || reason.contains("not answering in time"),
+        "{reason}"
+    );
+    assert!(!health.available);
+    // Still degraded while it stays down.
+    assert!(cache.get(&key).await.is_err());
+    assert!(cache.health().degraded.is_some());
+
+    server.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.ping().await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the cache did not reach the restarted server: {:?}",
+            cache.health()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cache.health().degraded, None, "{:?}", cache.health());
+    assert!(cache.health().available);
 }

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use failover_cache::{Cache, CacheKey, CacheKeyInput, KeyDeriver};
-use failover_elasticache::{ElastiCacheCache, VALUE_FORMAT_V1};
+use failover_elasticache::{ElastiCacheCache, VALUE_FORMAT_V1, VALUE_FORMAT_V2};
 use failover_provider::{Message, ResponseFormat};
 use failover_testenv::require_service;
 use failover_testenv::services::redis as redis_service;
@@ -25,6 +25,7 @@ failover_testenv::service_test_main! {
         purge_removes_one_tenant_across_many_scan_pages_and_nothing_else,
         a_purge_does_not_touch_another_prefix,
         health_counts_hits_and_misses_and_ping_answers,
+        a_key_rotation_reads_old_values_and_deletes_nothing_it_cannot_open,
     ],
 }
 
@@ -171,7 +172,7 @@ async fn keys_hold_no_request_text_and_values_no_plaintext() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(value[0], VALUE_FORMAT_V1);
+    assert_eq!(value[0], VALUE_FORMAT_V2);
     for needle in [&b"Paris"[..], b"bedrock", b"claude"] {
         assert!(
             !value.windows(needle.len()).any(|w| w == needle),
@@ -280,7 +281,7 @@ async fn garbage_and_unknown_versions_are_misses_not_errors() {
     let redis_key = s.cache.redis_key(&k);
     let mut conn = common::raw(&url).await;
 
-    let mut future_format = vec![VALUE_FORMAT_V1 + 1];
+    let mut future_format = vec![VALUE_FORMAT_V2 + 1];
     future_format.extend_from_slice(&[0u8; 64]);
     let _: () = redis::cmd("SET")
         .arg(&redis_key)
@@ -393,4 +394,65 @@ async fn health_counts_hits_and_misses_and_ping_answers() {
     assert!(health.available);
     assert_eq!(health.backend, "elasticache");
     assert!(s.cache.ping().await.unwrap() < Duration::from_secs(1));
+}
+
+/// A rotation from key A to key B across replicas sharing one Redis: `old` has only A,
+/// `rotating` seals with B and still opens A. Values sealed with A are read by both;
+/// values sealed with B are read by `rotating` (and a replica done rotating), not by
+/// `old` — which must not delete them. While a rotation is configured, nothing that fails
+/// to open is deleted.
+async fn a_key_rotation_reads_old_values_and_deletes_nothing_it_cannot_open() {
+    let url = require_service!(redis_service::shared()).url().to_owned();
+    let prefix = common::fresh_prefix();
+    let key_a = common::fresh_key();
+    let key_b = common::fresh_key();
+    let config = |key: failover_elasticache::EncryptionKey| {
+        common::config(&url)
+            .with_key_prefix(prefix.clone())
+            .with_encryption_key(key)
+    };
+    let old = ElastiCacheCache::new(config(key_a.clone())).unwrap();
+    let rotating =
+        ElastiCacheCache::new(config(key_b.clone()).with_decryption_keys([key_a.clone()])).unwrap();
+    let done = ElastiCacheCache::new(config(key_b)).unwrap();
+    let deriver = KeyDeriver::new([3; 32]);
+
+    // Sealed with the old key: both read it.
+    let by_old = key(&deriver, "tenant-a", "before the rotation");
+    old.put(&by_old, sample_completion("old"), LONG)
+        .await
+        .unwrap();
+    assert_eq!(rotating.get(&by_old).await.unwrap().unwrap().content, "old");
+    assert_eq!(old.get(&by_old).await.unwrap().unwrap().content, "old");
+
+    // Sealed with the new key: not readable by the old replica, and not deleted by it.
+    let by_new = key(&deriver, "tenant-a", "during the rotation");
+    rotating
+        .put(&by_new, sample_completion("new"), LONG)
+        .await
+        .unwrap();
+    let before = old.stats();
+    assert_eq!(old.get(&by_new).await.unwrap(), None);
+    let after = old.stats();
+    assert_eq!(after.kept_unopened, before.kept_unopened + 1, "{after:?}");
+    assert_eq!(after.rejected, before.rejected, "{after:?}");
+    assert!(exists(&url, &old.redis_key(&by_new)).await, "kept");
+    assert_eq!(rotating.get(&by_new).await.unwrap().unwrap().content, "new");
+    assert_eq!(done.get(&by_new).await.unwrap().unwrap().content, "new");
+
+    // During a rotation even a value that fails to open for another reason is kept.
+    let garbage = key(&deriver, "tenant-a", "garbage");
+    let mut conn = common::raw(&url).await;
+    let _: () = redis::cmd("SET")
+        .arg(rotating.redis_key(&garbage))
+        .arg(&[VALUE_FORMAT_V1, 1, 2, 3][..])
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rotating.get(&garbage).await.unwrap(), None);
+    assert!(exists(&url, &rotating.redis_key(&garbage)).await);
+    assert_eq!(rotating.stats().kept_unopened, 1);
+    assert_eq!(rotating.stats().rejected, 0);
 }

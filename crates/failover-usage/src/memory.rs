@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::{SinkHealth, UsageError, UsageQuery, UsageRecord, UsageSink, UsageStats};
@@ -17,10 +18,14 @@ use crate::{SinkHealth, UsageError, UsageQuery, UsageRecord, UsageSink, UsageSta
 /// - `stats` aggregates under the lock (O(records)); recording waits meanwhile, which is
 ///   fine for the sizes this sink is meant for.
 /// - Health: `accepted` counts every `Ok` of `record` (duplicates included), `written` the
-///   distinct records held, `queued` is always 0.
+///   distinct records held, `queued` is always 0; `degraded` says when the sink is full
+///   (refusing new records) or shut down.
+/// - `shutdown` has nothing to write: it only makes later `record` calls fail with
+///   [`UsageError::Closed`]; the records held stay readable.
 pub struct MemoryUsageSink {
     state: Mutex<State>,
     capacity: usize,
+    closed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -68,6 +73,7 @@ impl MemoryUsageSink {
         Self {
             state: Mutex::new(State::default()),
             capacity,
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -128,6 +134,9 @@ impl UsageSink for MemoryUsageSink {
     }
 
     fn record(&self, record: UsageRecord) -> Result<(), UsageError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(UsageError::Closed);
+        }
         let mut state = self.lock();
         if state.seen.contains(record.idempotency_key()) {
             state.accepted += 1;
@@ -155,8 +164,23 @@ impl UsageSink for MemoryUsageSink {
         Ok(self.stats_now(query))
     }
 
+    async fn shutdown(&self) -> Result<(), UsageError> {
+        self.closed.store(true, Ordering::Release);
+        Ok(())
+    }
+
     fn health(&self) -> SinkHealth {
         let state = self.lock();
+        let degraded = if self.closed.load(Ordering::Acquire) {
+            Some("shut down: records are refused".to_owned())
+        } else if state.len >= self.capacity {
+            Some(format!(
+                "full: holds its capacity of {} records and refuses new ones",
+                self.capacity
+            ))
+        } else {
+            None
+        };
         SinkHealth {
             backend: "memory".to_owned(),
             accepted: state.accepted,
@@ -164,7 +188,7 @@ impl UsageSink for MemoryUsageSink {
             queued: 0,
             rejected: state.rejected,
             last_error: None,
-            degraded: None,
+            degraded,
         }
     }
 }
@@ -231,6 +255,23 @@ mod tests {
         assert_eq!(held, ["a#1", "b#1"]);
         sink.flush().await.unwrap();
         assert!(format!("{sink:?}").contains("rejected: 1"));
+        let degraded = sink.health().degraded.expect("full");
+        assert!(degraded.contains("capacity of 2"), "{degraded}");
+    }
+
+    #[tokio::test]
+    async fn shutdown_refuses_later_records_and_keeps_the_held_ones() {
+        let sink = MemoryUsageSink::new();
+        sink.record(record("a", 1)).unwrap();
+        assert_eq!(sink.health().degraded, None);
+        sink.shutdown().await.unwrap();
+        sink.shutdown().await.unwrap();
+        assert!(matches!(
+            sink.record(record("b", 1)),
+            Err(UsageError::Closed)
+        ));
+        assert_eq!(sink.stats(&UsageQuery::all()).await.unwrap().records, 1);
+        assert!(sink.health().degraded.unwrap().contains("shut down"));
     }
 
     #[test]

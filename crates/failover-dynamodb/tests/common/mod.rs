@@ -121,8 +121,9 @@ pub fn varied(run: &str, i: u64, base_ms: u64) -> UsageRecord {
         },
         UsageOutcome::Cancelled,
         UsageOutcome::CacheHit,
+        UsageOutcome::Rejected,
     ];
-    let outcome = outcomes[(i % 5) as usize];
+    let outcome = outcomes[(i % 6) as usize];
     let provider = if i.is_multiple_of(3) {
         "openai"
     } else {

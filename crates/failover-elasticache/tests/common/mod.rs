@@ -87,6 +87,10 @@ pub fn adapter(
     let bedrock = Arc::new(ScriptedProvider::always("bedrock", "Paris"));
     let openai = Arc::new(ScriptedProvider::always("openai", "unused"));
     let adapter = FailoverAdapter::builder()
+        // A shared cache needs a cache key secret of its own (never the published default).
+        .key_deriver(failover_cache::KeyDeriver::new(std::array::from_fn(|i| {
+            random_u64() as u8 ^ i as u8
+        })))
         .provider(bedrock.clone(), breaker())
         .provider(openai, breaker())
         .cache(cache)

@@ -135,6 +135,7 @@ pub async fn miss_then_hit_after_put(cache: Arc<dyn Cache>) {
     let health = cache.health();
     assert!(health.hits >= 1 && health.misses >= 1, "{health:?}");
     assert_eq!(health.backend, cache.name());
+    assert_eq!(health.degraded, None, "a healthy cache: {health:?}");
 }
 
 /// Every field of the value comes back exactly: unicode, JSON text, exact decimal cost,

@@ -135,6 +135,58 @@ pub async fn records_visible_in_stats_after_flush(sink: Arc<dyn UsageSink>) {
     let health = sink.health();
     assert!(health.accepted >= 3, "{health:?}");
     assert_eq!(health.backend, sink.name());
+    assert_eq!(health.degraded, None, "a healthy sink: {health:?}");
+}
+
+/// Requests no provider could be called for (`Rejected`) are counted as such, in the
+/// totals and in the buckets, with zero cost.
+pub async fn rejected_outcomes_are_counted(sink: Arc<dyn UsageSink>) {
+    let run = Run::new();
+    for i in 0..4u64 {
+        let mut record = run.record(&format!("r{i}"), "a", "x", i, cents(1));
+        if i % 2 == 1 {
+            record.outcome = UsageOutcome::Rejected;
+            record.usage = TokenUsage::default();
+            record.cost = Usd::ZERO;
+        }
+        sink.record(record).unwrap();
+    }
+    sink.flush().await.unwrap();
+    let stats = sink
+        .stats(&UsageQuery::tenant(run.tenant("a")))
+        .await
+        .unwrap();
+    assert_eq!(
+        (stats.records, stats.successes, stats.rejected),
+        (4, 2, 2),
+        "{stats:?}"
+    );
+    assert_eq!(stats.cost, Usd::new(cents(2)));
+    assert_eq!(stats.by_tenant[&run.tenant("a")].rejected, 2);
+    assert_eq!(stats.by_agent["x"].rejected, 2);
+}
+
+/// After `shutdown` the records accepted before are kept and readable, `record` fails with
+/// `Closed`, and a second `shutdown` is harmless.
+pub async fn shutdown_keeps_what_was_accepted_and_refuses_the_rest(sink: Arc<dyn UsageSink>) {
+    let run = Run::new();
+    for i in 0..5 {
+        sink.record(run.record(&format!("r{i}"), "a", "x", i, cents(1)))
+            .unwrap();
+    }
+    sink.shutdown().await.unwrap();
+    let refused = sink.record(run.record("late", "a", "x", 9, cents(1)));
+    assert!(
+        matches!(refused, Err(failover_usage::UsageError::Closed)),
+        "{refused:?}"
+    );
+    sink.shutdown().await.unwrap();
+    let stats = sink
+        .stats(&UsageQuery::tenant(run.tenant("a")))
+        .await
+        .unwrap();
+    assert_eq!(stats.records, 5);
+    assert_eq!(stats.cost, Usd::new(cents(5)));
 }
 
 /// `stats` filters by tenant, by agent, and by both.
@@ -320,6 +372,8 @@ macro_rules! __usage_sink_checks {
         $crate::$callback!(@check $($args)*, usage_dedup_on_request_and_attempt, dedup_on_request_and_attempt);
         $crate::$callback!(@check $($args)*, usage_totals_are_exact, totals_are_exact);
         $crate::$callback!(@check $($args)*, usage_concurrent_records_all_kept, concurrent_records_all_kept);
+        $crate::$callback!(@check $($args)*, usage_rejected_outcomes_are_counted, rejected_outcomes_are_counted);
+        $crate::$callback!(@check $($args)*, usage_shutdown_keeps_what_was_accepted_and_refuses_the_rest, shutdown_keeps_what_was_accepted_and_refuses_the_rest);
     };
 }
 
