@@ -142,10 +142,15 @@ mod tests {
     #[test]
     fn seconds_integer_and_fractional() {
         assert_eq!(parse_seconds("3", MAX), Some(Duration::from_secs(3)));
-        assert_eq!(parse_seconds(" 1.5 ", MAX), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_seconds(" 1.5 ", MAX),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(parse_seconds(".5", MAX), Some(Duration::from_millis(500)));
         assert_eq!(parse_seconds("0", MAX), Some(Duration::ZERO));
-        for junk in ["", "-1", "+1", "1e3", "inf", "NaN", "infinity", "1.2.3", ".", "soon"] {
+        for junk in [
+            "", "-1", "+1", "1e3", "inf", "NaN", "infinity", "1.2.3", ".", "soon",
+        ] {
             assert_eq!(parse_seconds(junk, MAX), None, "{junk:?}");
         }
     }
@@ -161,7 +166,11 @@ mod tests {
             assert_eq!(parse_seconds(huge, MAX), Some(MAX), "{huge}");
             assert_eq!(parse_millis(huge, MAX), Some(MAX), "{huge}");
         }
-        assert_eq!(parse_seconds(&"1".repeat(65), MAX), None, "too long to be a hint");
+        assert_eq!(
+            parse_seconds(&"1".repeat(65), MAX),
+            None,
+            "too long to be a hint"
+        );
         assert_eq!(parse_seconds("301", MAX), Some(MAX));
         assert_eq!(
             parse_seconds("20", Duration::from_secs(3600)),
@@ -177,7 +186,10 @@ mod tests {
     #[test]
     fn millis() {
         assert_eq!(parse_millis("1500", MAX), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_millis("20.5", MAX), Some(Duration::from_micros(20_500)));
+        assert_eq!(
+            parse_millis("20.5", MAX),
+            Some(Duration::from_micros(20_500))
+        );
         assert_eq!(parse_millis("-4", MAX), None);
     }
 
@@ -195,7 +207,10 @@ mod tests {
             parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now, MAX),
             Some(MAX)
         );
-        assert_eq!(parse_retry_after("Wed, 99 Oct 2015 07:28:00 GMT", now, MAX), None);
+        assert_eq!(
+            parse_retry_after("Wed, 99 Oct 2015 07:28:00 GMT", now, MAX),
+            None
+        );
     }
 
     #[test]
@@ -210,7 +225,10 @@ mod tests {
             }
         };
         let both = headers(&[("retry-after-ms", "1500"), ("retry-after", "9")]);
-        assert_eq!(from_headers(both, now, MAX), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            from_headers(both, now, MAX),
+            Some(Duration::from_millis(1500))
+        );
         let bad_ms = headers(&[("retry-after-ms", "-4"), ("retry-after", "2")]);
         assert_eq!(from_headers(bad_ms, now, MAX), Some(Duration::from_secs(2)));
         let amazon = headers(&[("x-amzn-retry-after", "7")]);

@@ -4,8 +4,8 @@
 use std::time::{Duration, SystemTime};
 
 use failover_provider::retry_hint::{
-    DEFAULT_MAX_RETRY_AFTER, MAX_RETRY_AFTER_LIMIT, from_headers, parse_millis,
-    parse_retry_after, parse_seconds,
+    DEFAULT_MAX_RETRY_AFTER, MAX_RETRY_AFTER_LIMIT, from_headers, parse_millis, parse_retry_after,
+    parse_seconds,
 };
 use proptest::prelude::*;
 
