@@ -203,7 +203,8 @@ pub(crate) fn truncate(message: &str) -> String {
 
 /// Builds the classified error of an HTTP error response; its retry hint is at most
 /// `max_retry_after`.
-pub(crate) fn from_response(
+#[doc(hidden)]
+pub fn from_response(
     status: u16,
     headers: &HeaderMap,
     body: &[u8],
@@ -241,7 +242,8 @@ pub(crate) fn from_response(
 
 /// Builds the classified error of an error object without an error status (a stream's
 /// `error` frame, an error body sent with a 2xx); `context` prefixes the message.
-pub(crate) fn from_error_object(error: &ApiError, context: &str) -> ProviderError {
+#[doc(hidden)]
+pub fn from_error_object(error: &ApiError, context: &str) -> ProviderError {
     let kind = classify_stream_error(error);
     let message = error
         .message

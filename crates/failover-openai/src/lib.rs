@@ -14,4 +14,6 @@ pub use config::{
     ENV_PROJECT, MaxTokensField, OpenAiConfig, OpenAiConfigBuilder, OpenAiTimeouts, RetrySettings,
 };
 pub use error::{ApiError, classify_status, classify_stream_error, retry_after};
+#[doc(hidden)]
+pub use error::{from_error_object, from_response};
 pub use transport::OpenAiProvider;
