@@ -196,9 +196,9 @@ pub(crate) fn truncate(message: &str) -> String {
     }
     let mut end = MAX_MESSAGE_BYTES;
     while !message.is_char_boundary(end) {
-        end -= 1;
+        end = end.saturating_sub(1);
     }
-    format!("{}…", &message[..end])
+    format!("{}…", message.get(..end).unwrap_or_default())
 }
 
 /// Builds the classified error of an HTTP error response; its retry hint is at most
