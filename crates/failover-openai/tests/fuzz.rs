@@ -30,6 +30,7 @@ fn config() -> ProptestConfig {
 
 /// Pieces of the chat completion wire format, so that generated bodies get deep into the
 /// parsers instead of failing at the first byte.
+#[rustfmt::skip]
 const PIECES: &[&str] = &[
     "{", "}", "[", "]", ",", ":", "\"", "null", "true", "0", "-1", "1e999", "18446744073709551616",
     "\"model\"", "\"choices\"", "\"message\"", "\"delta\"", "\"content\"", "\"refusal\"",
@@ -75,10 +76,7 @@ fn completion_json() -> impl Strategy<Value = Vec<u8>> {
 
 /// A body cut into chunks at arbitrary points.
 fn chunked(body: Vec<u8>, cuts: Vec<usize>) -> Vec<Vec<u8>> {
-    let mut points: Vec<usize> = cuts
-        .into_iter()
-        .map(|cut| cut % (body.len() + 1))
-        .collect();
+    let mut points: Vec<usize> = cuts.into_iter().map(|cut| cut % (body.len() + 1)).collect();
     points.sort_unstable();
     let mut chunks = Vec::new();
     let mut start = 0;
