@@ -152,9 +152,12 @@ pub struct BedrockConfig {
         deserialize_with = "deserialize_max_retry_after"
     )]
     pub max_retry_after: Duration,
-    /// The largest answer this crate keeps itself, in bytes (default 8 MiB): a JSON-mode
-    /// stream's text, kept to be checked at its end; a longer one is a
-    /// `malformed_response`. (The SDK buffers and bounds its own frames.)
+    /// The largest answer, in bytes (default 8 MiB): a `Converse` response declaring a
+    /// longer body (`Content-Length`) is refused before the SDK reads it, and a JSON-mode
+    /// stream's text, kept to be checked at its end, may not grow past it; either is a
+    /// `malformed_response`. (A client given to
+    /// [`BedrockProvider::from_client`](crate::BedrockProvider::from_client) keeps its own
+    /// interceptors: only the stream limit applies.)
     pub max_response_bytes: usize,
 }
 

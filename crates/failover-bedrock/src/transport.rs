@@ -7,7 +7,10 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
 use aws_sdk_bedrockruntime::Client;
-use aws_sdk_bedrockruntime::config::{Region, StalledStreamProtectionConfig};
+use aws_sdk_bedrockruntime::config::interceptors::BeforeDeserializationInterceptorContextRef;
+use aws_sdk_bedrockruntime::config::{
+    ConfigBag, Intercept, Region, RuntimeComponents, StalledStreamProtectionConfig,
+};
 use failover_provider::{
     Capabilities, ErrorKind, JsonModeSupport, Provider, ProviderError, ProviderRequest,
     ProviderResponse, ProviderStream,
@@ -82,8 +85,13 @@ impl BedrockProvider {
             ));
         }
         let sdk_config = loader.load().await;
+        let client_config = aws_sdk_bedrockruntime::config::Builder::from(&sdk_config)
+            .interceptor(DeclaredLengthLimit {
+                max_bytes: config.max_response_bytes,
+            })
+            .build();
         Self {
-            client: Client::new(&sdk_config),
+            client: Client::from_conf(client_config),
             config,
         }
     }
@@ -102,6 +110,42 @@ impl BedrockProvider {
     /// The SDK client.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+}
+
+/// Refuses a response whose declared length (`Content-Length`) exceeds
+/// [`BedrockConfig::max_response_bytes`] before the SDK reads its body into memory. (The
+/// SDK buffers a `Converse` body whole; an event stream is chunked and read frame by
+/// frame.) The SDK reports the refusal as a response error: `malformed_response`.
+#[derive(Debug)]
+struct DeclaredLengthLimit {
+    max_bytes: usize,
+}
+
+impl Intercept for DeclaredLengthLimit {
+    fn name(&self) -> &'static str {
+        "failover-bedrock declared length limit"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let declared = context
+            .response()
+            .headers()
+            .get("content-length")
+            .and_then(|length| length.trim().parse::<u64>().ok());
+        let max = u64::try_from(self.max_bytes).unwrap_or(u64::MAX);
+        match declared {
+            Some(length) if length > max => Err(format!(
+                "the response declares {length} bytes, more than max_response_bytes ({max})"
+            )
+            .into()),
+            _ => Ok(()),
+        }
     }
 }
 

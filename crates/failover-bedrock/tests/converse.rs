@@ -700,3 +700,31 @@ async fn an_absurd_retry_hint_is_clamped_to_max_retry_after() {
     assert_eq!(error.kind(), ErrorKind::Throttled);
     assert_eq!(error.retry_after(), Some(Duration::from_secs(90)));
 }
+
+#[tokio::test]
+async fn a_converse_body_declared_above_the_cap_is_malformed() {
+    let server = MockServer::start().await;
+    let long = "x".repeat(8 * 1024);
+    Mock::given(method("POST"))
+        .and(path(converse_path(GPT4_MODEL)))
+        .respond_with(converse_response(converse_text(&long, "end_turn", 1, 1)))
+        .mount(&server)
+        .await;
+    let capped = BedrockProvider::new(
+        local_config(&server.uri())
+            .max_response_bytes(4 * 1024)
+            .build(),
+    )
+    .await;
+    let error = capped
+        .complete(provider_request(GPT4_MODEL, ResponseFormat::Text))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::MalformedResponse, "{error}");
+    let roomy = bedrock(&server.uri()).await;
+    let answer = roomy
+        .complete(provider_request(GPT4_MODEL, ResponseFormat::Text))
+        .await
+        .unwrap();
+    assert_eq!(answer.content, long);
+}
