@@ -4,14 +4,22 @@
 use std::fmt;
 use std::time::Duration;
 
+use failover_provider::retry_hint::{self, default_max_retry_after, deserialize_max_retry_after};
+use failover_provider::{ErrorKind, ProviderError};
 use serde::{Deserialize, Serialize};
 
 /// The provider's default name in routing, health and usage.
 pub const DEFAULT_NAME: &str = "bedrock";
 
+/// The default largest answer this crate keeps itself (a JSON-mode stream's text, checked
+/// at its end): 8 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
 /// Time limits of one Bedrock call: `connect` and `attempt` are enforced by the SDK (its
 /// `connect_timeout` and `operation_attempt_timeout`), `first_token` and `stall` by this
-/// crate's stream reader.
+/// crate's stream reader; the call's deadline
+/// ([`ProviderRequest::call_deadline`](failover_provider::ProviderRequest::call_deadline))
+/// bounds all of them, the SDK's retries included.
 pub type BedrockTimeouts = failover_provider::CallTimeouts;
 
 /// The SDK's retry policy: standard mode (exponential backoff with jitter and a client-side
@@ -134,6 +142,23 @@ pub struct BedrockConfig {
     pub retry: RetrySettings,
     /// JSON mode strategy per model.
     pub json: JsonModeConfig,
+    /// The longest server retry hint (`retry-after`, `x-amzn-retry-after`) this provider
+    /// reports: a longer one (however absurd) is reported as this much. Default 5 minutes,
+    /// at most 10 ([`retry_hint::MAX_RETRY_AFTER_LIMIT`]): a larger value is refused when
+    /// deserialized and by [`validate`](Self::validate), and clamped to the limit if set
+    /// in code.
+    #[serde(
+        default = "default_max_retry_after",
+        deserialize_with = "deserialize_max_retry_after"
+    )]
+    pub max_retry_after: Duration,
+    /// The largest answer, in bytes (default 8 MiB): a `Converse` response declaring a
+    /// longer body (`Content-Length`) is refused before the SDK reads it, and a JSON-mode
+    /// stream's text, kept to be checked at its end, may not grow past it; either is a
+    /// `malformed_response`. (A client given to
+    /// [`BedrockProvider::from_client`](crate::BedrockProvider::from_client) keeps its own
+    /// interceptors: only the stream limit applies.)
+    pub max_response_bytes: usize,
 }
 
 impl Default for BedrockConfig {
@@ -147,6 +172,8 @@ impl Default for BedrockConfig {
             timeouts: BedrockTimeouts::default(),
             retry: RetrySettings::default(),
             json: JsonModeConfig::default(),
+            max_retry_after: retry_hint::DEFAULT_MAX_RETRY_AFTER,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -162,6 +189,8 @@ impl fmt::Debug for BedrockConfig {
             .field("timeouts", &self.timeouts)
             .field("retry", &self.retry)
             .field("json", &self.json)
+            .field("max_retry_after", &self.max_retry_after)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -170,6 +199,24 @@ impl BedrockConfig {
     /// Starts a builder from the defaults.
     pub fn builder() -> BedrockConfigBuilder {
         BedrockConfigBuilder::default()
+    }
+
+    /// Checks the limits: `max_retry_after` in `(0, 10 min]`, `max_response_bytes` above
+    /// zero. An `auth_or_config` error says which is wrong.
+    pub fn validate(&self) -> Result<(), ProviderError> {
+        if let Err(error) = retry_hint::check_max_retry_after(self.max_retry_after) {
+            return Err(ProviderError::new(
+                ErrorKind::AuthOrConfig,
+                error.to_string(),
+            ));
+        }
+        if self.max_response_bytes == 0 {
+            return Err(ProviderError::new(
+                ErrorKind::AuthOrConfig,
+                "max_response_bytes must be more than zero",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -284,6 +331,18 @@ impl BedrockConfigBuilder {
         self
     }
 
+    /// Sets the ceiling of every retry hint reported ([`BedrockConfig::max_retry_after`]).
+    pub fn max_retry_after(mut self, max: Duration) -> Self {
+        self.config.max_retry_after = max;
+        self
+    }
+
+    /// Sets the largest answer kept ([`BedrockConfig::max_response_bytes`]).
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_response_bytes = bytes;
+        self
+    }
+
     /// Routes `model` (an exact id, or a prefix ending in `*`) to native structured output.
     pub fn native_json_model(mut self, model: impl Into<String>) -> Self {
         self.config.json.native_structured_output.push(model.into());
@@ -355,6 +414,25 @@ mod tests {
             RetrySettings::default().initial_backoff
         );
         assert_eq!(config.timeouts, BedrockTimeouts::default());
+    }
+
+    #[test]
+    fn limits_have_defaults_and_are_validated() {
+        let config: BedrockConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(config.max_retry_after, Duration::from_secs(300));
+        assert_eq!(config.max_response_bytes, DEFAULT_MAX_RESPONSE_BYTES);
+        assert!(config.validate().is_ok());
+        let too_long = r#"{"max_retry_after": {"secs": 601, "nanos": 0}}"#;
+        assert!(serde_json::from_str::<BedrockConfig>(too_long).is_err());
+        let built = BedrockConfig::builder()
+            .max_retry_after(Duration::ZERO)
+            .build();
+        assert_eq!(
+            built.validate().unwrap_err().kind(),
+            ErrorKind::AuthOrConfig
+        );
+        let built = BedrockConfig::builder().max_response_bytes(0).build();
+        assert!(built.validate().is_err());
     }
 
     #[test]

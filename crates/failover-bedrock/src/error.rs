@@ -5,13 +5,13 @@
 //! and exceptions that arrive *inside* an event stream. The table is documented in
 //! `docs/providers/bedrock.md`.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_bedrockruntime::config::http::HttpResponse;
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 use aws_smithy_types::event_stream::RawMessage;
-use failover_provider::{ErrorKind, ProviderError};
+use failover_provider::{ErrorKind, ProviderError, retry_hint};
 
 /// Normalises an exception name as Bedrock spells it in the `x-amzn-ErrorType` header
 /// (`ThrottlingException:http://internal…`), a JSON `__type` (`com.amazon…#Throttling…`) or
@@ -37,9 +37,11 @@ const CONTEXT_PHRASES: [&str; 8] = [
 /// Phrases of a `ValidationException` message that mean this provider's configuration is
 /// wrong for the request (model id, model access, operation or feature the model lacks),
 /// not the request's content: another provider can serve it.
-const CONFIGURATION_PHRASES: [&str; 10] = [
+const CONFIGURATION_PHRASES: [&str; 11] = [
     "model identifier is invalid",
     "invalid model identifier",
+    // "Could not resolve the foundation model from the provided model identifier."
+    "could not resolve the foundation model",
     "on-demand throughput",
     "inference profile",
     "doesn't support",
@@ -126,18 +128,27 @@ pub fn classify_status(status: u16, message: &str) -> ErrorKind {
     }
 }
 
-/// Reads a `Retry-After` (or Amazon's `x-amzn-retry-after`) header: delta seconds, possibly
-/// fractional. HTTP dates are not used by Bedrock and are ignored.
-pub(crate) fn retry_after(response: &HttpResponse) -> Option<Duration> {
-    ["retry-after", "x-amzn-retry-after"]
-        .iter()
-        .filter_map(|name| response.headers().get(*name))
-        .find_map(parse_retry_after)
+/// The longest message kept from an exception, in bytes: a message is for a log line, and
+/// the body it came from is the server's (any size).
+const MAX_MESSAGE_BYTES: usize = 512;
+
+/// Cuts a message to [`MAX_MESSAGE_BYTES`] on a character boundary.
+pub(crate) fn truncate(message: &str) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message.to_owned();
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end = end.saturating_sub(1);
+    }
+    format!("{}…", message.get(..end).unwrap_or_default())
 }
 
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    let seconds: f64 = value.trim().parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+/// Reads a response's retry hint (`retry-after`, else Amazon's `x-amzn-retry-after`):
+/// delta seconds, possibly fractional, or an HTTP date; at most `max` (see
+/// [`failover_provider::retry_hint`]: no value panics, a huge one is `max`).
+pub(crate) fn retry_after(response: &HttpResponse, max: Duration) -> Option<Duration> {
+    retry_hint::from_headers(|name| response.headers().get(name), SystemTime::now(), max)
 }
 
 fn exception_error(
@@ -147,7 +158,7 @@ fn exception_error(
     fallback: ErrorKind,
 ) -> ProviderError {
     let kind = classify_exception(code, message, status).unwrap_or(fallback);
-    let mut error = ProviderError::new(kind, message.to_owned()).with_provider_code(code);
+    let mut error = ProviderError::new(kind, truncate(message)).with_provider_code(truncate(code));
     if let Some(status) = status {
         error = error.with_http_status(status);
     }
@@ -155,15 +166,19 @@ fn exception_error(
 }
 
 /// Classifies a failed `Converse` / `ConverseStream` call (the SDK's own retries, if any,
-/// are already spent).
-pub(crate) fn from_operation_error<E>(error: SdkError<E, HttpResponse>) -> ProviderError
+/// are already spent); its retry hint is at most `max_retry_after`.
+#[doc(hidden)]
+pub fn from_operation_error<E>(
+    error: SdkError<E, HttpResponse>,
+    max_retry_after: Duration,
+) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match error {
         SdkError::ServiceError(context) => {
             let status = context.raw().status().as_u16();
-            let retry_after = retry_after(context.raw());
+            let retry_after = retry_after(context.raw(), max_retry_after);
             let err = context.err();
             let code = err.code().unwrap_or("").to_owned();
             let message = err
@@ -171,7 +186,7 @@ where
                 .map(str::to_owned)
                 .unwrap_or_else(|| format!("Bedrock answered HTTP {status}"));
             let mut classified = if code.is_empty() {
-                ProviderError::new(classify_status(status, &message), message)
+                ProviderError::new(classify_status(status, &message), truncate(&message))
                     .with_http_status(status)
             } else {
                 exception_error(&code, &message, Some(status), ErrorKind::Unavailable)
@@ -238,9 +253,8 @@ fn stream_exception_code(error: &ConverseStreamOutputError) -> Option<&'static s
 /// frame is classified like the same exception on a plain call; a transport failure in the
 /// middle of the body (a connection reset, a frame cut short) is [`ErrorKind::StreamCut`]; a
 /// complete frame whose event cannot be unmarshalled is [`ErrorKind::MalformedResponse`].
-pub(crate) fn from_stream_error(
-    error: SdkError<ConverseStreamOutputError, RawMessage>,
-) -> ProviderError {
+#[doc(hidden)]
+pub fn from_stream_error(error: SdkError<ConverseStreamOutputError, RawMessage>) -> ProviderError {
     let detail = aws_sdk_bedrockruntime::error::DisplayErrorContext(&error).to_string();
     match error {
         SdkError::ServiceError(context) => {
@@ -256,7 +270,7 @@ pub(crate) fn from_stream_error(
                 .unwrap_or("exception in the event stream")
                 .to_owned();
             let classified = if code.is_empty() {
-                ProviderError::new(ErrorKind::ModelError, message)
+                ProviderError::new(ErrorKind::ModelError, truncate(&message))
             } else {
                 exception_error(&code, &message, None, ErrorKind::ModelError)
             };
@@ -387,14 +401,62 @@ mod tests {
         assert_eq!(classify_status(408, ""), ErrorKind::Timeout);
     }
 
+    fn response_with(headers: &[(&'static str, &'static str)]) -> HttpResponse {
+        let mut response = HttpResponse::new(
+            429.try_into().unwrap(),
+            aws_smithy_types::body::SdkBody::empty(),
+        );
+        for (name, value) in headers {
+            response.headers_mut().insert(*name, *value);
+        }
+        response
+    }
+
     #[test]
-    fn retry_after_reads_delta_seconds_only() {
-        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+    fn retry_after_reads_seconds_and_dates_and_clamps() {
+        let max = retry_hint::DEFAULT_MAX_RETRY_AFTER;
+        let hint = |headers| retry_after(&response_with(headers), max);
+        assert_eq!(hint(&[("retry-after", "3")]), Some(Duration::from_secs(3)));
         assert_eq!(
-            parse_retry_after(" 1.5 "),
+            hint(&[("x-amzn-retry-after", " 1.5 ")]),
             Some(Duration::from_millis(1500))
         );
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(hint(&[("retry-after", "-1")]), None);
+        assert_eq!(
+            hint(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")]),
+            Some(Duration::ZERO),
+            "a date in the past: retry now"
+        );
+        // `Duration::from_secs_f64(1e20)` panicked here before the shared reader.
+        assert_eq!(hint(&[("retry-after", "100000000000000000000")]), Some(max));
+        assert_eq!(
+            hint(&[("retry-after", "1e400")]),
+            None,
+            "not delta seconds (and infinite for a float parser)"
+        );
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        let long = "é".repeat(600);
+        let error = exception_error(
+            "ValidationException",
+            &long,
+            Some(400),
+            ErrorKind::Unavailable,
+        );
+        assert!(error.message().len() <= MAX_MESSAGE_BYTES + '…'.len_utf8());
+    }
+
+    #[test]
+    fn an_unresolvable_model_id_is_configuration() {
+        assert_eq!(
+            classify_exception(
+                "ValidationException",
+                "Could not resolve the foundation model from the provided model identifier.",
+                Some(400)
+            ),
+            Some(ErrorKind::AuthOrConfig)
+        );
     }
 }

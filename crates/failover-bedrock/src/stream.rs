@@ -15,7 +15,8 @@ use std::time::Duration;
 use aws_sdk_bedrockruntime::operation::converse_stream::ConverseStreamOutput as StreamResponse;
 use aws_sdk_bedrockruntime::types::{ContentBlockDelta, ConverseStreamOutput};
 use failover_provider::{
-    ErrorKind, FinishReason, ProviderError, ProviderEvent, ProviderStream, TokenUsage,
+    ErrorKind, FinishReason, ProviderError, ProviderEvent, ProviderRequest, ProviderStream,
+    TokenUsage,
 };
 use tokio::time::Instant;
 
@@ -40,17 +41,26 @@ pub struct StreamMapper {
     stopped: Option<FinishReason>,
     usage: Option<TokenUsage>,
     finished: bool,
+    max_json_bytes: usize,
 }
 
 impl StreamMapper {
-    /// A mapper for a request read according to `plan`.
+    /// A mapper for a request read according to `plan`, keeping at most the default
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`](crate::DEFAULT_MAX_RESPONSE_BYTES) of JSON text.
     pub fn new(plan: JsonPlan) -> Self {
+        Self::with_limit(plan, crate::DEFAULT_MAX_RESPONSE_BYTES)
+    }
+
+    /// A mapper keeping at most `max_json_bytes` of a JSON-mode answer (a longer one is a
+    /// [`ErrorKind::MalformedResponse`]; text-mode deltas are passed on, not kept).
+    pub fn with_limit(plan: JsonPlan, max_json_bytes: usize) -> Self {
         Self {
             plan,
             json: String::new(),
             stopped: None,
             usage: None,
             finished: false,
+            max_json_bytes,
         }
     }
 
@@ -64,11 +74,20 @@ impl StreamMapper {
         self.finished
     }
 
-    fn delta(&mut self, text: String) -> Mapped {
+    fn delta(&mut self, text: String) -> Result<Mapped, ProviderError> {
         if self.plan.contract().is_some() {
+            if text.len() > self.max_json_bytes.saturating_sub(self.json.len()) {
+                return Err(ProviderError::new(
+                    ErrorKind::MalformedResponse,
+                    format!(
+                        "the JSON answer is longer than {} bytes",
+                        self.max_json_bytes
+                    ),
+                ));
+            }
             self.json.push_str(&text);
         }
-        Mapped::Event(ProviderEvent::Delta(text))
+        Ok(Mapped::Event(ProviderEvent::Delta(text)))
     }
 
     fn finish(&mut self) -> Mapped {
@@ -85,8 +104,8 @@ impl StreamMapper {
         match event {
             ConverseStreamOutput::ContentBlockDelta(event) => match event.delta {
                 // In forced-tool JSON mode only the tool's input is the answer.
-                Some(ContentBlockDelta::Text(text)) if !forced_tool => Ok(self.delta(text)),
-                Some(ContentBlockDelta::ToolUse(tool)) if forced_tool => Ok(self.delta(tool.input)),
+                Some(ContentBlockDelta::Text(text)) if !forced_tool => self.delta(text),
+                Some(ContentBlockDelta::ToolUse(tool)) if forced_tool => self.delta(tool.input),
                 _ => Ok(Mapped::Nothing),
             },
             ConverseStreamOutput::MessageStop(event) => {
@@ -146,6 +165,8 @@ pub(crate) struct StreamLimits {
     pub(crate) first_token: Duration,
     /// The longest gap between two events.
     pub(crate) stall: Duration,
+    /// The call's deadline ([`ProviderRequest::call_deadline`]).
+    pub(crate) deadline: Option<Instant>,
 }
 
 struct Reader {
@@ -154,22 +175,39 @@ struct Reader {
     limits: StreamLimits,
     saw_token: bool,
     done: bool,
+    /// The request's deadlines (no content), for [`ProviderRequest::out_of_time`].
+    deadlines: ProviderRequest,
+}
+
+/// Which limit bounds the wait for the next event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    FirstToken,
+    Stall,
+    Deadline,
 }
 
 impl Reader {
     async fn next(&mut self) -> Option<Result<ProviderEvent, ProviderError>> {
         while !self.done {
             let stall_by = Instant::now() + self.limits.stall;
-            let (deadline, first_token_wait) = if self.saw_token {
-                (stall_by, false)
+            let mut limit = if !self.saw_token && self.limits.first_token_by <= stall_by {
+                (self.limits.first_token_by, Limit::FirstToken)
             } else {
-                let first = self.limits.first_token_by;
-                (first.min(stall_by), first <= stall_by)
+                (stall_by, Limit::Stall)
             };
-            let received = tokio::time::timeout_at(deadline, self.response.stream.recv()).await;
+            if let Some(deadline) = self.limits.deadline
+                && deadline <= limit.0
+            {
+                limit = (deadline, Limit::Deadline);
+            }
+            let received = tokio::time::timeout_at(limit.0, self.response.stream.recv()).await;
             let mapped = match received {
                 Err(_elapsed) => {
-                    let error = if first_token_wait {
+                    let error = if limit.1 == Limit::Deadline {
+                        // The request's own deadline, or this provider's share of it.
+                        self.deadlines.out_of_time()
+                    } else if limit.1 == Limit::FirstToken {
                         ProviderError::new(
                             ErrorKind::Timeout,
                             format!(
@@ -218,15 +256,17 @@ impl Reader {
 /// The provider stream over an opened ConverseStream response.
 pub(crate) fn event_stream(
     response: StreamResponse,
-    plan: JsonPlan,
+    mapper: StreamMapper,
     limits: StreamLimits,
+    deadlines: ProviderRequest,
 ) -> ProviderStream {
     let reader = Reader {
         response,
-        mapper: StreamMapper::new(plan),
+        mapper,
         limits,
         saw_token: false,
         done: false,
+        deadlines,
     };
     Box::pin(futures::stream::unfold(reader, |mut reader| async move {
         reader.next().await.map(|item| (item, reader))

@@ -7,7 +7,10 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
 use aws_sdk_bedrockruntime::Client;
-use aws_sdk_bedrockruntime::config::{Region, StalledStreamProtectionConfig};
+use aws_sdk_bedrockruntime::config::interceptors::BeforeDeserializationInterceptorContextRef;
+use aws_sdk_bedrockruntime::config::{
+    ConfigBag, Intercept, Region, RuntimeComponents, StalledStreamProtectionConfig,
+};
 use failover_provider::{
     Capabilities, ErrorKind, JsonModeSupport, Provider, ProviderError, ProviderRequest,
     ProviderResponse, ProviderStream,
@@ -17,7 +20,7 @@ use tokio::time::Instant;
 use crate::config::BedrockConfig;
 use crate::error::from_operation_error;
 use crate::mapping::{from_converse, to_converse};
-use crate::stream::{StreamLimits, event_stream};
+use crate::stream::{StreamLimits, StreamMapper, event_stream};
 
 /// What the Bedrock provider declares: streaming with usage; JSON object and JSON schema
 /// modes emulated with a forced tool (native structured output only for configured models),
@@ -82,8 +85,13 @@ impl BedrockProvider {
             ));
         }
         let sdk_config = loader.load().await;
+        let client_config = aws_sdk_bedrockruntime::config::Builder::from(&sdk_config)
+            .interceptor(DeclaredLengthLimit {
+                max_bytes: config.max_response_bytes,
+            })
+            .build();
         Self {
-            client: Client::new(&sdk_config),
+            client: Client::from_conf(client_config),
             config,
         }
     }
@@ -105,6 +113,75 @@ impl BedrockProvider {
     }
 }
 
+/// Refuses a response whose declared length (`Content-Length`) exceeds
+/// [`BedrockConfig::max_response_bytes`] before the SDK reads its body into memory. (The
+/// SDK buffers a `Converse` body whole; an event stream is chunked and read frame by
+/// frame.) The SDK reports the refusal as a response error: `malformed_response`.
+#[derive(Debug)]
+struct DeclaredLengthLimit {
+    max_bytes: usize,
+}
+
+impl Intercept for DeclaredLengthLimit {
+    fn name(&self) -> &'static str {
+        "failover-bedrock declared length limit"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let declared = context
+            .response()
+            .headers()
+            .get("content-length")
+            .and_then(|length| length.trim().parse::<u64>().ok());
+        let max = u64::try_from(self.max_bytes).unwrap_or(u64::MAX);
+        match declared {
+            Some(length) if length > max => Err(format!(
+                "the response declares {length} bytes, more than max_response_bytes ({max})"
+            )
+            .into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Runs an SDK call within the call's deadline
+/// ([`ProviderRequest::call_deadline`]): past it the future is dropped (which cancels the
+/// SDK's attempt and any retry it would still make) and the error is
+/// [`ProviderRequest::out_of_time`] — the request's deadline marker when the caller's
+/// budget ran out, else this provider's time-out.
+async fn within_call_deadline<T>(
+    request: &ProviderRequest,
+    call: impl Future<Output = T>,
+) -> Result<T, ProviderError> {
+    match request.call_deadline() {
+        Some(deadline) => tokio::time::timeout_at(Instant::from_std(deadline), call)
+            .await
+            .map_err(|_| request.out_of_time()),
+        None => Ok(call.await),
+    }
+}
+
+/// The request's deadlines without its content, kept by a stream for
+/// [`ProviderRequest::out_of_time`].
+fn deadlines_of(request: &ProviderRequest) -> ProviderRequest {
+    ProviderRequest {
+        request_id: request.request_id.clone(),
+        model: String::new(),
+        messages: Vec::new(),
+        temperature: None,
+        max_tokens: None,
+        stop: Vec::new(),
+        response_format: failover_provider::ResponseFormat::Text,
+        deadline: request.deadline,
+        attempt_deadline: request.attempt_deadline,
+    }
+}
+
 #[async_trait::async_trait]
 impl Provider for BedrockProvider {
     fn name(&self) -> &str {
@@ -117,7 +194,7 @@ impl Provider for BedrockProvider {
 
     async fn complete(&self, request: ProviderRequest) -> Result<ProviderResponse, ProviderError> {
         let mapped = to_converse(&request, &self.config.json)?;
-        let response = self
+        let send = self
             .client
             .converse()
             .model_id(mapped.model_id.clone())
@@ -126,9 +203,10 @@ impl Provider for BedrockProvider {
             .set_inference_config(mapped.inference)
             .set_tool_config(mapped.tool_config)
             .set_output_config(mapped.output_config)
-            .send()
-            .await
-            .map_err(from_operation_error)?;
+            .send();
+        let response = within_call_deadline(&request, send)
+            .await?
+            .map_err(|error| from_operation_error(error, self.config.max_retry_after))?;
         let answer = from_converse(&response, &mapped.plan)?;
         Ok(ProviderResponse {
             model: mapped.model_id,
@@ -140,10 +218,12 @@ impl Provider for BedrockProvider {
 
     async fn stream(&self, request: ProviderRequest) -> Result<ProviderStream, ProviderError> {
         let timeouts = self.config.timeouts;
+        let deadline = request.call_deadline().map(Instant::from_std);
         let limits = StreamLimits {
             first_token_by: Instant::now() + timeouts.first_token,
             first_token: timeouts.first_token,
             stall: timeouts.stall,
+            deadline,
         };
         let mapped = to_converse(&request, &self.config.json)?;
         let send = self
@@ -156,18 +236,34 @@ impl Provider for BedrockProvider {
             .set_tool_config(mapped.tool_config)
             .set_output_config(mapped.output_config)
             .send();
-        let response = tokio::time::timeout_at(limits.first_token_by, send)
-            .await
-            .map_err(|_| {
-                ProviderError::new(
+        let open_by = match deadline {
+            Some(deadline) if deadline < limits.first_token_by => deadline,
+            _ => limits.first_token_by,
+        };
+        // Dropping the SDK's future on time-out cancels it, its retries included.
+        let response = match tokio::time::timeout_at(open_by, send).await {
+            Ok(result) => {
+                result.map_err(|error| from_operation_error(error, self.config.max_retry_after))?
+            }
+            Err(_) if deadline.is_some_and(|deadline| deadline <= limits.first_token_by) => {
+                return Err(request.out_of_time());
+            }
+            Err(_) => {
+                return Err(ProviderError::new(
                     ErrorKind::Timeout,
                     format!(
                         "no response from Bedrock within the first-token time-out ({:?})",
                         timeouts.first_token
                     ),
-                )
-            })?
-            .map_err(from_operation_error)?;
-        Ok(event_stream(response, mapped.plan, limits))
+                ));
+            }
+        };
+        let mapper = StreamMapper::with_limit(mapped.plan, self.config.max_response_bytes);
+        Ok(event_stream(
+            response,
+            mapper,
+            limits,
+            deadlines_of(&request),
+        ))
     }
 }

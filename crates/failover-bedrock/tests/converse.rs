@@ -625,3 +625,106 @@ async fn models_configured_for_native_structured_output_get_an_output_config() {
     .unwrap();
     assert_eq!(schema["required"], json!(["answer"]));
 }
+
+#[tokio::test]
+async fn configuration_faults_are_auth_or_config_through_the_client() {
+    let faults = [
+        (
+            403,
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        ),
+        (
+            403,
+            "ExpiredTokenException",
+            "The security token included in the request is expired",
+        ),
+        (
+            403,
+            "AccessDeniedException",
+            "You don't have access to the model with the specified model ID.",
+        ),
+        (404, "ResourceNotFoundException", "Model not found."),
+        (
+            400,
+            "ValidationException",
+            "The provided model identifier is invalid.",
+        ),
+        (
+            400,
+            "ValidationException",
+            "Could not resolve the foundation model from the provided model identifier.",
+        ),
+    ];
+    for (status, error_type, message) in faults {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(converse_path(GPT4_MODEL)))
+            .respond_with(bedrock_error(status, error_type, message))
+            .mount(&server)
+            .await;
+        let provider = bedrock(&server.uri()).await;
+        let error = provider
+            .complete(provider_request(GPT4_MODEL, ResponseFormat::Text))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.kind(),
+            ErrorKind::AuthOrConfig,
+            "{error_type}: {message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_absurd_retry_hint_is_clamped_to_max_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(converse_path(GPT4_MODEL)))
+        .respond_with(
+            bedrock_error(429, "ThrottlingException", "slow down")
+                .insert_header("retry-after", "100000000000000000000"),
+        )
+        .mount(&server)
+        .await;
+    let provider = BedrockProvider::new(
+        local_config(&server.uri())
+            .max_retry_after(Duration::from_secs(90))
+            .build(),
+    )
+    .await;
+    let error = provider
+        .complete(provider_request(GPT4_MODEL, ResponseFormat::Text))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Throttled);
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(90)));
+}
+
+#[tokio::test]
+async fn a_converse_body_declared_above_the_cap_is_malformed() {
+    let server = MockServer::start().await;
+    let long = "x".repeat(8 * 1024);
+    Mock::given(method("POST"))
+        .and(path(converse_path(GPT4_MODEL)))
+        .respond_with(converse_response(converse_text(&long, "end_turn", 1, 1)))
+        .mount(&server)
+        .await;
+    let capped = BedrockProvider::new(
+        local_config(&server.uri())
+            .max_response_bytes(4 * 1024)
+            .build(),
+    )
+    .await;
+    let error = capped
+        .complete(provider_request(GPT4_MODEL, ResponseFormat::Text))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::MalformedResponse, "{error}");
+    let roomy = bedrock(&server.uri()).await;
+    let answer = roomy
+        .complete(provider_request(GPT4_MODEL, ResponseFormat::Text))
+        .await
+        .unwrap();
+    assert_eq!(answer.content, long);
+}

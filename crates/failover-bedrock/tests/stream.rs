@@ -596,3 +596,41 @@ async fn an_error_status_on_converse_stream_is_classified_before_any_event_and_f
         Some(ErrorKind::Throttled)
     );
 }
+
+#[tokio::test]
+async fn the_first_delta_reaches_the_caller_while_the_stand_in_holds_the_rest() {
+    use failover_standin::bedrock_server::Gate;
+
+    let gate = Gate::new();
+    let body = ConverseStreamBody::text_reply(&["Hel", "lo"], 12, 2);
+    // messageStart and "Hel" are written and flushed; "lo", contentBlockStop, messageStop
+    // and metadata wait at the gate.
+    let response = ChunkedResponse::event_stream(body.frames()).hold_before(2, &gate);
+    let server = ChunkedServer::start(response).await.unwrap();
+    let world = world(
+        bedrock(server.uri()).await,
+        ScriptedProvider::always("openai", "unused"),
+        BreakerConfig::default(),
+    );
+    let mut stream = world.adapter.stream_completion(request()).await.unwrap();
+    // Not a synchronisation: a bound so that an adapter holding deltas back fails the test
+    // instead of hanging it.
+    let first = tokio::time::timeout(Duration::from_secs(30), stream.next())
+        .await
+        .expect("the first delta arrives while the rest is held")
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&first, StreamChunk::Delta { text } if text == "Hel"),
+        "{first:?}"
+    );
+    assert!(
+        !gate.is_open(),
+        "the caller has the first delta while the stand-in has not sent the rest"
+    );
+    gate.open();
+    let (texts, end) = drain(stream).await;
+    assert_eq!(texts, vec!["lo".to_owned()]);
+    let summary = end.unwrap();
+    assert_eq!(summary.usage, TokenUsage::new(12, 2));
+}

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use failover_provider::retry_hint::{self, default_max_retry_after, deserialize_max_retry_after};
+use failover_provider::{ErrorKind, ProviderError};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +24,14 @@ pub const ENV_ORGANIZATION: &str = "OPENAI_ORG_ID";
 /// Environment variable holding the project id (`OpenAI-Project` header).
 pub const ENV_PROJECT: &str = "OPENAI_PROJECT_ID";
 
+/// The default largest successful (non-streaming) response body read: 8 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// The default largest error body read: 64 KiB (the rest is not needed to classify it).
+pub const DEFAULT_MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+/// The default largest server-sent event (one line, or one event's data): 1 MiB. A chat
+/// completion chunk is a few hundred bytes.
+pub const DEFAULT_MAX_STREAM_EVENT_BYTES: usize = 1024 * 1024;
+
 /// Time limits of one OpenAI call: `connect` and `attempt` by the HTTP client, `first_token`
 /// and `stall` by this crate's stream reader; all also bounded by the request's deadline.
 pub type OpenAiTimeouts = failover_provider::CallTimeouts;
@@ -33,8 +43,9 @@ pub type OpenAiTimeouts = failover_provider::CallTimeouts;
 /// and streams only until their response headers arrived. The wait before a retry is the
 /// larger of an exponential backoff with full jitter and the server's hint
 /// (`retry-after-ms`, `retry-after`). No retry starts when its wait would end past the
-/// request's deadline, or when the server's hint exceeds `max_retry_after`: the error is
-/// returned at once, with its hint, so the adapter fails over instead of sleeping.
+/// call's deadline ([`ProviderRequest::call_deadline`](failover_provider::ProviderRequest::call_deadline)),
+/// or when the server's hint exceeds `max_hint_wait`: the error is returned at once, with
+/// its hint, so the adapter fails over instead of sleeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
@@ -45,8 +56,10 @@ pub struct RetrySettings {
     pub initial_backoff: Duration,
     /// The largest backoff.
     pub max_backoff: Duration,
-    /// The longest server hint this provider will wait for.
-    pub max_retry_after: Duration,
+    /// The longest server hint this provider will wait for before a retry (a longer one
+    /// is returned with the error at once). Distinct from
+    /// [`OpenAiConfig::max_retry_after`], the ceiling of every hint reported.
+    pub max_hint_wait: Duration,
 }
 
 impl Default for RetrySettings {
@@ -55,7 +68,7 @@ impl Default for RetrySettings {
             max_attempts: 3,
             initial_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(4),
-            max_retry_after: Duration::from_secs(10),
+            max_hint_wait: Duration::from_secs(10),
         }
     }
 }
@@ -115,6 +128,25 @@ pub struct OpenAiConfig {
     /// false`) with a 400, and a fallback provider must not fail on a schema the primary
     /// accepted. Content is validated against the schema locally in either case.
     pub strict_json_schema: bool,
+    /// The longest server retry hint (`retry-after-ms`, `retry-after`) this provider
+    /// reports: a longer one (however absurd) is reported as this much. Default 5 minutes,
+    /// at most 10 ([`retry_hint::MAX_RETRY_AFTER_LIMIT`]); a larger value is refused when
+    /// deserialized and by [`validate`](Self::validate).
+    #[serde(
+        default = "default_max_retry_after",
+        deserialize_with = "deserialize_max_retry_after"
+    )]
+    pub max_retry_after: Duration,
+    /// The largest successful response body read, in bytes (default 8 MiB); a larger one
+    /// is a `malformed_response`, and is not read further.
+    pub max_response_bytes: usize,
+    /// The largest error body read, in bytes (default 64 KiB); the rest is discarded and
+    /// the error classified on what was read (its status first).
+    pub max_error_body_bytes: usize,
+    /// The largest line, or event data, of a stream, in bytes (default 1 MiB); a larger one
+    /// is a `malformed_response`. A JSON-mode stream's whole text is also bounded by
+    /// `max_response_bytes`, since it is kept to be checked at the end.
+    pub max_stream_event_bytes: usize,
 }
 
 impl Default for OpenAiConfig {
@@ -130,6 +162,10 @@ impl Default for OpenAiConfig {
             max_tokens_field: MaxTokensField::Auto,
             structured_outputs: true,
             strict_json_schema: false,
+            max_retry_after: retry_hint::DEFAULT_MAX_RETRY_AFTER,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_error_body_bytes: DEFAULT_MAX_ERROR_BODY_BYTES,
+            max_stream_event_bytes: DEFAULT_MAX_STREAM_EVENT_BYTES,
         }
     }
 }
@@ -147,6 +183,10 @@ impl fmt::Debug for OpenAiConfig {
             .field("max_tokens_field", &self.max_tokens_field)
             .field("structured_outputs", &self.structured_outputs)
             .field("strict_json_schema", &self.strict_json_schema)
+            .field("max_retry_after", &self.max_retry_after)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_error_body_bytes", &self.max_error_body_bytes)
+            .field("max_stream_event_bytes", &self.max_stream_event_bytes)
             .finish()
     }
 }
@@ -168,6 +208,10 @@ impl PartialEq for OpenAiConfig {
             && self.max_tokens_field == other.max_tokens_field
             && self.structured_outputs == other.structured_outputs
             && self.strict_json_schema == other.strict_json_schema
+            && self.max_retry_after == other.max_retry_after
+            && self.max_response_bytes == other.max_response_bytes
+            && self.max_error_body_bytes == other.max_error_body_bytes
+            && self.max_stream_event_bytes == other.max_stream_event_bytes
     }
 }
 
@@ -175,6 +219,26 @@ impl OpenAiConfig {
     /// Starts a builder with the defaults.
     pub fn builder() -> OpenAiConfigBuilder {
         OpenAiConfigBuilder::default()
+    }
+
+    /// Checks the limits: `max_retry_after` in `(0, 10 min]`, every byte limit above
+    /// zero. [`OpenAiProvider::new`](crate::OpenAiProvider::new) refuses a configuration
+    /// that fails this, as `auth_or_config`.
+    pub fn validate(&self) -> Result<(), ProviderError> {
+        let invalid = |message: String| Err(ProviderError::new(ErrorKind::AuthOrConfig, message));
+        if let Err(error) = retry_hint::check_max_retry_after(self.max_retry_after) {
+            return invalid(error.to_string());
+        }
+        for (name, value) in [
+            ("max_response_bytes", self.max_response_bytes),
+            ("max_error_body_bytes", self.max_error_body_bytes),
+            ("max_stream_event_bytes", self.max_stream_event_bytes),
+        ] {
+            if value == 0 {
+                return invalid(format!("{name} must be more than zero"));
+            }
+        }
+        Ok(())
     }
 
     /// The chat completions endpoint: the base URL with `/chat/completions` appended.
@@ -327,9 +391,34 @@ impl OpenAiConfigBuilder {
         self
     }
 
-    /// Sets the longest server retry hint honoured.
+    /// Sets the longest server retry hint waited for before a retry
+    /// ([`RetrySettings::max_hint_wait`]).
+    pub fn max_hint_wait(mut self, max: Duration) -> Self {
+        self.config.retry.max_hint_wait = max;
+        self
+    }
+
+    /// Sets the ceiling of every retry hint reported ([`OpenAiConfig::max_retry_after`]).
     pub fn max_retry_after(mut self, max: Duration) -> Self {
-        self.config.retry.max_retry_after = max;
+        self.config.max_retry_after = max;
+        self
+    }
+
+    /// Sets the largest successful response body read.
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_response_bytes = bytes;
+        self
+    }
+
+    /// Sets the largest error body read.
+    pub fn max_error_body_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_error_body_bytes = bytes;
+        self
+    }
+
+    /// Sets the largest stream line or event.
+    pub fn max_stream_event_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_stream_event_bytes = bytes;
         self
     }
 
@@ -404,6 +493,30 @@ mod tests {
         assert_eq!(config.base_url, "http://localhost:11434/v1");
         assert_eq!(config.project, None, "an empty variable is unset");
         assert_eq!(config.organization, None);
+    }
+
+    #[test]
+    fn limits_have_defaults_and_are_validated() {
+        let config: OpenAiConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(config.max_retry_after, Duration::from_secs(300));
+        assert_eq!(config.max_response_bytes, DEFAULT_MAX_RESPONSE_BYTES);
+        assert!(config.validate().is_ok());
+        let too_long = r#"{"max_retry_after": {"secs": 3600, "nanos": 0}}"#;
+        assert!(serde_json::from_str::<OpenAiConfig>(too_long).is_err());
+        let built = OpenAiConfig::builder()
+            .max_retry_after(Duration::from_secs(601))
+            .build();
+        assert_eq!(
+            built.validate().unwrap_err().kind(),
+            ErrorKind::AuthOrConfig
+        );
+        assert!(
+            OpenAiConfig::builder()
+                .max_response_bytes(0)
+                .build()
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]

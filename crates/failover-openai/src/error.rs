@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use failover_provider::{ErrorKind, ProviderError};
+use failover_provider::{ErrorKind, ProviderError, retry_hint};
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
@@ -92,6 +92,21 @@ fn message_says_quota(message: &str) -> bool {
         || message.contains("billing")
 }
 
+/// Codes that name a fault of this provider's configuration (the key, the account, the
+/// model id), whatever the status they come with: another provider can serve the request.
+const CONFIGURATION_CODES: [&str; 6] = [
+    "invalid_api_key",
+    "model_not_found",
+    "insufficient_quota",
+    "authentication_error",
+    "permission_error",
+    "account_deactivated",
+];
+
+fn is_configuration_fault(error: &ApiError) -> bool {
+    CONFIGURATION_CODES.iter().any(|code| error.is(code))
+}
+
 fn message_says_content_filter(message: &str) -> bool {
     message.contains("content management policy") || message.contains("content filter")
 }
@@ -113,7 +128,10 @@ pub fn classify_status(status: u16, error: Option<&ApiError>) -> ErrorKind {
         // A body too large for the server is an input too large for the model's window.
         413 => ErrorKind::ContextTooLong,
         400 | 422 => {
-            if error.is("context_length_exceeded")
+            if is_configuration_fault(error) {
+                // Compatible gateways answer an unknown model or a bad key with a 400.
+                ErrorKind::AuthOrConfig
+            } else if error.is("context_length_exceeded")
                 || (!code_known && message_says_context_too_long(&message))
             {
                 ErrorKind::ContextTooLong
@@ -141,7 +159,7 @@ pub fn classify_status(status: u16, error: Option<&ApiError>) -> ErrorKind {
 pub fn classify_stream_error(error: &ApiError) -> ErrorKind {
     let message = error.message_lower();
     let code_known = error.code.is_some();
-    if error.is("insufficient_quota") {
+    if is_configuration_fault(error) {
         ErrorKind::AuthOrConfig
     } else if error.is("rate_limit_exceeded") || error.is("rate_limit_error") || error.is("tokens")
     {
@@ -161,28 +179,13 @@ pub fn classify_stream_error(error: &ApiError) -> ErrorKind {
 }
 
 /// The server's retry hint: `retry-after-ms` (OpenAI, milliseconds, may be fractional),
-/// else `retry-after` (seconds, or an HTTP date).
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
-        && ms.is_finite()
-        && ms >= 0.0
-    {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
-    }
-    let value = text("retry-after")?;
-    if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(
-        at.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
+/// else `retry-after` (seconds, or an HTTP date); at most `max` (see
+/// [`failover_provider::retry_hint`]: no value panics, a huge one is `max`).
+pub fn retry_after(headers: &HeaderMap, max: Duration) -> Option<Duration> {
+    retry_hint::from_headers(
+        |name| headers.get(name).and_then(|value| value.to_str().ok()),
+        SystemTime::now(),
+        max,
     )
 }
 
@@ -193,13 +196,20 @@ pub(crate) fn truncate(message: &str) -> String {
     }
     let mut end = MAX_MESSAGE_BYTES;
     while !message.is_char_boundary(end) {
-        end -= 1;
+        end = end.saturating_sub(1);
     }
-    format!("{}…", &message[..end])
+    format!("{}…", message.get(..end).unwrap_or_default())
 }
 
-/// Builds the classified error of an HTTP error response.
-pub(crate) fn from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> ProviderError {
+/// Builds the classified error of an HTTP error response; its retry hint is at most
+/// `max_retry_after`.
+#[doc(hidden)]
+pub fn from_response(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    max_retry_after: Duration,
+) -> ProviderError {
     let api_error = ApiError::from_body(body);
     let kind = classify_status(status, api_error.as_ref());
     let message = match &api_error {
@@ -224,7 +234,7 @@ pub(crate) fn from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Pr
     {
         error = error.with_provider_code(code);
     }
-    if let Some(wait) = retry_after(headers) {
+    if let Some(wait) = retry_after(headers, max_retry_after) {
         error = error.with_retry_after(wait);
     }
     error
@@ -232,7 +242,8 @@ pub(crate) fn from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Pr
 
 /// Builds the classified error of an error object without an error status (a stream's
 /// `error` frame, an error body sent with a 2xx); `context` prefixes the message.
-pub(crate) fn from_error_object(error: &ApiError, context: &str) -> ProviderError {
+#[doc(hidden)]
+pub fn from_error_object(error: &ApiError, context: &str) -> ProviderError {
     let kind = classify_stream_error(error);
     let message = error
         .message
@@ -303,6 +314,8 @@ mod tests {
     use reqwest::header::HeaderValue;
 
     use super::*;
+
+    const MAX: Duration = retry_hint::DEFAULT_MAX_RETRY_AFTER;
 
     fn api(code: Option<&str>, error_type: Option<&str>, message: &str) -> ApiError {
         ApiError {
@@ -427,6 +440,7 @@ mod tests {
             429,
             &headers,
             br#"{"error":{"message":"slow down","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#,
+            MAX,
         );
         assert_eq!(error.kind(), ErrorKind::Throttled);
         assert_eq!(error.http_status(), Some(429));
@@ -434,30 +448,71 @@ mod tests {
         assert_eq!(error.retry_after(), Some(Duration::from_millis(1500)));
         assert_eq!(error.message(), "slow down");
 
-        let html = from_response(502, &HeaderMap::new(), b"<html>Bad Gateway</html>");
+        let html = from_response(502, &HeaderMap::new(), b"<html>Bad Gateway</html>", MAX);
         assert_eq!(html.kind(), ErrorKind::Unavailable);
         assert_eq!(html.message(), "HTTP 502: <html>Bad Gateway</html>");
-        let empty = from_response(503, &HeaderMap::new(), b"");
+        let empty = from_response(503, &HeaderMap::new(), b"", MAX);
         assert_eq!(empty.message(), "HTTP 503 without a body");
     }
 
     #[test]
     fn retry_after_reads_seconds_millis_and_dates() {
         let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers), None);
+        assert_eq!(retry_after(&headers, MAX), None);
         headers.insert("retry-after", HeaderValue::from_static("2"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(&headers, MAX), Some(Duration::from_secs(2)));
         headers.insert("retry-after-ms", HeaderValue::from_static("20.5"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_micros(20_500)));
+        assert_eq!(
+            retry_after(&headers, MAX),
+            Some(Duration::from_micros(20_500))
+        );
         let mut dated = HeaderMap::new();
         let soon = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
         dated.insert("retry-after", HeaderValue::from_str(&soon).unwrap());
-        let wait = retry_after(&dated).unwrap();
+        let wait = retry_after(&dated, MAX).unwrap();
         assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30));
         let mut junk = HeaderMap::new();
         junk.insert("retry-after", HeaderValue::from_static("soon"));
         junk.insert("retry-after-ms", HeaderValue::from_static("-4"));
-        assert_eq!(retry_after(&junk), None);
+        assert_eq!(retry_after(&junk, MAX), None);
+    }
+
+    #[test]
+    fn huge_retry_hints_are_clamped_instead_of_panicking() {
+        // `Duration::from_secs_f64(1e20)` panicked here before the shared reader.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "retry-after",
+            HeaderValue::from_static("100000000000000000000"),
+        );
+        assert_eq!(retry_after(&headers, MAX), Some(MAX));
+        headers.insert("retry-after-ms", HeaderValue::from_static("1e300"));
+        assert_eq!(
+            retry_after(&headers, MAX),
+            Some(MAX),
+            "1e300 is no hint; retry-after is"
+        );
+        let error = from_response(429, &headers, b"", Duration::from_secs(30));
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn configuration_faults_are_auth_or_config_whatever_the_status() {
+        for code in ["model_not_found", "invalid_api_key", "insufficient_quota"] {
+            let error = api(Some(code), Some("invalid_request_error"), "m");
+            assert_eq!(
+                classify_status(400, Some(&error)),
+                ErrorKind::AuthOrConfig,
+                "{code}"
+            );
+            assert_eq!(
+                classify_stream_error(&error),
+                ErrorKind::AuthOrConfig,
+                "{code}"
+            );
+        }
+        let by_type = api(None, Some("authentication_error"), "bad key");
+        assert_eq!(classify_stream_error(&by_type), ErrorKind::AuthOrConfig);
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! 1. the error's kind is temporary ([`ErrorKind::retry`]) — except `stream_cut` and
 //!    `model_error`, which a request/response call never produces before its answer;
 //! 2. attempts are left (`max_attempts`);
-//! 3. the server's hint, if any, is at most `max_retry_after`;
-//! 4. the wait ends before the request's deadline, with time left for the next attempt.
+//! 3. the server's hint, if any, is at most `max_hint_wait`;
+//! 4. the wait ends before the call's deadline (the earlier of the request's deadline
+//!    and this provider's share of it), with time left for the next attempt.
 //!
 //! Otherwise the last error is returned with its hint, and the adapter fails over.
 
@@ -89,7 +90,7 @@ pub fn decide(
     }
     if error
         .retry_after()
-        .is_some_and(|hint| hint > settings.max_retry_after)
+        .is_some_and(|hint| hint > settings.max_hint_wait)
     {
         return Decision::GiveUp(GiveUpReason::HintTooLong);
     }
@@ -113,7 +114,7 @@ mod tests {
             max_attempts: 4,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(350),
-            max_retry_after: Duration::from_secs(5),
+            max_hint_wait: Duration::from_secs(5),
         }
     }
 

@@ -14,10 +14,7 @@ use crate::config::{OpenAiConfig, OpenAiConfigBuilder};
 use crate::error;
 use crate::mapping::{JsonContract, WireOptions, chat_request, parse_response};
 use crate::retry::{Decision, decide};
-use crate::stream::{StreamLimits, provider_stream};
-
-/// The largest error body read, in bytes; the rest is not needed to classify it.
-const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+use crate::stream::{StreamLimits, deadlines_of, provider_stream};
 
 /// The OpenAI chat completions provider, for OpenAI and any OpenAI-compatible server.
 ///
@@ -59,9 +56,11 @@ enum Bound {
 }
 
 impl OpenAiProvider {
-    /// A provider over `config`. Fails (as `auth_or_config`) when the base URL is not an
-    /// `http(s)` URL, a header value is invalid, or the HTTP client cannot be built.
+    /// A provider over `config`. Fails (as `auth_or_config`) when the configuration is
+    /// invalid ([`OpenAiConfig::validate`]), the base URL is not an `http(s)` URL, a header
+    /// value is invalid, or the HTTP client cannot be built.
     pub fn new(config: OpenAiConfig) -> Result<Self, ProviderError> {
+        config.validate()?;
         let url = config.chat_completions_url();
         let parsed = reqwest::Url::parse(&url)
             .map_err(|e| config_error(format!("the base URL is not a valid URL: {e}")))?;
@@ -114,7 +113,8 @@ impl OpenAiProvider {
         &self.config
     }
 
-    /// One attempt up to a 2xx response's headers; an error status is read and classified.
+    /// One attempt up to a 2xx response's headers; an error status is read (at most
+    /// `max_error_body_bytes` of it) and classified.
     async fn send(&self, body: &[u8]) -> Result<reqwest::Response, ProviderError> {
         let response = self
             .client
@@ -128,38 +128,53 @@ impl OpenAiProvider {
             return Ok(response);
         }
         let headers = response.headers().clone();
-        let mut bytes = Vec::new();
-        let mut response = response;
-        while let Some(chunk) = response.chunk().await.map_err(error::from_reqwest)? {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() >= MAX_ERROR_BODY_BYTES {
-                bytes.truncate(MAX_ERROR_BODY_BYTES);
-                break;
-            }
-        }
-        Err(error::from_response(status.as_u16(), &headers, &bytes))
+        // The status and the first bytes are enough to classify; the rest is dropped.
+        let (bytes, _) = read_capped(response, self.config.max_error_body_bytes).await?;
+        Err(error::from_response(
+            status.as_u16(),
+            &headers,
+            &bytes,
+            self.config.max_retry_after,
+        ))
     }
 
-    /// One non-streaming attempt: the whole answer.
+    /// One non-streaming attempt: the whole answer, at most `max_response_bytes` of it.
     async fn complete_once(
         &self,
         body: &[u8],
         model: &str,
     ) -> Result<ProviderResponse, ProviderError> {
         let response = self.send(body).await?;
-        let bytes = response.bytes().await.map_err(error::from_reqwest)?;
+        let max = self.config.max_response_bytes;
+        let too_large = || {
+            ProviderError::new(
+                ErrorKind::MalformedResponse,
+                format!("the completion body is larger than {max} bytes"),
+            )
+        };
+        if response
+            .content_length()
+            .is_some_and(|length| usize::try_from(length).map_or(true, |length| length > max))
+        {
+            return Err(too_large());
+        }
+        let (bytes, complete) = read_capped(response, max).await?;
+        if !complete {
+            return Err(too_large());
+        }
         parse_response(&bytes, model)
     }
 
     /// The end of an attempt started now: the earliest of its own limit, the first-token
-    /// limit (streams) and the deadline.
+    /// limit (streams) and the call's deadline (the request's deadline, or this provider's
+    /// share of it when earlier).
     fn attempt_end(&self, request: &ProviderRequest, streaming: bool) -> (Instant, Bound) {
         let now = Instant::now();
         let mut end = (now + self.config.timeouts.attempt, Bound::Attempt);
         if streaming && now + self.config.timeouts.first_token < end.0 {
             end = (now + self.config.timeouts.first_token, Bound::FirstToken);
         }
-        if let Some(deadline) = request.deadline.map(Instant::from_std)
+        if let Some(deadline) = request.call_deadline().map(Instant::from_std)
             && deadline <= end.0
         {
             end = (deadline, Bound::Deadline);
@@ -167,7 +182,10 @@ impl OpenAiProvider {
         end
     }
 
-    fn timeout_error(&self, bound: Bound) -> ProviderError {
+    /// The error of an attempt cut at `bound`: at the call's deadline, the request's own
+    /// deadline marker when that has passed (never this provider's fault), else the
+    /// provider's time-out.
+    fn timeout_error(&self, request: &ProviderRequest, bound: Bound) -> ProviderError {
         let message = match bound {
             Bound::Attempt => format!(
                 "no answer within the attempt time-out of {} ms",
@@ -177,13 +195,14 @@ impl OpenAiProvider {
                 "no first token within {} ms",
                 self.config.timeouts.first_token.as_millis()
             ),
-            Bound::Deadline => "the request's deadline passed".to_owned(),
+            Bound::Deadline => return request.out_of_time(),
         };
         ProviderError::new(ErrorKind::Timeout, message)
     }
 
     /// Runs `attempt` under the retry policy until it succeeds, fails permanently, runs out
-    /// of attempts, or the deadline leaves no room for another.
+    /// of attempts, or the call's deadline leaves no room for another. No attempt and no
+    /// backoff outlives the call's deadline.
     async fn with_retries<T, F, Fut>(
         &self,
         request: &ProviderRequest,
@@ -198,7 +217,7 @@ impl OpenAiProvider {
         loop {
             let (end, bound) = self.attempt_end(request, streaming);
             if end <= Instant::now() {
-                return Err(self.timeout_error(Bound::Deadline));
+                return Err(request.out_of_time());
             }
             tracing::debug!(
                 provider = %self.config.name,
@@ -210,7 +229,7 @@ impl OpenAiProvider {
             );
             let result = match tokio::time::timeout_at(end, attempt()).await {
                 Ok(result) => result,
-                Err(_) => Err(self.timeout_error(bound)),
+                Err(_) => Err(self.timeout_error(request, bound)),
             };
             let error = match result {
                 Ok(value) => return Ok(value),
@@ -220,7 +239,7 @@ impl OpenAiProvider {
                 &self.config.retry,
                 number,
                 &error,
-                request.deadline,
+                request.call_deadline(),
                 std::time::Instant::now(),
                 fastrand::f64(),
             );
@@ -237,7 +256,13 @@ impl OpenAiProvider {
                         "retrying chat completion"
                     );
                     if !wait.is_zero() {
-                        tokio::time::sleep(wait).await;
+                        // `decide` keeps the wait inside the deadline; the sleep is capped
+                        // all the same, so no clock skew makes it outlive the call.
+                        let mut wake = Instant::now() + wait;
+                        if let Some(deadline) = request.call_deadline().map(Instant::from_std) {
+                            wake = wake.min(deadline);
+                        }
+                        tokio::time::sleep_until(wake).await;
                     }
                     number += 1;
                 }
@@ -265,6 +290,24 @@ impl OpenAiProvider {
             )
         })
     }
+}
+
+/// Reads a body up to `max` bytes: the bytes read, and whether the body ended within them
+/// (`false`: it was longer; the rest is left unread).
+async fn read_capped(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<(Vec<u8>, bool), ProviderError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(error::from_reqwest)? {
+        let room = max.saturating_sub(bytes.len());
+        if chunk.len() > room {
+            bytes.extend_from_slice(chunk.get(..room).unwrap_or_default());
+            return Ok((bytes, false));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((bytes, true))
 }
 
 #[async_trait::async_trait]
@@ -312,7 +355,9 @@ impl Provider for OpenAiProvider {
             first_token_at: sent_at + self.config.timeouts.first_token,
             first_token: self.config.timeouts.first_token,
             stall: self.config.timeouts.stall,
-            deadline: request.deadline.map(Instant::from_std),
+            deadline: request.call_deadline().map(Instant::from_std),
+            max_event_bytes: self.config.max_stream_event_bytes,
+            max_text_bytes: self.config.max_response_bytes,
         };
         Ok(provider_stream(
             response,
@@ -320,6 +365,7 @@ impl Provider for OpenAiProvider {
             contract,
             self.config.name.clone(),
             self.scrub.clone(),
+            deadlines_of(&request),
         ))
     }
 }

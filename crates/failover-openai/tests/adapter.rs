@@ -436,3 +436,47 @@ async fn an_exhausted_openai_account_fails_over_and_counts_against_the_breaker()
     assert_eq!(breaker.consecutive_failures, 1);
     assert_eq!(breaker.last_error_kind, Some("auth_or_config"));
 }
+
+#[tokio::test]
+async fn the_first_delta_reaches_the_caller_while_the_stand_in_holds_the_rest() {
+    use failover_standin::bedrock_server::{ChunkedServer, Gate};
+    use failover_standin::openai_fixtures::sse_chunked;
+
+    let gate = Gate::new();
+    // Role chunk and "Hel" are written and flushed; "lo", the finish and usage chunks and
+    // [DONE] wait at the gate.
+    let events = sse_events(&["Hel", "lo"], Some((12, 0, 2)));
+    let server = ChunkedServer::start(sse_chunked(&events).hold_before(2, &gate))
+        .await
+        .unwrap();
+    let openai: Arc<dyn Provider> = Arc::new(common::provider(&format!("{}/v1", server.uri())));
+    let adapter = FailoverAdapter::builder()
+        .provider(openai, BreakerConfig::default())
+        .usage_sink(Arc::new(MemoryUsageSink::default()))
+        .build()
+        .unwrap();
+    let mut stream = adapter.stream_completion(prompt("gpt-4o")).await.unwrap();
+    // Not a synchronisation: a bound so that an adapter holding deltas back fails the test
+    // instead of hanging it.
+    let first = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next())
+        .await
+        .expect("the first delta arrives while the rest is held")
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&first, StreamChunk::Delta { text } if text == "Hel"),
+        "{first:?}"
+    );
+    assert!(
+        !gate.is_open(),
+        "the caller has the first delta while the stand-in has not sent the rest"
+    );
+    gate.open();
+    let rest: Vec<_> = stream.collect().await;
+    assert_eq!(rest.len(), 2, "{rest:?}");
+    assert!(matches!(&rest[0], Ok(StreamChunk::Delta { text }) if text == "lo"));
+    let Ok(StreamChunk::Done(summary)) = &rest[1] else {
+        panic!("unexpected {:?}", rest[1])
+    };
+    assert_eq!(summary.usage, TokenUsage::new(12, 2));
+}

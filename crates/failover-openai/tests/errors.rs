@@ -334,7 +334,7 @@ async fn a_hint_above_the_ceiling_is_not_waited_for() {
     .await;
     let provider = OpenAiProvider::new(
         config(&base_url(&server))
-            .max_retry_after(Duration::from_secs(2))
+            .max_hint_wait(Duration::from_secs(2))
             .build(),
     )
     .unwrap();

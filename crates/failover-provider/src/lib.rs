@@ -7,6 +7,7 @@ mod message;
 mod provider;
 mod redact;
 mod request;
+pub mod retry_hint;
 mod timeouts;
 mod usage;
 

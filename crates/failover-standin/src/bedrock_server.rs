@@ -4,13 +4,66 @@
 //! wiremock sends a body all at once (its delay only postpones the start), so time-to-first
 //! -token and stall tests need this: the real SDK client yields each event-stream frame as
 //! it arrives, and a pause between two chunks is a pause between two events.
+//!
+//! Tests that must not depend on the machine's speed synchronise on events instead of
+//! pauses: a [`Gate`] holds the response (before its head, or before a part) until the test
+//! opens it, and [`ChunkedServer::wait_for_requests`] waits until the server has read a
+//! request.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// A gate a scripted response waits at until the test opens it. Clones share one gate;
+/// once open it stays open.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    open: Arc<watch::Sender<bool>>,
+}
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self {
+            open: Arc::new(watch::Sender::new(false)),
+        }
+    }
+
+    /// Opens the gate: every response waiting at it goes on, and later ones pass.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// Whether the gate is open.
+    pub fn is_open(&self) -> bool {
+        *self.open.borrow()
+    }
+
+    /// Waits until the gate is open.
+    pub async fn wait(&self) {
+        let mut open = self.open.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = open.wait_for(|open| *open).await;
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.open, &other.open)
+    }
+}
+
+impl Eq for Gate {}
 
 /// One step of a scripted response body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +72,8 @@ pub enum Part {
     Bytes(Vec<u8>),
     /// Wait before the next part.
     Pause(Duration),
+    /// Wait until the gate opens before the next part.
+    Hold(Gate),
 }
 
 /// How a scripted response ends.
@@ -39,6 +94,8 @@ pub struct ChunkedResponse {
     pub content_type: String,
     /// Time before the status line is written.
     pub head_delay: Duration,
+    /// A gate the status line waits at (a hung upstream until the test opens it).
+    pub head_gate: Option<Gate>,
     /// The body, in parts.
     pub parts: Vec<Part>,
     /// How the body ends.
@@ -52,6 +109,7 @@ impl ChunkedResponse {
             status: 200,
             content_type: crate::eventstream::EVENT_STREAM_CONTENT_TYPE.to_owned(),
             head_delay: Duration::ZERO,
+            head_gate: None,
             parts: frames.iter().cloned().map(Part::Bytes).collect(),
             ending: Ending::Complete,
         }
@@ -61,6 +119,20 @@ impl ChunkedResponse {
     /// number of parts).
     pub fn pause_before(mut self, index: usize, wait: Duration) -> Self {
         self.parts.insert(index, Part::Pause(wait));
+        self
+    }
+
+    /// Holds part `index` (the body's end when `index` is the number of parts) until
+    /// `gate` opens: everything before it is written and flushed, nothing after it.
+    pub fn hold_before(mut self, index: usize, gate: &Gate) -> Self {
+        self.parts.insert(index, Part::Hold(gate.clone()));
+        self
+    }
+
+    /// Holds the status line until `gate` opens: the request is read, then nothing is
+    /// answered (a hung upstream).
+    pub fn hold_head(mut self, gate: &Gate) -> Self {
+        self.head_gate = Some(gate.clone());
         self
     }
 
@@ -93,6 +165,7 @@ pub struct ReceivedRequest {
 pub struct ChunkedServer {
     uri: String,
     requests: Arc<Mutex<Vec<ReceivedRequest>>>,
+    received: watch::Receiver<usize>,
     task: JoinHandle<()>,
 }
 
@@ -103,19 +176,23 @@ impl ChunkedServer {
         let uri = format!("http://{}", listener.local_addr()?);
         let requests = Arc::new(Mutex::new(Vec::new()));
         let recorded = Arc::clone(&requests);
+        let (count, received) = watch::channel(0_usize);
+        let count = Arc::new(count);
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 let response = response.clone();
                 let recorded = Arc::clone(&recorded);
+                let count = Arc::clone(&count);
                 tokio::spawn(async move {
                     // A client that goes away mid-response is normal in these tests.
-                    let _ = serve(socket, &response, &recorded).await;
+                    let _ = serve(socket, &response, &recorded, &count).await;
                 });
             }
         });
         Ok(Self {
             uri,
             requests,
+            received,
             task,
         })
     }
@@ -128,6 +205,13 @@ impl ChunkedServer {
     /// Every request received so far.
     pub fn requests(&self) -> Vec<ReceivedRequest> {
         self.requests.lock().unwrap().clone()
+    }
+
+    /// Waits until the server has read at least `count` requests (whole, body included).
+    pub async fn wait_for_requests(&self, count: usize) {
+        let mut received = self.received.clone();
+        // The sender lives as long as the accept task, which `self` keeps alive.
+        let _ = received.wait_for(|seen| *seen >= count).await;
     }
 }
 
@@ -192,9 +276,18 @@ async fn serve(
     mut socket: TcpStream,
     response: &ChunkedResponse,
     recorded: &Mutex<Vec<ReceivedRequest>>,
+    count: &watch::Sender<usize>,
 ) -> std::io::Result<()> {
     let request = read_request(&mut socket).await?;
-    recorded.lock().unwrap().push(request);
+    let seen = {
+        let mut recorded = recorded.lock().unwrap();
+        recorded.push(request);
+        recorded.len()
+    };
+    count.send_replace(seen);
+    if let Some(gate) = &response.head_gate {
+        gate.wait().await;
+    }
     if !response.head_delay.is_zero() {
         tokio::time::sleep(response.head_delay).await;
     }
@@ -216,6 +309,7 @@ async fn serve(
                 socket.flush().await?;
             }
             Part::Pause(wait) => tokio::time::sleep(*wait).await,
+            Part::Hold(gate) => gate.wait().await,
         }
     }
     match response.ending {

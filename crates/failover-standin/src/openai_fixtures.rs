@@ -304,6 +304,7 @@ pub fn sse_chunked(events: &[String]) -> ChunkedResponse {
         status: 200,
         content_type: "text/event-stream".to_owned(),
         head_delay: Duration::ZERO,
+        head_gate: None,
         parts: events
             .iter()
             .map(|event| Part::Bytes(event.as_bytes().to_vec()))
