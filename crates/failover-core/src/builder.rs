@@ -43,6 +43,11 @@ pub enum BuildError {
         /// What is wrong.
         message: String,
     },
+    /// The cache is shared (Redis/ElastiCache) but keyed with the published default key:
+    /// set a key secret of your own (`AdapterBuilder::key_deriver`, or `FAILOVER_CACHE_KEY`
+    /// where the application reads it).
+    #[error("cache: {0}")]
+    Cache(String),
     /// A route targets a model the pricing table does not know.
     #[error(
         "no price for model `{model}` on `{provider}` (routed from `{logical}`); add it to the \
@@ -222,6 +227,10 @@ impl AdapterBuilder {
                     });
                 }
             }
+        }
+        if let Some(cache) = &self.cache {
+            failover_cache::check_key_deriver(cache.as_ref(), &self.key_deriver)
+                .map_err(|error| BuildError::Cache(error.to_string()))?;
         }
         let cache = self.cache.map(|cache| {
             TimeBoxedCache::new(

@@ -267,3 +267,59 @@ async fn builder_refuses_unpriced_routes_and_duplicate_names() {
         .unwrap_err();
     assert_eq!(error.to_string(), "provider name `bedrock` is used twice");
 }
+
+/// A memory cache that says it is shared, as Redis does.
+#[derive(Debug, Default)]
+struct SharedCache(failover_cache::MemoryCache);
+
+#[async_trait::async_trait]
+impl failover_cache::Cache for SharedCache {
+    fn name(&self) -> &str {
+        "shared"
+    }
+    async fn get(
+        &self,
+        key: &failover_cache::CacheKey,
+    ) -> Result<Option<failover_cache::CachedCompletion>, failover_cache::CacheError> {
+        self.0.get(key).await
+    }
+    async fn put(
+        &self,
+        key: &failover_cache::CacheKey,
+        value: failover_cache::CachedCompletion,
+        ttl: Duration,
+    ) -> Result<(), failover_cache::CacheError> {
+        self.0.put(key, value, ttl).await
+    }
+    async fn purge_tenant(
+        &self,
+        tenant: &failover_cache::TenantTag,
+    ) -> Result<u64, failover_cache::CacheError> {
+        self.0.purge_tenant(tenant).await
+    }
+    fn health(&self) -> failover_cache::CacheHealth {
+        self.0.health()
+    }
+    fn is_shared(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_shared_cache_needs_a_key_of_the_users_own() {
+    let provider = Arc::new(ScriptedProvider::always("bedrock", "x"));
+    let error = FailoverAdapter::builder()
+        .provider(provider.clone(), BreakerConfig::default())
+        .cache(Arc::new(SharedCache::default()))
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("FAILOVER_CACHE_KEY"), "{error}");
+    FailoverAdapter::builder()
+        .provider(provider, BreakerConfig::default())
+        .cache(Arc::new(SharedCache::default()))
+        .key_deriver(failover_cache::KeyDeriver::from_secret(
+            b"a secret of our own, 32 bytes+",
+        ))
+        .build()
+        .expect("a key of our own is accepted");
+}

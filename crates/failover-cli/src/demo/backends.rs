@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::config::Credentials;
-use failover_cache::{Cache, MemoryCache};
+use failover_cache::{Cache, KeyDeriver, MemoryCache};
 use failover_dynamodb::{DynamoDbUsageSink, DynamoDbUsageSinkBuilder, TableOptions};
 use failover_elasticache::{ElastiCacheCache, ElastiCacheConfig, EncryptionKey};
 use failover_provider::redact_url;
@@ -33,6 +33,9 @@ const RECORD_TTL_DAYS: u32 = 1;
 pub(crate) struct Backends {
     /// The cache the adapter uses.
     pub(crate) cache: Arc<dyn Cache>,
+    /// The secret its keys are derived with: `FAILOVER_CACHE_KEY` when set, else one drawn
+    /// for this run (a shared cache must not run on the published default key).
+    pub(crate) key_deriver: KeyDeriver,
     /// The usage sink the adapter records to.
     pub(crate) sink: Arc<dyn UsageSink>,
     /// One line naming the cache backend.
@@ -74,6 +77,7 @@ impl Backends {
         };
         Ok(Self {
             cache,
+            key_deriver: KeyDeriver::from_env()?.unwrap_or_else(run_key_deriver),
             sink,
             cache_label,
             sink_label,
@@ -197,4 +201,12 @@ async fn dynamodb_sink(
 /// records).
 fn spill_path(run: &str) -> PathBuf {
     std::env::temp_dir().join(format!("failover-demo-{run}.spill"))
+}
+
+/// A cache key deriver with a secret drawn for this run.
+fn run_key_deriver() -> KeyDeriver {
+    let mut secret = [0u8; 32];
+    secret[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    secret[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    KeyDeriver::new(secret)
 }

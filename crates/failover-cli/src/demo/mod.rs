@@ -89,6 +89,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Box<dyn Error>> {
         .provider(providers.bedrock.clone(), seed_breaker_config())
         .provider(providers.openai.clone(), seed_breaker_config())
         .cache(backends.cache.clone())
+        .key_deriver(backends.key_deriver.clone())
         .usage_sink(backends.sink.clone())
         // A lookup or write past its budget counts as a miss; the first one against Redis
         // also opens the connection, which can take longer than the default 50 ms.
