@@ -27,6 +27,9 @@ pub(crate) fn tests() -> Vec<SuiteTest> {
         offline_only("scripts Bedrock throttling with a retry-after hint"): [
             retry_after_longer_than_the_open_period_is_honoured,
         ],
+        offline_only("holds Bedrock's answers for two minutes"): [
+            a_hung_bedrock_fails_over_within_the_deadline_and_trips_its_breaker,
+        ],
     }
 }
 
@@ -232,4 +235,71 @@ async fn retry_after_longer_than_the_open_period_is_honoured() {
     assert_eq!(count(&items, BEDROCK, &throttled), 3);
     assert_eq!(count(&items, OPENAI, &UsageOutcome::Success), 4);
     assert_eq!(count(&items, BEDROCK, &UsageOutcome::Success), 1);
+}
+
+/// Bedrock accepts the connection and never answers in time (the real Bedrock client, the
+/// stand-in holding its responses). With a 4 s deadline, each request gives Bedrock its
+/// share (2 s), counts the time-out against its breaker and is answered by OpenAI in the
+/// time left; after the threshold the breaker is open and Bedrock is not called at all.
+async fn a_hung_bedrock_fails_over_within_the_deadline_and_trips_its_breaker() {
+    let harness = Harness::start().await;
+    let threshold = failover_scenarios::seed_breaker_config().consecutive_failures;
+    harness
+        .offline()
+        .inject(
+            Vendor::Bedrock,
+            Fault::Slow(Duration::from_secs(120)),
+            u64::from(threshold) + 1,
+        )
+        .await;
+    let adapter = harness.adapter();
+    for n in 0..threshold as usize {
+        let answer = adapter
+            .generate_completion(question(&harness, n).timeout(Duration::from_secs(4)))
+            .await
+            .unwrap();
+        assert_eq!(answer.provider, OPENAI);
+        assert!(
+            matches!(
+                &answer.attempts[0].outcome,
+                failover_provider::AttemptOutcome::Failed {
+                    kind: ErrorKind::Timeout,
+                    ..
+                }
+            ),
+            "{:?}",
+            answer.attempts
+        );
+    }
+    let breaker = adapter.breaker(BEDROCK).unwrap().snapshot();
+    assert_eq!(breaker.state, BreakerState::Open);
+    assert_eq!(breaker.failures, u64::from(threshold));
+    let answer = adapter
+        .generate_completion(question(&harness, 99).timeout(Duration::from_secs(4)))
+        .await
+        .unwrap();
+    assert_eq!(answer.provider, OPENAI);
+    assert_eq!(
+        harness.offline().calls(Vendor::Bedrock).await,
+        threshold as usize,
+        "an open breaker is not called"
+    );
+    let stored = stored_usage(&harness, &adapter, &harness.tenant()).await;
+    let timed_out: Vec<&UsageRecord> = stored
+        .iter()
+        .filter(|record| record.provider == BEDROCK)
+        .collect();
+    assert_eq!(timed_out.len(), threshold as usize);
+    for record in timed_out {
+        assert_eq!(
+            record.outcome,
+            UsageOutcome::Failed {
+                kind: ErrorKind::Timeout
+            }
+        );
+        assert!(
+            record.usage_estimated,
+            "an abandoned call is billed by estimate"
+        );
+    }
 }
