@@ -293,7 +293,7 @@ impl DynamoDbUsageSink {
         }
         if h.store_failing {
             reasons.push(format!(
-                "DynamoDB unreachable: the last write failed ({})",
+                "DynamoDB unreachable or refusing writes: the last write failed ({})",
                 h.last_error.as_deref().unwrap_or("no detail")
             ));
         }

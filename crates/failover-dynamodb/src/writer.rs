@@ -498,7 +498,7 @@ pub(crate) fn run_spill_writer(mut rx: mpsc::Receiver<SpillMsg>, shared: Arc<Sha
     let mut failures = 0u32;
     loop {
         if batch.is_empty() && synced.is_empty() {
-            match rx.blocking_recv() {
+            match next_message(&mut rx) {
                 Some(msg) => take(msg, &mut rx, &mut batch, &mut synced, &mut closing),
                 None => break,
             }
@@ -534,6 +534,24 @@ pub(crate) fn run_spill_writer(mut rx: mpsc::Receiver<SpillMsg>, shared: Arc<Sha
     if let Some(reply) = closing {
         let _ = reply.send(());
     }
+}
+
+/// The next message, `None` once the channel is closed and empty. While records keep
+/// coming it polls (`try_recv`, short sleeps) rather than parking: a parked thread has to
+/// be woken by the sender, a syscall on `record`'s thread — the request path. It parks
+/// only after a quiet spell, so a wake-up is paid once per burst of overflow, not per
+/// batch.
+fn next_message(rx: &mut mpsc::Receiver<SpillMsg>) -> Option<SpillMsg> {
+    const POLL: std::time::Duration = std::time::Duration::from_micros(200);
+    const QUIET_POLLS: u32 = 500; // 100 ms
+    for _ in 0..QUIET_POLLS {
+        match rx.try_recv() {
+            Ok(msg) => return Some(msg),
+            Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(POLL),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+        }
+    }
+    rx.blocking_recv()
 }
 
 fn take(
