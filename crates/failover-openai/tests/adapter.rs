@@ -100,7 +100,12 @@ async fn completion_usage_and_cost_through_the_adapter() {
         .unwrap();
     assert_eq!(result.provider, "openai");
     assert_eq!(
-        result.model, "gpt-4o",
+        result.model, "gpt-4o-2024-08-06",
+        "the model that served the answer, as the provider reports it"
+    );
+    assert_eq!(
+        result.attempts.last().unwrap().model,
+        "gpt-4o",
         "the routed model, which is what is priced"
     );
     assert_eq!(result.content, "4");
@@ -193,7 +198,8 @@ async fn fallback_completion_when_bedrock_fails() {
         .await
         .unwrap();
     assert_eq!(result.provider, "openai");
-    assert_eq!(result.model, "gpt-4");
+    assert_eq!(result.model, "gpt-4-0613", "as the provider reports it");
+    assert_eq!(result.attempts.last().unwrap().model, "gpt-4");
     assert_eq!(result.content, "4");
     assert_eq!(result.attempts.len(), 2);
     assert_eq!(result.attempts[0].provider, "bedrock");
