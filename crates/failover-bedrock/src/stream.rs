@@ -15,7 +15,7 @@ use std::time::Duration;
 use aws_sdk_bedrockruntime::operation::converse_stream::ConverseStreamOutput as StreamResponse;
 use aws_sdk_bedrockruntime::types::{ContentBlockDelta, ConverseStreamOutput};
 use failover_provider::{
-    ErrorKind, FinishReason, ProviderError, ProviderEvent, ProviderRequest, ProviderStream,
+    CallDeadlines, ErrorKind, FinishReason, ProviderError, ProviderEvent, ProviderStream,
     TokenUsage,
 };
 use tokio::time::Instant;
@@ -165,7 +165,7 @@ pub(crate) struct StreamLimits {
     pub(crate) first_token: Duration,
     /// The longest gap between two events.
     pub(crate) stall: Duration,
-    /// The call's deadline ([`ProviderRequest::call_deadline`]).
+    /// The call's deadline ([`CallDeadlines::call_deadline`]).
     pub(crate) deadline: Option<Instant>,
 }
 
@@ -175,8 +175,8 @@ struct Reader {
     limits: StreamLimits,
     saw_token: bool,
     done: bool,
-    /// The request's deadlines (no content), for [`ProviderRequest::out_of_time`].
-    deadlines: ProviderRequest,
+    /// The call's deadlines, to enforce them and to say which one ran out.
+    deadlines: CallDeadlines,
 }
 
 /// Which limit bounds the wait for the next event.
@@ -258,7 +258,7 @@ pub(crate) fn event_stream(
     response: StreamResponse,
     mapper: StreamMapper,
     limits: StreamLimits,
-    deadlines: ProviderRequest,
+    deadlines: CallDeadlines,
 ) -> ProviderStream {
     let reader = Reader {
         response,

@@ -166,22 +166,6 @@ async fn within_call_deadline<T>(
     }
 }
 
-/// The request's deadlines without its content, kept by a stream for
-/// [`ProviderRequest::out_of_time`].
-fn deadlines_of(request: &ProviderRequest) -> ProviderRequest {
-    ProviderRequest {
-        request_id: request.request_id.clone(),
-        model: String::new(),
-        messages: Vec::new(),
-        temperature: None,
-        max_tokens: None,
-        stop: Vec::new(),
-        response_format: failover_provider::ResponseFormat::Text,
-        deadline: request.deadline,
-        attempt_deadline: request.attempt_deadline,
-    }
-}
-
 #[async_trait::async_trait]
 impl Provider for BedrockProvider {
     fn name(&self) -> &str {
@@ -259,11 +243,6 @@ impl Provider for BedrockProvider {
             }
         };
         let mapper = StreamMapper::with_limit(mapped.plan, self.config.max_response_bytes);
-        Ok(event_stream(
-            response,
-            mapper,
-            limits,
-            deadlines_of(&request),
-        ))
+        Ok(event_stream(response, mapper, limits, request.deadlines()))
     }
 }

@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use failover_provider::{ProviderError, ProviderRequest};
+use failover_provider::{CallDeadlines, ProviderError, ProviderRequest};
 
 /// Whether `deadline` has passed.
 pub(crate) fn passed(deadline: Option<Instant>) -> bool {
@@ -36,38 +36,27 @@ pub(crate) async fn within<T>(
 /// The time limits of one provider call, taken from its request before the request is
 /// handed to the provider.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct CallLimits {
-    /// The request's own deadline.
-    pub(crate) deadline: Option<Instant>,
-    /// The earlier of the call's share and the request's deadline.
-    pub(crate) call_deadline: Option<Instant>,
-}
+pub(crate) struct CallLimits(CallDeadlines);
 
 impl CallLimits {
     pub(crate) fn of(request: &ProviderRequest) -> Self {
-        Self {
-            deadline: request.deadline,
-            call_deadline: request.call_deadline(),
-        }
+        Self(request.deadlines())
     }
 
     /// Runs a provider call until the call deadline; running out is the request's
-    /// deadline when that has passed, else the provider's time-out for its share.
+    /// deadline when that has passed, else the provider's time-out for its share — the
+    /// providers' own rule ([`CallDeadlines::out_of_time`]), judged on tokio's clock.
     pub(crate) async fn run<T>(
         self,
         call: impl Future<Output = Result<T, ProviderError>>,
     ) -> Result<T, ProviderError> {
-        within(self.call_deadline, call)
+        within(self.0.call_deadline(), call)
             .await
-            .unwrap_or_else(|| Err(self.out_of_time()))
-    }
-
-    fn out_of_time(self) -> ProviderError {
-        if passed(self.deadline) {
-            ProviderError::request_deadline()
-        } else {
-            ProviderError::attempt_deadline()
-        }
+            .unwrap_or_else(|| {
+                Err(self
+                    .0
+                    .out_of_time_at(tokio::time::Instant::now().into_std()))
+            })
     }
 }
 

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use failover_provider::{
-    ErrorKind, FinishReason, ProviderError, ProviderEvent, ProviderRequest, ProviderStream,
+    CallDeadlines, ErrorKind, FinishReason, ProviderError, ProviderEvent, ProviderStream,
     TokenUsage,
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -394,7 +394,7 @@ pub(crate) struct StreamLimits {
     pub(crate) first_token: Duration,
     /// The longest gap between two events.
     pub(crate) stall: Duration,
-    /// The call's deadline ([`ProviderRequest::call_deadline`]).
+    /// The call's deadline ([`CallDeadlines::call_deadline`]).
     pub(crate) deadline: Option<Instant>,
     /// The largest line or event.
     pub(crate) max_event_bytes: usize,
@@ -419,8 +419,8 @@ struct SseState {
     done: bool,
     provider: String,
     scrub: Option<SecretString>,
-    /// The request's deadlines (no messages), for [`ProviderRequest::out_of_time`].
-    deadlines: ProviderRequest,
+    /// The call's deadlines, to enforce them and to say which one ran out.
+    deadlines: CallDeadlines,
 }
 
 impl SseState {
@@ -511,22 +511,6 @@ impl SseState {
     }
 }
 
-/// The request's deadlines without its content, kept by a stream for
-/// [`ProviderRequest::out_of_time`].
-pub(crate) fn deadlines_of(request: &ProviderRequest) -> ProviderRequest {
-    ProviderRequest {
-        request_id: request.request_id.clone(),
-        model: String::new(),
-        messages: Vec::new(),
-        temperature: None,
-        max_tokens: None,
-        stop: Vec::new(),
-        response_format: failover_provider::ResponseFormat::Text,
-        deadline: request.deadline,
-        attempt_deadline: request.attempt_deadline,
-    }
-}
-
 /// Turns a 200 streaming response into a [`ProviderStream`].
 pub(crate) fn provider_stream(
     response: reqwest::Response,
@@ -534,7 +518,7 @@ pub(crate) fn provider_stream(
     contract: Option<JsonContract>,
     provider: String,
     scrub: Option<SecretString>,
-    deadlines: ProviderRequest,
+    deadlines: CallDeadlines,
 ) -> ProviderStream {
     let state = SseState {
         response,

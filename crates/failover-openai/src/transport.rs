@@ -14,7 +14,7 @@ use crate::config::{OpenAiConfig, OpenAiConfigBuilder};
 use crate::error;
 use crate::mapping::{JsonContract, WireOptions, chat_request, parse_response};
 use crate::retry::{Decision, decide};
-use crate::stream::{StreamLimits, deadlines_of, provider_stream};
+use crate::stream::{StreamLimits, provider_stream};
 
 /// The OpenAI chat completions provider, for OpenAI and any OpenAI-compatible server.
 ///
@@ -365,7 +365,7 @@ impl Provider for OpenAiProvider {
             contract,
             self.config.name.clone(),
             self.scrub.clone(),
-            deadlines_of(&request),
+            request.deadlines(),
         ))
     }
 }

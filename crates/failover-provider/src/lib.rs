@@ -21,6 +21,6 @@ pub use provider::{
     Capabilities, JsonModeSupport, Provider, ProviderEvent, ProviderResponse, ProviderStream,
 };
 pub use redact::redact_url;
-pub use request::{CompletionRequest, ProviderRequest, RequestId, ResponseFormat};
+pub use request::{CallDeadlines, CompletionRequest, ProviderRequest, RequestId, ResponseFormat};
 pub use timeouts::CallTimeouts;
 pub use usage::{TokenUsage, Usd};

@@ -229,14 +229,18 @@ pub struct ProviderRequest {
 }
 
 impl ProviderRequest {
-    /// When this call must end: the earlier of its share
-    /// ([`attempt_deadline`](Self::attempt_deadline)) and the request's
-    /// [`deadline`](Self::deadline); `None` when neither is set.
-    pub fn call_deadline(&self) -> Option<Instant> {
-        match (self.attempt_deadline, self.deadline) {
-            (Some(share), Some(deadline)) => Some(share.min(deadline)),
-            (share, deadline) => share.or(deadline),
+    /// The call's two deadlines, without the request's content: what a stream keeps to
+    /// enforce them and to say which one ran out.
+    pub fn deadlines(&self) -> CallDeadlines {
+        CallDeadlines {
+            deadline: self.deadline,
+            attempt_deadline: self.attempt_deadline,
         }
+    }
+
+    /// When this call must end (see [`CallDeadlines::call_deadline`]).
+    pub fn call_deadline(&self) -> Option<Instant> {
+        self.deadlines().call_deadline()
     }
 
     /// Time left before [`call_deadline`](Self::call_deadline) (`None` when there is no
@@ -246,12 +250,45 @@ impl ProviderRequest {
             .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
+    /// The error for a call that ran out of time at its call deadline (see
+    /// [`CallDeadlines::out_of_time`]).
+    pub fn out_of_time(&self) -> ProviderError {
+        self.deadlines().out_of_time()
+    }
+}
+
+/// The deadlines of one provider call: the request's own
+/// ([`ProviderRequest::deadline`]) and the call's share of it
+/// ([`ProviderRequest::attempt_deadline`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallDeadlines {
+    /// The request's own deadline: the caller's budget.
+    pub deadline: Option<Instant>,
+    /// This call's share of the time left, never later than `deadline`.
+    pub attempt_deadline: Option<Instant>,
+}
+
+impl CallDeadlines {
+    /// When this call must end: the earlier of its share and the request's deadline;
+    /// `None` when neither is set.
+    pub fn call_deadline(&self) -> Option<Instant> {
+        match (self.attempt_deadline, self.deadline) {
+            (Some(share), Some(deadline)) => Some(share.min(deadline)),
+            (share, deadline) => share.or(deadline),
+        }
+    }
+
     /// The error for a call that ran out of time at its
     /// [`call_deadline`](Self::call_deadline): the request's own deadline when that has
     /// passed (the caller's budget, never the provider's fault), else the provider's
     /// time-out for using up its share ([`ProviderError::attempt_deadline`]).
     pub fn out_of_time(&self) -> ProviderError {
-        let now = Instant::now();
+        self.out_of_time_at(Instant::now())
+    }
+
+    /// [`out_of_time`](Self::out_of_time) judged at `now`, for a caller that keeps time
+    /// on another clock (the adapter uses tokio's, which a test may pause).
+    pub fn out_of_time_at(&self, now: Instant) -> ProviderError {
         if self.deadline.is_some_and(|deadline| now >= deadline) {
             ProviderError::request_deadline()
         } else {
