@@ -6,6 +6,7 @@
 
 mod checks;
 mod harness;
+pub mod metrics;
 pub mod runner;
 pub mod stores;
 

@@ -172,6 +172,10 @@ impl Provider for BedrockProvider {
         &self.config.name
     }
 
+    fn gen_ai_provider_name(&self) -> &'static str {
+        "aws.bedrock"
+    }
+
     fn capabilities(&self) -> Capabilities {
         CAPABILITIES
     }

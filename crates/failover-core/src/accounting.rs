@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use failover_provider::{CompletionRequest, RequestId, TokenUsage, Usd};
+use failover_telemetry::names::{label, metric, span};
 use failover_usage::{PricingTable, UsageOutcome, UsageRecord, UsageSink};
+use metrics::SharedString;
 
 /// Bytes per token assumed when a provider reported no usage (a cancelled or cut stream).
 /// Four bytes per token is the usual English-text average of BPE tokenizers; records built
@@ -45,8 +47,19 @@ impl Ledger {
     /// Hands a record to the sink without blocking. A refusal is logged and counted: the
     /// sink's contract is that it never drops silently, so a refusal is a visible event.
     pub(crate) fn record(&self, record: UsageRecord) {
+        let _span = tracing::debug_span!(
+            span::USAGE_RECORD,
+            failover.usage.sink = self.sink.name(),
+            failover.provider = %record.provider,
+            failover.outcome = record.outcome.as_str(),
+            failover.attempt = record.attempt,
+            failover.usage_estimated = record.usage_estimated,
+        )
+        .entered();
         if let Err(error) = self.sink.record(record) {
             self.refused.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(metric::USAGE_REJECTED, label::USAGE_SINK => self.sink.name().to_owned())
+                .increment(1);
             tracing::error!(sink = self.sink.name(), %error, "usage record refused by the sink");
         }
     }
@@ -65,11 +78,19 @@ pub(crate) struct RequestContext {
     pub(crate) logical_model: String,
     pub(crate) streamed: bool,
     pub(crate) input_bytes: usize,
+    /// The tenant's metrics label value, when tenant labels are on.
+    pub(crate) tenant_label: Option<SharedString>,
 }
 
 impl RequestContext {
-    pub(crate) fn new(request: &CompletionRequest, request_id: RequestId, streamed: bool) -> Self {
+    pub(crate) fn new(
+        request: &CompletionRequest,
+        request_id: RequestId,
+        streamed: bool,
+        tenant_label: Option<SharedString>,
+    ) -> Self {
         Self {
+            tenant_label,
             request_id,
             tenant_id: request.tenant_id.clone(),
             agent_id: request.agent_id.clone(),

@@ -4,7 +4,7 @@
 //! order, so layers observe a call the breaker and the ledger already know about.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use failover_breaker::{BreakerState, Outcome, Permit};
 use failover_provider::{
@@ -12,11 +12,13 @@ use failover_provider::{
     ProviderRequest, ResponseFormat, TokenUsage, Usd,
 };
 use failover_usage::UsageOutcome;
+use tracing::Span;
 
 use crate::accounting::{CallFacts, RequestContext};
 use crate::engine::Engine;
 use crate::layers::{CallInfo, CallOutcome, RequestInfo, Spent, Ticket};
 use crate::prepare::Prepared;
+use crate::telemetry::{AttemptEnd, CallMetrics, end_attempt_span};
 
 /// The breaker outcome an error stands for.
 ///
@@ -115,6 +117,8 @@ pub(crate) struct Attempt {
     phase: Phase,
     /// Bytes of text already received (streams).
     pub(crate) received_bytes: usize,
+    metrics: Arc<CallMetrics>,
+    span: Span,
 }
 
 impl Attempt {
@@ -127,7 +131,12 @@ impl Attempt {
         model: &str,
         fallback_used: bool,
     ) -> Self {
+        let provider = &engine.chain[slot].provider;
+        let metrics = engine.metrics.call(provider.as_ref(), slot, model);
+        let span = metrics.span(fallback_used);
         Self {
+            metrics,
+            span,
             engine: Arc::clone(engine),
             context: Arc::clone(&prepared.context),
             deadline: prepared.deadline,
@@ -164,15 +173,18 @@ impl Attempt {
             Err(rejected) => {
                 self.tell_layers(&CallOutcome::BreakerOpen);
                 self.phase = Phase::Finished;
+                let retry_in = rejected
+                    .next_probe_at
+                    .map(|at| at.saturating_duration_since(self.engine.breaker_clock.now()));
+                self.skipped(AttemptEnd::SkippedBreakerOpen, retry_in);
                 Verdict::Skip(AttemptOutcome::SkippedBreakerOpen {
-                    retry_in: rejected
-                        .next_probe_at
-                        .map(|at| at.saturating_duration_since(self.engine.breaker_clock.now())),
+                    retry_in,
                     forced: rejected.state == BreakerState::ForcedOpen,
                 })
             }
             Ok(permit) => {
                 *calls_made += 1;
+                self.span.record("failover.attempt", *calls_made);
                 self.phase = Phase::Calling {
                     permit: Some(permit),
                     number: *calls_made,
@@ -202,6 +214,11 @@ impl Attempt {
                         rejection: &rejection,
                     });
                     self.phase = Phase::Finished;
+                    if rejection.is_breaker_open() {
+                        self.skipped(AttemptEnd::SkippedBreakerOpen, rejection.retry_after());
+                    } else {
+                        self.skipped(AttemptEnd::SkippedRejected, rejection.retry_after());
+                    }
                     return Some(Verdict::Skip(if rejection.is_breaker_open() {
                         AttemptOutcome::SkippedBreakerOpen {
                             retry_in: rejection.retry_after(),
@@ -222,6 +239,38 @@ impl Attempt {
             }
         }
         None
+    }
+
+    /// The attempt's span: the provider call runs in it.
+    pub(crate) fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// A stream's first chunk of content arrived `after` the call started.
+    pub(crate) fn first_chunk(&self, after: Duration) {
+        self.metrics.first_chunk(after);
+    }
+
+    /// A stream is ending; `gap` was its longest wait between two chunks.
+    pub(crate) fn longest_gap(&self, gap: Duration) {
+        self.metrics.longest_gap(gap);
+    }
+
+    fn skipped(&self, end: AttemptEnd, retry_after: Option<Duration>) {
+        self.metrics.skipped(end);
+        end_attempt_span(&self.span, end, None, retry_after);
+    }
+
+    /// Tells the metrics and the span how a call ended.
+    fn called(&self, end: AttemptEnd, spent: &Spent, retry_after: Option<Duration>) {
+        self.metrics.called(
+            end,
+            spent.latency,
+            &spent.usage,
+            spent.cost,
+            self.context.tenant_label.clone(),
+        );
+        end_attempt_span(&self.span, end, Some(&spent.usage), retry_after);
     }
 
     /// A stream reached its commit point: the provider answered, and its breaker hears so
@@ -246,6 +295,10 @@ impl Attempt {
             permit.record(Outcome::Success);
         }
         let spent = self.spend(usage, usage_estimated, started);
+        self.called(AttemptEnd::Success, &spent, None);
+        if self.fallback_used {
+            self.metrics.fell_back();
+        }
         self.write_usage(number, spent, UsageOutcome::Success);
         self.tell_layers(&CallOutcome::Succeeded(spent));
         (spent.cost, self.record(AttemptOutcome::Succeeded, started))
@@ -265,6 +318,11 @@ impl Attempt {
         }
         let (usage, estimated) = self.consumed(reported, error.is_deadline_cut());
         let spent = self.spend(usage, estimated, started);
+        self.called(
+            AttemptEnd::Failure(error.kind()),
+            &spent,
+            error.retry_after(),
+        );
         self.write_usage(number, spent, UsageOutcome::Failed { kind: error.kind() });
         self.tell_layers(&CallOutcome::Failed { error, spent });
         self.record(
@@ -372,6 +430,7 @@ impl Drop for Attempt {
                 drop(permit);
                 let (usage, estimated) = self.consumed(None, true);
                 let spent = self.spend(usage, estimated, started);
+                self.called(AttemptEnd::Cancelled, &spent, None);
                 self.write_usage(number, spent, UsageOutcome::Cancelled);
                 self.tell_layers(&CallOutcome::Cancelled(spent));
             }

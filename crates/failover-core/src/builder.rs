@@ -16,6 +16,7 @@ use crate::config::AdapterConfig;
 use crate::engine::{Engine, ProviderSlot};
 use crate::layers::{ProviderLayer, RequestLayer};
 use crate::routing::Router;
+use crate::telemetry::EngineMetrics;
 
 /// A configuration the adapter refuses to start with.
 #[derive(Debug, thiserror::Error)]
@@ -244,6 +245,15 @@ impl AdapterBuilder {
         let sink = self
             .sink
             .unwrap_or_else(|| Arc::new(MemoryUsageSink::default()));
+        let providers: Vec<_> = chain
+            .iter()
+            .map(|slot| Arc::clone(&slot.provider))
+            .collect();
+        let metrics = Arc::new(EngineMetrics::new(
+            &providers,
+            &self.router,
+            self.config.metrics_tenant_limit,
+        ));
         Ok(FailoverAdapter::from_engine(Engine {
             chain,
             router: self.router,
@@ -255,6 +265,7 @@ impl AdapterBuilder {
             request_layers: self.request_layers,
             provider_layers: self.provider_layers,
             shut_down: AtomicBool::new(false),
+            metrics,
         }))
     }
 }

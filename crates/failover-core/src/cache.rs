@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use failover_cache::{Cache, CacheHealth, CacheKey, CacheKeyInput, CachedCompletion, KeyDeriver};
 use failover_provider::CompletionRequest;
+use failover_telemetry::names::{label, metric, span, value};
+use metrics::Counter;
 use serde::Serialize;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 /// The cache's part of the health report: the backend's own counters and the adapter's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,6 +51,33 @@ pub(crate) struct TimeBoxedCache {
     errors: AtomicU64,
     timeouts: AtomicU64,
     coalesced: AtomicU64,
+    metrics: CacheMetrics,
+}
+
+/// The cache's metric handles, registered with the recorder when the adapter is built.
+#[derive(Debug)]
+struct CacheMetrics {
+    hits: Counter,
+    misses: Counter,
+    lookup_errors: Counter,
+    store_errors: Counter,
+    lookup_timeouts: Counter,
+    store_timeouts: Counter,
+    coalesced: Counter,
+}
+
+impl CacheMetrics {
+    fn new() -> Self {
+        Self {
+            hits: metrics::counter!(metric::CACHE_HITS),
+            misses: metrics::counter!(metric::CACHE_MISSES),
+            lookup_errors: metrics::counter!(metric::CACHE_ERRORS, label::CACHE_OPERATION => value::LOOKUP),
+            store_errors: metrics::counter!(metric::CACHE_ERRORS, label::CACHE_OPERATION => value::STORE),
+            lookup_timeouts: metrics::counter!(metric::CACHE_TIMEOUTS, label::CACHE_OPERATION => value::LOOKUP),
+            store_timeouts: metrics::counter!(metric::CACHE_TIMEOUTS, label::CACHE_OPERATION => value::STORE),
+            coalesced: metrics::counter!(metric::COALESCED),
+        }
+    }
 }
 
 impl TimeBoxedCache {
@@ -69,6 +100,7 @@ impl TimeBoxedCache {
             errors: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
+            metrics: CacheMetrics::new(),
         }
     }
 
@@ -94,44 +126,69 @@ impl TimeBoxedCache {
         &self,
         key: &CacheKey,
     ) -> Result<Option<CachedCompletion>, CacheUnavailable> {
-        let result = match tokio::time::timeout(self.lookup_budget, self.cache.get(key)).await {
+        let span = tracing::debug_span!(
+            span::CACHE_LOOKUP,
+            failover.cache = self.cache.name(),
+            failover.cache.result = Empty
+        );
+        let lookup = tokio::time::timeout(self.lookup_budget, self.cache.get(key));
+        let (result, outcome) = match lookup.instrument(span.clone()).await {
             Ok(Ok(found)) => {
                 self.mark_available();
-                Ok(found)
+                let outcome = if found.is_some() { "hit" } else { "miss" };
+                (Ok(found), outcome)
             }
             Ok(Err(error)) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics.lookup_errors.increment(1);
                 self.mark_unavailable(&error.to_string());
-                Err(CacheUnavailable)
+                (Err(CacheUnavailable), "error")
             }
             Err(_) => {
                 self.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.metrics.lookup_timeouts.increment(1);
                 self.mark_unavailable("lookup exceeded its time budget");
-                Err(CacheUnavailable)
+                (Err(CacheUnavailable), "timeout")
             }
         };
-        let counter = if matches!(result, Ok(Some(_))) {
-            &self.hits
+        span.record("failover.cache.result", outcome);
+        if matches!(result, Ok(Some(_))) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            self.metrics.hits.increment(1);
         } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.metrics.misses.increment(1);
+        }
         result
     }
 
     /// Stores an answer within the write budget; a failure is logged, never raised.
     pub(crate) async fn store(&self, key: &CacheKey, value: CachedCompletion) {
-        match tokio::time::timeout(self.write_budget, self.cache.put(key, value, self.ttl)).await {
-            Ok(Ok(())) => self.mark_available(),
+        let span = tracing::debug_span!(
+            span::CACHE_STORE,
+            failover.cache = self.cache.name(),
+            failover.cache.result = Empty
+        );
+        let write = tokio::time::timeout(self.write_budget, self.cache.put(key, value, self.ttl));
+        let outcome = match write.instrument(span.clone()).await {
+            Ok(Ok(())) => {
+                self.mark_available();
+                "stored"
+            }
             Ok(Err(error)) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics.store_errors.increment(1);
                 self.mark_unavailable(&error.to_string());
+                "error"
             }
             Err(_) => {
                 self.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.metrics.store_timeouts.increment(1);
                 self.mark_unavailable("write exceeded its time budget");
+                "timeout"
             }
-        }
+        };
+        span.record("failover.cache.result", outcome);
     }
 
     /// Removes every cached answer of one tenant.
@@ -146,6 +203,7 @@ impl TimeBoxedCache {
 
     pub(crate) fn count_coalesced(&self) {
         self.coalesced.fetch_add(1, Ordering::Relaxed);
+        self.metrics.coalesced.increment(1);
     }
 
     // One log line per change of state, not one per request: a cache outage under load

@@ -14,6 +14,7 @@ use failover_provider::{
 };
 use failover_usage::UsageOutcome;
 use futures::FutureExt;
+use tracing::Instrument;
 
 use crate::accounting::CallFacts;
 use crate::attempt::{Attempt, Failure, Verdict};
@@ -21,6 +22,7 @@ use crate::deadline::{self, CallLimits};
 use crate::engine::{Engine, ProviderSlot};
 use crate::error::FailoverError;
 use crate::prepare::Prepared;
+use crate::telemetry::AttemptEnd;
 
 /// The provider that answered: its attempt, still open (the caller records the success
 /// once the answer is complete), what trying it produced, and every attempt before it.
@@ -65,6 +67,10 @@ where
             &prepared.request.response_format,
             streaming,
         ) {
+            engine
+                .metrics
+                .call(slot.provider.as_ref(), index, model)
+                .skipped(AttemptEnd::SkippedUnsupported);
             attempts.push(skipped(
                 slot,
                 model,
@@ -91,7 +97,8 @@ where
             Verdict::Stop => break,
         }
         let limits = CallLimits::of(&request);
-        let call = try_provider(slot.provider.as_ref(), request, limits);
+        let call = try_provider(slot.provider.as_ref(), request, limits)
+            .instrument(attempt.span().clone());
         let result = match AssertUnwindSafe(call).catch_unwind().await {
             Ok(result) => result,
             Err(panic) => Err(Failure::from(panicked(&slot.name, &*panic))),

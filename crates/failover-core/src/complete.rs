@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use failover_cache::CachedCompletion;
-use failover_provider::{Completion, CompletionRequest, Usd};
+use failover_provider::{Completion, CompletionRequest, RequestId, Usd};
+use tracing::Instrument;
 
 use crate::attempt::{Failure, check_json};
 use crate::chain::{self, Answered};
@@ -15,10 +16,31 @@ use crate::layers::RequestOutcome;
 use crate::prepare::{Prepared, prepare};
 use crate::request_scope::RequestScope;
 use crate::reuse::{self, Lookup};
+use crate::telemetry::{RequestEnd, RequestFacts, RequestTrace};
 
 /// Answers one request (see
 /// [`FailoverAdapter::generate_completion`](crate::FailoverAdapter::generate_completion)).
 pub(crate) async fn generate(
+    engine: &Arc<Engine>,
+    mut request: CompletionRequest,
+) -> Result<Completion, FailoverError> {
+    request.request_id.get_or_insert_with(RequestId::random);
+    let mut trace = RequestTrace::start(&engine.metrics, &RequestFacts::of(&request, false));
+    let result = run(engine, request).instrument(trace.span().clone()).await;
+    trace.finish_with(&result, |completion| {
+        (
+            if completion.cached {
+                RequestEnd::Cached
+            } else {
+                RequestEnd::Success
+            },
+            Some((&completion.provider, completion.attempts.len())),
+        )
+    });
+    result
+}
+
+async fn run(
     engine: &Arc<Engine>,
     request: CompletionRequest,
 ) -> Result<Completion, FailoverError> {

@@ -33,6 +33,12 @@ pub struct AdapterConfig {
     /// Whether a route may target a model without a price (its cost then reads as zero).
     /// Off by default: an unpriced model is a billing hole, refused when the adapter is built.
     pub allow_unpriced_models: bool,
+    /// How many distinct tenants get their own `failover.tenant` label on the request and
+    /// cost metrics; later tenants share the value `_other`. 0 (the default) leaves the
+    /// tenant out of metrics altogether: each labelled tenant multiplies the series kept by
+    /// the metrics backend, so the bound is what keeps a flood of tenant ids from becoming
+    /// its outage. Spans always carry the tenant.
+    pub metrics_tenant_limit: usize,
 }
 
 impl Default for AdapterConfig {
@@ -46,6 +52,7 @@ impl Default for AdapterConfig {
             limits: Limits::default(),
             allow_unpriced_models: false,
             attempt_share: 0.5,
+            metrics_tenant_limit: 0,
         }
     }
 }
@@ -90,6 +97,12 @@ impl AdapterConfig {
     /// Sets the share of the time left a call gets when a later provider could answer.
     pub fn with_attempt_share(mut self, share: f64) -> Self {
         self.attempt_share = share;
+        self
+    }
+
+    /// Sets how many distinct tenants get their own metrics label (0: no tenant label).
+    pub fn with_metrics_tenant_limit(mut self, limit: usize) -> Self {
+        self.metrics_tenant_limit = limit;
         self
     }
 

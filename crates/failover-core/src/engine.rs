@@ -17,6 +17,7 @@ use crate::coalesce::Flights;
 use crate::config::AdapterConfig;
 use crate::layers::{ProviderLayer, RequestLayer};
 use crate::routing::Router;
+use crate::telemetry::EngineMetrics;
 
 /// One provider in the chain with its breaker.
 #[derive(Debug)]
@@ -46,4 +47,6 @@ pub(crate) struct Engine {
     /// Set by [`FailoverAdapter::shutdown`](crate::FailoverAdapter::shutdown): new requests
     /// are refused.
     pub(crate) shut_down: AtomicBool,
+    /// Metric handles, registered when the engine was built.
+    pub(crate) metrics: Arc<EngineMetrics>,
 }

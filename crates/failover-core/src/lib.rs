@@ -22,6 +22,7 @@ mod request_scope;
 mod reuse;
 mod routing;
 mod stream;
+mod telemetry;
 mod validate;
 
 pub use adapter::FailoverAdapter;

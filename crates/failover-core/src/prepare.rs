@@ -63,7 +63,13 @@ pub(crate) fn prepare(
         .cache
         .as_ref()
         .map(|cache| cache.key(&request, &messages));
-    let context = Arc::new(RequestContext::new(&request, request_id, streamed));
+    let tenant_label = engine.metrics.tenant(&request.tenant_id);
+    let context = Arc::new(RequestContext::new(
+        &request,
+        request_id,
+        streamed,
+        tenant_label,
+    ));
     Ok(Prepared {
         request,
         context,

@@ -17,15 +17,17 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use failover_cache::CachedCompletion;
 use failover_provider::{
     AttemptRecord, CompletionRequest, ErrorKind, FinishReason, ProviderError, ProviderEvent,
-    ProviderStream, StreamChunk, StreamSummary, TokenUsage, Usd,
+    ProviderStream, RequestId, StreamChunk, StreamSummary, TokenUsage, Usd,
 };
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::attempt::{Attempt, check_json};
 use crate::chain::{self, Answered};
@@ -37,6 +39,7 @@ use crate::layers::RequestOutcome;
 use crate::prepare::{Prepared, prepare};
 use crate::request_scope::RequestScope;
 use crate::reuse::{self, Lookup};
+use crate::telemetry::{RequestEnd, RequestFacts, RequestTrace};
 
 /// A stream of chunks: text deltas, then one [`StreamChunk::Done`], or an error item.
 pub type CompletionStream = Pin<Box<dyn Stream<Item = Result<StreamChunk, FailoverError>> + Send>>;
@@ -52,7 +55,25 @@ const STREAM_BUFFER: usize = 32;
 /// [`FailoverAdapter::stream_completion`](crate::FailoverAdapter::stream_completion)).
 pub(crate) async fn stream(
     engine: &Arc<Engine>,
+    mut request: CompletionRequest,
+) -> Result<CompletionStream, FailoverError> {
+    request.request_id.get_or_insert_with(RequestId::random);
+    let trace = RequestTrace::start(&engine.metrics, &RequestFacts::of(&request, true));
+    let span = trace.span().clone();
+    // The trace goes with the stream once it is open; until then an error ends it here.
+    let mut pending = Some(trace);
+    let opened = open(engine, request, &mut pending).instrument(span).await;
+    if let (Err(error), Some(mut trace)) = (&opened, pending) {
+        trace.finish(RequestEnd::of_error(error), None);
+    }
+    opened
+}
+
+/// Opens the stream up to its commit point; takes `trace` once the stream owns it.
+async fn open(
+    engine: &Arc<Engine>,
     request: CompletionRequest,
+    trace: &mut Option<RequestTrace>,
 ) -> Result<CompletionStream, FailoverError> {
     let mut prepared = prepare(engine, request, true)?;
     let mut scope = RequestScope::enter(engine, &prepared).await?;
@@ -61,6 +82,9 @@ pub(crate) async fn stream(
             let (content, summary) = replayed(&prepared, hit);
             // A replay cannot fail or be cut: its request ends here.
             scope.finish(&RequestOutcome::Streamed(&summary));
+            if let Some(mut trace) = trace.take() {
+                trace.finish(RequestEnd::Cached, Some((&summary.provider, 0)));
+            }
             return Ok(replay(content, summary));
         }
         Lookup::Missed { leader } => leader,
@@ -71,9 +95,10 @@ pub(crate) async fn stream(
         shared,
         move |provider, request, limits| async move {
             let opened = limits.run(async move {
+                let started = Instant::now();
                 let mut stream = guarded(provider.name(), provider.stream(request).await?);
                 let first = first_event(shared, &mut stream).await?;
-                Ok((stream, first))
+                Ok((stream, first, started.elapsed()))
             });
             Ok(opened.await?)
         },
@@ -81,13 +106,16 @@ pub(crate) async fn stream(
     .await;
     let Answered {
         mut attempt,
-        value: (stream, first),
+        value: (stream, first, time_to_first),
         attempts,
     } = scope.finish_on_error(walked)?;
     attempt.commit();
+    attempt.first_chunk(time_to_first);
+    let span = attempt.span().clone();
     let ending = Arc::new(Mutex::new(Ending {
         attempt: Some(attempt),
         scope: Some(scope),
+        trace: trace.take(),
     }));
     let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
     let driver = Driver {
@@ -100,8 +128,11 @@ pub(crate) async fn stream(
         leader,
         ending: Arc::clone(&ending),
         sender,
+        last_chunk: Instant::now(),
+        longest_gap: Duration::ZERO,
     };
-    let driver = tokio::spawn(driver.run());
+    // The driver reads the provider within the attempt's span (itself in the request's).
+    let driver = tokio::spawn(driver.run().instrument(span));
     Ok(Box::pin(Delivered {
         receiver,
         ending,
@@ -185,12 +216,21 @@ struct Ending {
     /// the request's (fields drop in order).
     attempt: Option<Attempt>,
     scope: Option<RequestScope>,
+    /// Last: the request ends after its layers heard how.
+    trace: Option<RequestTrace>,
 }
 
 fn lock(ending: &Mutex<Ending>) -> std::sync::MutexGuard<'_, Ending> {
     ending
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What the driver took from the [`Ending`] to settle the stream itself.
+struct Settled {
+    attempt: Attempt,
+    scope: RequestScope,
+    trace: Option<RequestTrace>,
 }
 
 /// The caller's end of a committed stream: the chunks the driver sent, then the terminal
@@ -223,12 +263,17 @@ impl Drop for Delivered {
         // Stop reading the provider (dropping the driver cancels the upstream call)...
         self.driver.abort();
         // ...and settle the call as cancelled now, not when the driver's task is reaped.
-        let (attempt, scope) = {
+        let (attempt, scope, trace) = {
             let mut ending = lock(&self.ending);
-            (ending.attempt.take(), ending.scope.take())
+            (
+                ending.attempt.take(),
+                ending.scope.take(),
+                ending.trace.take(),
+            )
         };
         drop(attempt);
         drop(scope);
+        drop(trace);
     }
 }
 
@@ -248,6 +293,9 @@ struct Driver {
     leader: Option<Leader>,
     ending: Arc<Mutex<Ending>>,
     sender: mpsc::Sender<Result<StreamChunk, FailoverError>>,
+    /// When the last chunk of content arrived (the first one: at the commit point).
+    last_chunk: Instant,
+    longest_gap: Duration,
 }
 
 impl Driver {
@@ -302,6 +350,9 @@ impl Driver {
     /// request's deadline, which then interrupts the stream. `false` when the stream ended
     /// (the caller left, or the deadline passed).
     async fn deliver(&mut self, text: String) -> bool {
+        let now = Instant::now();
+        self.longest_gap = self.longest_gap.max(now - self.last_chunk);
+        self.last_chunk = now;
         let bytes = text.len();
         // Received is what the provider generated (and bills), delivered or not.
         if let Some(attempt) = lock(&self.ending).attempt.as_mut() {
@@ -330,10 +381,17 @@ impl Driver {
     }
 
     /// Takes what the stream owes, unless the caller's drop already settled it.
-    fn take_ending(&self) -> Option<(Attempt, RequestScope)> {
+    fn take_ending(&self) -> Option<Settled> {
         let mut ending = lock(&self.ending);
         match (ending.attempt.take(), ending.scope.take()) {
-            (Some(attempt), Some(scope)) => Some((attempt, scope)),
+            (Some(attempt), Some(scope)) => {
+                attempt.longest_gap(self.longest_gap);
+                Some(Settled {
+                    attempt,
+                    scope,
+                    trace: ending.trace.take(),
+                })
+            }
             _ => None,
         }
     }
@@ -346,7 +404,11 @@ impl Driver {
         if let Err(error) = check_json(&self.prepared.request.response_format, &self.text) {
             return self.interrupt(error, reported).map(Err);
         }
-        let (attempt, mut scope) = self.take_ending()?;
+        let Settled {
+            attempt,
+            mut scope,
+            trace,
+        } = self.take_ending()?;
         let (usage, estimated) = self
             .prepared
             .context
@@ -378,6 +440,12 @@ impl Driver {
             attempts,
         };
         scope.finish(&RequestOutcome::Streamed(&summary));
+        if let Some(mut trace) = trace {
+            trace.finish(
+                RequestEnd::Success,
+                Some((&summary.provider, summary.attempts.len())),
+            );
+        }
         Some(Ok(StreamChunk::Done(summary)))
     }
 
@@ -391,7 +459,11 @@ impl Driver {
         // Release identical requests waiting on this stream now, not when the caller
         // drops it: they go to the providers themselves.
         self.leader = None;
-        let (attempt, mut scope) = self.take_ending()?;
+        let Settled {
+            attempt,
+            mut scope,
+            trace,
+        } = self.take_ending()?;
         let provider = attempt.provider().to_owned();
         tracing::warn!(
             request_id = %self.prepared.request_id(),
@@ -410,6 +482,9 @@ impl Driver {
             delivered_bytes: self.text.len(),
         };
         scope.finish(&RequestOutcome::Failed(&interrupted));
+        if let Some(mut trace) = trace {
+            trace.finish(RequestEnd::Interrupted, None);
+        }
         Some(interrupted)
     }
 }

@@ -316,6 +316,10 @@ impl Provider for OpenAiProvider {
         &self.config.name
     }
 
+    fn gen_ai_provider_name(&self) -> &'static str {
+        "openai"
+    }
+
     fn capabilities(&self) -> Capabilities {
         let schema = if self.config.structured_outputs {
             JsonModeSupport::Native

@@ -120,6 +120,13 @@ pub trait Provider: Send + Sync + Debug {
     /// What this provider supports.
     fn capabilities(&self) -> Capabilities;
 
+    /// The provider's `gen_ai.provider.name` in the OpenTelemetry GenAI conventions
+    /// (`aws.bedrock`, `openai`, …), for metrics and spans. `_OTHER`, the conventions'
+    /// value for a provider they do not list, unless the provider says otherwise.
+    fn gen_ai_provider_name(&self) -> &'static str {
+        "_OTHER"
+    }
+
     /// One non-streaming completion.
     async fn complete(&self, request: ProviderRequest) -> Result<ProviderResponse, ProviderError>;
 

@@ -89,6 +89,21 @@ impl Usd {
         self.0
     }
 
+    /// The amount in nano-dollars (USD × 10⁹), rounded half away from zero; 0 for a
+    /// negative amount, `u64::MAX` past it. Integer metrics of cost sum these exactly.
+    pub fn nanos(&self) -> u64 {
+        use rust_decimal::prelude::ToPrimitive;
+        let saturated = if self.0.is_sign_negative() {
+            0
+        } else {
+            u64::MAX
+        };
+        self.0
+            .checked_mul(Decimal::from(1_000_000_000u64))
+            .and_then(|nanos| nanos.round().to_u64())
+            .unwrap_or(saturated)
+    }
+
     /// A lossy `f64` for display or metrics; never sum these.
     pub fn to_f64(&self) -> f64 {
         use rust_decimal::prelude::ToPrimitive;
@@ -125,6 +140,14 @@ impl Sum for Usd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nanos_round_and_saturate() {
+        assert_eq!(Usd::new(Decimal::new(15, 10)).nanos(), 2); // 1.5 nUSD
+        assert_eq!(Usd::new(Decimal::new(123, 2)).nanos(), 1_230_000_000);
+        assert_eq!(Usd::new(Decimal::new(-1, 0)).nanos(), 0);
+        assert_eq!(Usd::new(Decimal::MAX).nanos(), u64::MAX);
+    }
 
     #[test]
     fn usd_sums_exactly_where_floats_drift() {

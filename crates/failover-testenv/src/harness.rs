@@ -33,6 +33,7 @@ use std::process::ExitCode;
 pub use libtest_mimic;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
+use crate::recorded::TestRecorder;
 use crate::services::{REQUIRE_SERVICES_ENV, services_required};
 
 /// The future of one test body.
@@ -71,13 +72,17 @@ impl std::fmt::Debug for AsyncTest {
     }
 }
 
+/// Runs one test on a runtime of its own, with a metrics recorder of its own (see
+/// [`recorded`](crate::recorded)).
 fn run_body(body: Box<dyn FnOnce() -> TestFuture + Send>) -> Result<(), Failed> {
+    let recorder = TestRecorder::new();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
+        .on_thread_start(move || recorder.install_for_thread())
         .build()
         .map_err(|error| Failed::from(format!("cannot start a tokio runtime: {error}")))?;
-    runtime.block_on(body());
+    recorder.run(|| runtime.block_on(body()));
     Ok(())
 }
 

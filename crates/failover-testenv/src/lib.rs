@@ -4,4 +4,6 @@
 pub mod harness;
 pub mod live;
 pub mod moto;
+#[cfg(feature = "runner")]
+pub mod recorded;
 pub mod services;

@@ -7,9 +7,10 @@ use std::time::Duration;
 use failover_breaker::BreakerState;
 use failover_core::{FailoverError, HealthStatus};
 use failover_provider::{AttemptOutcome, ErrorKind, Usd};
+use failover_scenarios::metrics::{assert_counted, attempts, fallbacks, requests};
 use failover_scenarios::runner::SuiteTest;
 use failover_scenarios::{
-    BEDROCK, CACHE_TTL, OPENAI, assert_served_by_route, stored_cache_entries, stored_usage,
+    BEDROCK, CACHE_TTL, MODEL, OPENAI, assert_served_by_route, stored_cache_entries, stored_usage,
 };
 use failover_scenarios::{Harness, HarnessOptions};
 use failover_standin::{Fault, Vendor};
@@ -51,6 +52,15 @@ async fn scenario_1_normal_operation_answers_from_bedrock_and_caches() {
         .unwrap();
     assert!(again.cached);
     assert_eq!(again.content, result.content);
+    // Metrics: one Bedrock success and a miss, then a hit with no provider attempt.
+    let bedrock_model = &result.attempts[0].model;
+    assert_counted(&[
+        (requests(MODEL, "success"), 1),
+        (requests(MODEL, "cached"), 1),
+        (attempts(BEDROCK, bedrock_model, "success", None), 1),
+        ("failover.cache.misses{}".into(), 1),
+        ("failover.cache.hits{}".into(), 1),
+    ]);
 
     // Redis: one entry, the tenant's, with a TTL, holding no prompt text.
     let tenant = harness.tenant();
@@ -93,7 +103,21 @@ async fn scenario_2_unreachable_bedrock_falls_back_to_openai() {
     assert_eq!(bedrock.state, BreakerState::Closed);
     assert_eq!(bedrock.failures, 1);
     assert_eq!(bedrock.last_error_kind, Some("network"));
+    assert_fallback_counted(&result, "network");
     assert_fallback_stored(&harness, &adapter, prompt, &result, ErrorKind::Network).await;
+}
+
+/// Scenario 2's metrics: one Bedrock failure of `kind`, one OpenAI success, one fallback.
+#[track_caller]
+fn assert_fallback_counted(result: &failover_provider::Completion, kind: &str) {
+    let (bedrock_model, openai_model) = (&result.attempts[0].model, &result.attempts[1].model);
+    assert_counted(&[
+        (requests(MODEL, "success"), 1),
+        (attempts(BEDROCK, bedrock_model, "failure", Some(kind)), 1),
+        (attempts(OPENAI, openai_model, "success", None), 1),
+        (fallbacks(OPENAI, openai_model), 1),
+        ("failover.cache.misses{}".into(), 1),
+    ]);
 }
 
 /// Scenario 2 as the seed pictures it: Bedrock answers, with a 503.
@@ -118,6 +142,7 @@ async fn scenario_2_bedrock_unavailable_falls_back_to_openai() {
     let bedrock = adapter.breaker(BEDROCK).unwrap().snapshot();
     assert_eq!((bedrock.state, bedrock.failures), (BreakerState::Closed, 1));
     assert_eq!(bedrock.last_error_kind, Some("unavailable"));
+    assert_fallback_counted(&result, "unavailable");
     assert_fallback_stored(&harness, &adapter, prompt, &result, ErrorKind::Unavailable).await;
     assert_eq!(harness.offline().calls(Vendor::Bedrock).await, 1);
     assert_eq!(harness.offline().calls(Vendor::OpenAi).await, 1);
@@ -178,6 +203,18 @@ async fn scenario_3_open_breaker_skips_bedrock_without_calling_it() {
     assert_eq!(bedrock.state, BreakerState::ForcedOpen);
     assert_eq!(bedrock.rejected, 1);
     assert_eq!(health.status, HealthStatus::Degraded);
+    // Metrics: Bedrock skipped (not called), OpenAI's answer a fallback.
+    let (bedrock_model, openai_model) = (&result.attempts[0].model, &result.attempts[1].model);
+    assert_counted(&[
+        (requests(MODEL, "success"), 1),
+        (
+            attempts(BEDROCK, bedrock_model, "skipped_breaker_open", None),
+            1,
+        ),
+        (attempts(OPENAI, openai_model, "success", None), 1),
+        (fallbacks(OPENAI, openai_model), 1),
+        ("failover.cache.misses{}".into(), 1),
+    ]);
 
     // No Bedrock call was made: the ledger holds OpenAI's call only (a skip costs nothing
     // and calls nothing), and — offline — Bedrock's server saw no request.
@@ -198,6 +235,11 @@ async fn scenario_3_open_breaker_skips_bedrock_without_calling_it() {
         .await
         .unwrap();
     assert_eq!(result.provider, BEDROCK);
+    assert_counted(&[
+        (requests(MODEL, "success"), 1),
+        (attempts(BEDROCK, bedrock_model, "success", None), 1),
+        ("failover.cache.misses{}".into(), 1),
+    ]);
 }
 
 async fn scenario_4_cache_hit_calls_no_provider_and_logs_no_usage() {
@@ -210,6 +252,14 @@ async fn scenario_4_cache_hit_calls_no_provider_and_logs_no_usage() {
         .unwrap();
     let tenant = harness.tenant();
     let items_before = stored_usage(&harness, &adapter, &tenant).await.len();
+    assert_counted(&[
+        (requests(MODEL, "success"), 1),
+        (
+            attempts(&first.provider, &first.attempts[0].model, "success", None),
+            1,
+        ),
+        ("failover.cache.misses{}".into(), 1),
+    ]);
     let second = adapter
         .generate_completion(harness.seed_request(prompt))
         .await
@@ -222,6 +272,11 @@ async fn scenario_4_cache_hit_calls_no_provider_and_logs_no_usage() {
     assert_eq!(second.estimated_cost, Usd::ZERO);
     assert!(second.attempts.is_empty());
     assert_eq!(adapter.health().cache.unwrap().hits, 1);
+    // Metrics: one cache hit and no provider attempt.
+    assert_counted(&[
+        (requests(MODEL, "cached"), 1),
+        ("failover.cache.hits{}".into(), 1),
+    ]);
     // No usage logged for the hit; one entry in Redis.
     assert_eq!(
         stored_usage(&harness, &adapter, &tenant).await.len(),
@@ -266,6 +321,22 @@ async fn scenario_5_all_providers_failing_is_one_error_naming_each_attempt() {
         "{message}"
     );
     assert!(message.contains("openai (gpt-4): network"), "{message}");
+    let (bedrock_model, openai_model) = (
+        error.attempts()[0].model.clone(),
+        error.attempts()[1].model.clone(),
+    );
+    assert_counted(&[
+        (requests(MODEL, "all_failed"), 1),
+        (
+            attempts(BEDROCK, &bedrock_model, "skipped_breaker_open", None),
+            1,
+        ),
+        (
+            attempts(OPENAI, &openai_model, "failure", Some("network")),
+            1,
+        ),
+        ("failover.cache.misses{}".into(), 1),
+    ]);
 
     // OpenAI's breaker opens after its threshold; then nothing is called at all.
     for _ in 0..2 {
@@ -287,6 +358,24 @@ async fn scenario_5_all_providers_failing_is_one_error_naming_each_attempt() {
             .iter()
             .all(|attempt| matches!(attempt.outcome, AttemptOutcome::SkippedBreakerOpen { .. }))
     );
+    // Metrics: two more failed OpenAI calls, then a request no provider was called for.
+    assert_counted(&[
+        (requests(MODEL, "all_failed"), 2),
+        (requests(MODEL, "unavailable"), 1),
+        (
+            attempts(BEDROCK, &bedrock_model, "skipped_breaker_open", None),
+            3,
+        ),
+        (
+            attempts(OPENAI, &openai_model, "failure", Some("network")),
+            2,
+        ),
+        (
+            attempts(OPENAI, &openai_model, "skipped_breaker_open", None),
+            1,
+        ),
+        ("failover.cache.misses{}".into(), 3),
+    ]);
     // No provider was called: the error says when OpenAI's breaker admits its next probe
     // (Bedrock, forced open, reopens only when reset).
     let FailoverError::Unavailable { retry_after, .. } = &error else {

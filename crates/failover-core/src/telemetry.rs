@@ -1,0 +1,582 @@
+//! What the engine tells `metrics` and `tracing`: the request span and its outcome, and the
+//! metric handles of every (provider, model) pair and logical model.
+//!
+//! Handles are registered when the adapter is built, so the hot path does no registry
+//! lookup, hashing or allocation per metric: install the `metrics` recorder before
+//! building the adapter. Series that depend on how a call ended (an error kind, a request
+//! outcome) are registered the first time they occur. Only tenant-labelled series (off by
+//! default, bounded by [`TenantLabels`]) go through the recorder on every request.
+//!
+//! No prompt, answer, key or upstream message is ever a label or a span field: labels are
+//! provider and model names from the configuration and fixed vocabularies; errors are
+//! their kind.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use failover_provider::{CompletionRequest, ErrorKind, Provider, RequestId, TokenUsage, Usd};
+use failover_telemetry::TenantLabels;
+use failover_telemetry::names::{label, metric, span, value};
+use metrics::{Counter, Histogram, Label, SharedString};
+use tracing::Span;
+use tracing::field::Empty;
+
+use crate::error::FailoverError;
+use crate::routing::Router;
+
+/// The `gen_ai.request.model` of requests for a model no route knows: the model a caller
+/// sent is free text, so it never becomes a label value of its own.
+const UNROUTED_MODEL: &str = "_unrouted";
+
+/// How a request ended, as the `failover.outcome` of request metrics and spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestEnd {
+    /// A provider answered.
+    Success,
+    /// The cache or an identical request in flight answered.
+    Cached,
+    Invalid,
+    ShutDown,
+    Rejected,
+    Unavailable,
+    AllFailed,
+    Refused,
+    Deadline,
+    Interrupted,
+    /// The caller went away first.
+    Cancelled,
+}
+
+impl RequestEnd {
+    const COUNT: usize = 11;
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RequestEnd::Success => "success",
+            RequestEnd::Cached => "cached",
+            RequestEnd::Invalid => "invalid",
+            RequestEnd::ShutDown => "shut_down",
+            RequestEnd::Rejected => "rejected",
+            RequestEnd::Unavailable => "unavailable",
+            RequestEnd::AllFailed => "all_failed",
+            RequestEnd::Refused => "refused",
+            RequestEnd::Deadline => "deadline",
+            RequestEnd::Interrupted => "interrupted",
+            RequestEnd::Cancelled => "cancelled",
+        }
+    }
+
+    pub(crate) fn of_error(error: &FailoverError) -> Self {
+        match error {
+            FailoverError::Invalid(_) => RequestEnd::Invalid,
+            FailoverError::ShutDown => RequestEnd::ShutDown,
+            FailoverError::Rejected { .. } => RequestEnd::Rejected,
+            FailoverError::Unavailable { .. } => RequestEnd::Unavailable,
+            FailoverError::AllProvidersFailed { .. } => RequestEnd::AllFailed,
+            FailoverError::Refused { .. } => RequestEnd::Refused,
+            FailoverError::DeadlineExceeded { .. } => RequestEnd::Deadline,
+            FailoverError::StreamInterrupted { .. } => RequestEnd::Interrupted,
+        }
+    }
+}
+
+/// How a provider attempt ended, as the `failover.outcome` of attempt metrics and spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AttemptEnd {
+    Success,
+    Failure(ErrorKind),
+    Cancelled,
+    SkippedBreakerOpen,
+    SkippedRejected,
+    SkippedUnsupported,
+}
+
+impl AttemptEnd {
+    fn as_str(self) -> &'static str {
+        match self {
+            AttemptEnd::Success => "success",
+            AttemptEnd::Failure(_) => "failure",
+            AttemptEnd::Cancelled => "cancelled",
+            AttemptEnd::SkippedBreakerOpen => "skipped_breaker_open",
+            AttemptEnd::SkippedRejected => "skipped_rejected",
+            AttemptEnd::SkippedUnsupported => "skipped_unsupported",
+        }
+    }
+}
+
+/// Registers a counter with the current recorder.
+fn counter(name: &'static str, labels: Vec<Label>) -> Counter {
+    metrics::counter!(name, labels)
+}
+
+fn histogram(name: &'static str, labels: Vec<Label>) -> Histogram {
+    metrics::histogram!(name, labels)
+}
+
+fn seconds(duration: Duration) -> f64 {
+    duration.as_secs_f64()
+}
+
+/// The metrics of one provider serving one concrete model.
+#[derive(Debug)]
+pub(crate) struct CallMetrics {
+    provider: SharedString,
+    gen_ai_provider: &'static str,
+    model: SharedString,
+    succeeded: Counter,
+    cancelled: Counter,
+    skipped_breaker_open: Counter,
+    skipped_rejected: Counter,
+    skipped_unsupported: Counter,
+    /// Per error kind (in [`ErrorKind::ALL`] order): the attempts counter and the duration
+    /// histogram labelled with it.
+    failed: [OnceLock<(Counter, Histogram)>; ErrorKind::ALL.len()],
+    duration: Histogram,
+    input_tokens: Histogram,
+    output_tokens: Histogram,
+    first_chunk: Histogram,
+    longest_gap: Histogram,
+    cost: Counter,
+    fallbacks: Counter,
+}
+
+impl CallMetrics {
+    fn new(provider: &str, gen_ai_provider: &'static str, model: &str) -> Self {
+        let provider = SharedString::from(Arc::<str>::from(provider));
+        let model = SharedString::from(Arc::<str>::from(model));
+        let base = || {
+            vec![
+                Label::new(label::PROVIDER, provider.clone()),
+                Label::from_static_parts(label::PROVIDER_NAME, gen_ai_provider),
+                Label::new(label::REQUEST_MODEL, model.clone()),
+            ]
+        };
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut labels = base();
+            labels.extend(
+                extra
+                    .iter()
+                    .map(|(key, value)| Label::from_static_parts(key, value)),
+            );
+            labels
+        };
+        let attempts = |end: AttemptEnd| {
+            counter(
+                metric::PROVIDER_ATTEMPTS,
+                with(&[(label::OUTCOME, end.as_str())]),
+            )
+        };
+        Self {
+            succeeded: attempts(AttemptEnd::Success),
+            cancelled: attempts(AttemptEnd::Cancelled),
+            skipped_breaker_open: attempts(AttemptEnd::SkippedBreakerOpen),
+            skipped_rejected: attempts(AttemptEnd::SkippedRejected),
+            skipped_unsupported: attempts(AttemptEnd::SkippedUnsupported),
+            failed: std::array::from_fn(|_| OnceLock::new()),
+            duration: histogram(
+                metric::OPERATION_DURATION,
+                with(&[(label::OPERATION_NAME, value::CHAT)]),
+            ),
+            input_tokens: histogram(
+                metric::TOKEN_USAGE,
+                with(&[
+                    (label::OPERATION_NAME, value::CHAT),
+                    (label::TOKEN_TYPE, value::INPUT),
+                ]),
+            ),
+            output_tokens: histogram(
+                metric::TOKEN_USAGE,
+                with(&[
+                    (label::OPERATION_NAME, value::CHAT),
+                    (label::TOKEN_TYPE, value::OUTPUT),
+                ]),
+            ),
+            first_chunk: histogram(
+                metric::TIME_TO_FIRST_CHUNK,
+                with(&[(label::OPERATION_NAME, value::CHAT)]),
+            ),
+            longest_gap: histogram(metric::LONGEST_CHUNK_GAP, base()),
+            cost: counter(metric::COST, base()),
+            fallbacks: counter(metric::FALLBACKS, base()),
+            provider,
+            gen_ai_provider,
+            model,
+        }
+    }
+
+    /// An attempt that never called the provider.
+    pub(crate) fn skipped(&self, end: AttemptEnd) {
+        match end {
+            AttemptEnd::SkippedBreakerOpen => self.skipped_breaker_open.increment(1),
+            AttemptEnd::SkippedRejected => self.skipped_rejected.increment(1),
+            AttemptEnd::SkippedUnsupported => self.skipped_unsupported.increment(1),
+            AttemptEnd::Success | AttemptEnd::Failure(_) | AttemptEnd::Cancelled => {}
+        }
+    }
+
+    /// A call that ended: its outcome, duration, tokens and cost (`tenant`: the tenant's
+    /// label value when tenant labels are on).
+    pub(crate) fn called(
+        &self,
+        end: AttemptEnd,
+        latency: Duration,
+        usage: &TokenUsage,
+        cost: Usd,
+        tenant: Option<SharedString>,
+    ) {
+        match end {
+            AttemptEnd::Failure(kind) => {
+                let (attempts, duration) = self.failure(kind);
+                attempts.increment(1);
+                duration.record(seconds(latency));
+            }
+            AttemptEnd::Success => {
+                self.succeeded.increment(1);
+                self.duration.record(seconds(latency));
+            }
+            AttemptEnd::Cancelled => {
+                self.cancelled.increment(1);
+                self.duration.record(seconds(latency));
+            }
+            AttemptEnd::SkippedBreakerOpen
+            | AttemptEnd::SkippedRejected
+            | AttemptEnd::SkippedUnsupported => {}
+        }
+        // Billed tokens only: a call refused before generating anything reports none.
+        if usage.input_tokens > 0 || usage.output_tokens > 0 {
+            self.input_tokens.record(usage.input_tokens as f64);
+            self.output_tokens.record(usage.output_tokens as f64);
+        }
+        let nanos = cost.nanos();
+        if nanos > 0 {
+            match tenant {
+                Some(tenant) => metrics::counter!(
+                    metric::COST,
+                    label::PROVIDER => self.provider.clone(),
+                    label::PROVIDER_NAME => self.gen_ai_provider,
+                    label::REQUEST_MODEL => self.model.clone(),
+                    label::TENANT => tenant,
+                )
+                .increment(nanos),
+                None => self.cost.increment(nanos),
+            }
+        }
+    }
+
+    fn failure(&self, kind: ErrorKind) -> &(Counter, Histogram) {
+        let index = ErrorKind::ALL
+            .iter()
+            .position(|known| *known == kind)
+            .unwrap_or(0);
+        self.failed[index].get_or_init(|| {
+            let labels = || {
+                vec![
+                    Label::new(label::PROVIDER, self.provider.clone()),
+                    Label::from_static_parts(label::PROVIDER_NAME, self.gen_ai_provider),
+                    Label::new(label::REQUEST_MODEL, self.model.clone()),
+                    Label::from_static_parts(label::ERROR_TYPE, kind.as_str()),
+                ]
+            };
+            let mut attempts = labels();
+            attempts.push(Label::from_static_parts(label::OUTCOME, "failure"));
+            let mut duration = labels();
+            duration.push(Label::from_static_parts(label::OPERATION_NAME, value::CHAT));
+            (
+                counter(metric::PROVIDER_ATTEMPTS, attempts),
+                histogram(metric::OPERATION_DURATION, duration),
+            )
+        })
+    }
+
+    /// The answer came from this provider although an earlier one was tried or skipped.
+    pub(crate) fn fell_back(&self) {
+        self.fallbacks.increment(1);
+    }
+
+    /// A stream's first chunk of content arrived `after` its call started.
+    pub(crate) fn first_chunk(&self, after: Duration) {
+        self.first_chunk.record(seconds(after));
+    }
+
+    /// A stream ended; `gap` is the longest wait between two of its chunks.
+    pub(crate) fn longest_gap(&self, gap: Duration) {
+        self.longest_gap.record(seconds(gap));
+    }
+
+    /// The attempt's span, a child of the request's: the GenAI conventions' client span
+    /// (`chat {model}`), with how the attempt ended recorded by [`AttemptSpan`].
+    pub(crate) fn span(&self, fallback: bool) -> Span {
+        tracing::debug_span!(
+            span::ATTEMPT,
+            otel.name = Empty,
+            otel.kind = "client",
+            otel.status_code = Empty,
+            gen_ai.operation.name = value::CHAT,
+            gen_ai.provider.name = self.gen_ai_provider,
+            failover.provider = &*self.provider,
+            gen_ai.request.model = &*self.model,
+            failover.attempt = Empty,
+            failover.fallback = fallback,
+            failover.outcome = Empty,
+            error.type = Empty,
+            failover.retry_after_ms = Empty,
+            gen_ai.usage.input_tokens = Empty,
+            gen_ai.usage.output_tokens = Empty,
+        )
+    }
+}
+
+/// Records how an attempt ended on its span.
+pub(crate) fn end_attempt_span(
+    span: &Span,
+    end: AttemptEnd,
+    usage: Option<&TokenUsage>,
+    retry_after: Option<Duration>,
+) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("failover.outcome", end.as_str());
+    if let AttemptEnd::Failure(kind) = end {
+        span.record("error.type", kind.as_str());
+        span.record("otel.status_code", "ERROR");
+    }
+    if let Some(wait) = retry_after {
+        span.record(
+            "failover.retry_after_ms",
+            u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        );
+    }
+    if let Some(usage) = usage {
+        span.record("gen_ai.usage.input_tokens", usage.input_tokens);
+        span.record("gen_ai.usage.output_tokens", usage.output_tokens);
+    }
+}
+
+/// The request metrics of one logical model.
+#[derive(Debug)]
+struct RequestMetrics {
+    model: SharedString,
+    /// Per (stream or not, outcome): the requests counter and the duration histogram.
+    ended: [[OnceLock<(Counter, Histogram)>; RequestEnd::COUNT]; 2],
+}
+
+impl RequestMetrics {
+    fn new(model: &str) -> Self {
+        Self {
+            model: SharedString::from(Arc::<str>::from(model)),
+            ended: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
+        }
+    }
+
+    fn series(&self, streamed: bool, end: RequestEnd) -> &(Counter, Histogram) {
+        self.ended[usize::from(streamed)][end.index()].get_or_init(|| {
+            let labels = vec![
+                Label::from_static_parts(label::OUTCOME, end.as_str()),
+                Label::from_static_parts(label::STREAM, stream_label(streamed)),
+                Label::new(label::REQUEST_MODEL, self.model.clone()),
+            ];
+            (
+                counter(metric::REQUESTS, labels.clone()),
+                histogram(metric::REQUEST_DURATION, labels),
+            )
+        })
+    }
+}
+
+/// Every metric handle of one engine.
+#[derive(Debug)]
+pub(crate) struct EngineMetrics {
+    /// Per provider (in chain order), per concrete model.
+    calls: Vec<HashMap<String, Arc<CallMetrics>>>,
+    requests: HashMap<String, Arc<RequestMetrics>>,
+    unrouted: Arc<RequestMetrics>,
+    tenants: TenantLabels,
+}
+
+impl EngineMetrics {
+    /// Registers the handles of every route of `router` on `providers`.
+    pub(crate) fn new(
+        providers: &[Arc<dyn Provider>],
+        router: &Router,
+        tenant_series: usize,
+    ) -> Self {
+        let mut calls: Vec<HashMap<String, Arc<CallMetrics>>> =
+            providers.iter().map(|_| HashMap::new()).collect();
+        let mut requests = HashMap::new();
+        for (logical, provider_name, model) in router.entries() {
+            let Some(index) = providers.iter().position(|p| p.name() == provider_name) else {
+                continue;
+            };
+            let provider = &providers[index];
+            calls[index].entry(model.to_owned()).or_insert_with(|| {
+                Arc::new(CallMetrics::new(
+                    provider.name(),
+                    provider.gen_ai_provider_name(),
+                    model,
+                ))
+            });
+            requests
+                .entry(logical.to_owned())
+                .or_insert_with(|| Arc::new(RequestMetrics::new(logical)));
+        }
+        Self {
+            calls,
+            requests,
+            unrouted: Arc::new(RequestMetrics::new(UNROUTED_MODEL)),
+            tenants: TenantLabels::new(tenant_series),
+        }
+    }
+
+    /// The handles of provider `slot` serving `model`. Every route's pair is registered
+    /// when the engine is built; a pair that is not (none today) gets its own on the spot.
+    pub(crate) fn call(&self, slot: &dyn Provider, index: usize, model: &str) -> Arc<CallMetrics> {
+        match self.calls.get(index).and_then(|models| models.get(model)) {
+            Some(found) => Arc::clone(found),
+            None => Arc::new(CallMetrics::new(
+                slot.name(),
+                slot.gen_ai_provider_name(),
+                model,
+            )),
+        }
+    }
+
+    /// The tenant's label value, when tenant labels are on.
+    pub(crate) fn tenant(&self, tenant: &str) -> Option<SharedString> {
+        self.tenants.label(tenant)
+    }
+
+    fn requests_of(&self, model: &str) -> &Arc<RequestMetrics> {
+        self.requests.get(model).unwrap_or(&self.unrouted)
+    }
+}
+
+/// One request's span and its metrics, from arrival to its end; dropped unfinished, the
+/// request counts as cancelled (the caller went away).
+#[derive(Debug)]
+pub(crate) struct RequestTrace {
+    span: Span,
+    started: Instant,
+    streamed: bool,
+    requests: Arc<RequestMetrics>,
+    /// The tenant's label value, when tenant labels are on.
+    tenant: Option<SharedString>,
+    ended: bool,
+}
+
+/// What a request's span shows of it.
+pub(crate) struct RequestFacts<'a> {
+    pub(crate) request_id: &'a str,
+    pub(crate) tenant: &'a str,
+    pub(crate) agent: &'a str,
+    pub(crate) model: &'a str,
+    pub(crate) streamed: bool,
+}
+
+impl<'a> RequestFacts<'a> {
+    /// The facts of `request` (whose id the caller has set).
+    pub(crate) fn of(request: &'a CompletionRequest, streamed: bool) -> Self {
+        Self {
+            request_id: request.request_id.as_ref().map_or("", RequestId::as_str),
+            tenant: &request.tenant_id,
+            agent: &request.agent_id,
+            model: &request.model,
+            streamed,
+        }
+    }
+}
+
+impl RequestTrace {
+    /// Opens the request span.
+    pub(crate) fn start(metrics: &EngineMetrics, facts: &RequestFacts<'_>) -> Self {
+        let span = tracing::info_span!(
+            span::REQUEST,
+            failover.request_id = facts.request_id,
+            failover.tenant = facts.tenant,
+            gen_ai.agent.id = facts.agent,
+            gen_ai.request.model = facts.model,
+            failover.stream = facts.streamed,
+            failover.outcome = Empty,
+            failover.provider = Empty,
+            failover.cached = Empty,
+            failover.attempts = Empty,
+        );
+        Self {
+            span,
+            started: Instant::now(),
+            streamed: facts.streamed,
+            requests: Arc::clone(metrics.requests_of(facts.model)),
+            tenant: metrics.tenant(facts.tenant),
+            ended: false,
+        }
+    }
+
+    pub(crate) fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// Ends the request: its outcome on the span and in the metrics. `answered`: the
+    /// provider that answered and the attempts made.
+    pub(crate) fn finish(&mut self, end: RequestEnd, answered: Option<(&str, usize)>) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        if !self.span.is_disabled() {
+            self.span.record("failover.outcome", end.as_str());
+            self.span
+                .record("failover.cached", matches!(end, RequestEnd::Cached));
+            if let Some((provider, attempts)) = answered {
+                self.span.record("failover.provider", provider);
+                self.span.record("failover.attempts", attempts as u64);
+            }
+        }
+        let elapsed = seconds(self.started.elapsed());
+        match self.tenant.take() {
+            Some(tenant) => {
+                let labels = [
+                    Label::from_static_parts(label::OUTCOME, end.as_str()),
+                    Label::from_static_parts(label::STREAM, stream_label(self.streamed)),
+                    Label::new(label::REQUEST_MODEL, self.requests.model.clone()),
+                    Label::new(label::TENANT, tenant),
+                ];
+                metrics::counter!(metric::REQUESTS, labels.iter()).increment(1);
+                metrics::histogram!(metric::REQUEST_DURATION, labels.iter()).record(elapsed);
+            }
+            None => {
+                let (count, duration) = self.requests.series(self.streamed, end);
+                count.increment(1);
+                duration.record(elapsed);
+            }
+        }
+    }
+
+    /// Ends the request with `result`'s outcome.
+    pub(crate) fn finish_with<T>(
+        &mut self,
+        result: &Result<T, FailoverError>,
+        answered: impl FnOnce(&T) -> (RequestEnd, Option<(&str, usize)>),
+    ) {
+        match result {
+            Ok(value) => {
+                let (end, by) = answered(value);
+                self.finish(end, by);
+            }
+            Err(error) => self.finish(RequestEnd::of_error(error), None),
+        }
+    }
+}
+
+impl Drop for RequestTrace {
+    fn drop(&mut self) {
+        self.finish(RequestEnd::Cancelled, None);
+    }
+}
+
+fn stream_label(streamed: bool) -> &'static str {
+    if streamed { "true" } else { "false" }
+}
