@@ -156,3 +156,80 @@ fn the_help_names_the_backends_variables() {
         assert!(help.contains(variable), "{variable} in:\n{help}");
     }
 }
+
+/// The value of the exposition's sample `series` (a name and its labels, as rendered).
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok()).flatten()
+    })
+}
+
+#[test]
+fn the_demo_prints_the_prometheus_exposition_of_its_scenarios() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_failover"));
+    let output = command
+        .args(["demo", "--metrics"])
+        .env_remove("REDIS_URL")
+        .env_remove("DYNAMODB_ENDPOINT")
+        .output()
+        .expect("the failover binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let (_, exposition) = stdout
+        .split_once("== metrics (Prometheus exposition) ==")
+        .unwrap_or_else(|| panic!("no exposition in:\n{stdout}"));
+    let bedrock = "failover_provider=\"bedrock\",gen_ai_provider_name=\"aws.bedrock\",\
+                   gen_ai_request_model=\"anthropic.claude-3-5-sonnet-20240620-v1:0\"";
+    let openai =
+        "failover_provider=\"openai\",gen_ai_provider_name=\"openai\",gen_ai_request_model=\"gpt-4\"";
+    let attempts = |labels: &str, rest: &str| format!("failover_provider_attempts{{{labels},{rest}}}");
+    // 1: Bedrock answers; 2: Bedrock's 503, OpenAI answers; 3: Bedrock skipped, OpenAI
+    // answers; 4: the cache answers; 5: Bedrock skipped and OpenAI failing, three times,
+    // until OpenAI's breaker opens.
+    let expected = [
+        (attempts(bedrock, "failover_outcome=\"success\""), 1.0),
+        (
+            attempts(bedrock, "failover_outcome=\"failure\",error_type=\"unavailable\""),
+            1.0,
+        ),
+        (attempts(bedrock, "failover_outcome=\"skipped_breaker_open\""), 4.0),
+        (attempts(openai, "failover_outcome=\"success\""), 2.0),
+        (
+            attempts(openai, "failover_outcome=\"failure\",error_type=\"unavailable\""),
+            3.0,
+        ),
+        (format!("failover_fallbacks{{{openai}}}"), 2.0),
+        ("failover_cache_hits".to_owned(), 1.0),
+        (
+            "failover_requests{failover_outcome=\"cached\",failover_stream=\"false\",\
+             gen_ai_request_model=\"gpt-4\"}"
+                .to_owned(),
+            1.0,
+        ),
+        (
+            "failover_requests{failover_outcome=\"success\",failover_stream=\"false\",\
+             gen_ai_request_model=\"gpt-4\"}"
+                .to_owned(),
+            3.0,
+        ),
+        (
+            "failover_requests{failover_outcome=\"all_failed\",failover_stream=\"false\",\
+             gen_ai_request_model=\"gpt-4\"}"
+                .to_owned(),
+            3.0,
+        ),
+    ];
+    for (series, value) in expected {
+        assert_eq!(sample(exposition, &series), Some(value), "{series} in:\n{exposition}");
+    }
+    // Tokens and cost of the two answers each provider gave are there, and positive.
+    for labels in [bedrock, openai] {
+        let cost = sample(exposition, &format!("failover_cost_nano_usd{{{labels}}}"));
+        assert!(cost.is_some_and(|nanos| nanos > 0.0), "{labels}:\n{exposition}");
+    }
+    assert!(
+        exposition.contains("# TYPE gen_ai_client_operation_duration histogram"),
+        "{exposition}"
+    );
+}

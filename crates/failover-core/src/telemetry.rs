@@ -1,11 +1,12 @@
 //! What the engine tells `metrics` and `tracing`: the request span and its outcome, and the
 //! metric handles of every (provider, model) pair and logical model.
 //!
-//! Handles are registered when the adapter is built, so the hot path does no registry
-//! lookup, hashing or allocation per metric: install the `metrics` recorder before
-//! building the adapter. Series that depend on how a call ended (an error kind, a request
-//! outcome) are registered the first time they occur. Only tenant-labelled series (off by
-//! default, bounded by [`TenantLabels`]) go through the recorder on every request.
+//! Each series' handle is registered with the recorder the first time the series occurs
+//! and kept (per provider and model, per logical model), so the hot path does no registry
+//! lookup, hashing or allocation per metric, and no series exists for a route or an
+//! outcome that never occurred. Install the `metrics` recorder before the first request.
+//! Only tenant-labelled series (off by default, bounded by [`TenantLabels`]) go through the
+//! recorder on every request.
 //!
 //! No prompt, answer, key or upstream message is ever a label or a span field: labels are
 //! provider and model names from the configuration and fixed vocabularies; errors are
@@ -97,6 +98,20 @@ pub(crate) enum AttemptEnd {
 }
 
 impl AttemptEnd {
+    /// How many outcomes are not a failure (their counters need no error kind).
+    const NOT_FAILED: usize = 5;
+
+    /// The index of an outcome that is not a failure; failures are counted per kind.
+    fn index(self) -> usize {
+        match self {
+            AttemptEnd::Success | AttemptEnd::Failure(_) => 0,
+            AttemptEnd::Cancelled => 1,
+            AttemptEnd::SkippedBreakerOpen => 2,
+            AttemptEnd::SkippedRejected => 3,
+            AttemptEnd::SkippedUnsupported => 4,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             AttemptEnd::Success => "success",
@@ -122,101 +137,86 @@ fn seconds(duration: Duration) -> f64 {
     duration.as_secs_f64()
 }
 
+/// A metric handle registered with the recorder the first time it is used, so an adapter
+/// with many routes keeps no series for the pairs and outcomes that never occur.
+#[derive(Debug)]
+struct Lazy<T>(OnceLock<T>);
+
+impl<T> Default for Lazy<T> {
+    fn default() -> Self {
+        Self(OnceLock::new())
+    }
+}
+
+impl<T> Lazy<T> {
+    fn get(&self, register: impl FnOnce() -> T) -> &T {
+        self.0.get_or_init(register)
+    }
+}
+
 /// The metrics of one provider serving one concrete model.
 #[derive(Debug)]
 pub(crate) struct CallMetrics {
     provider: SharedString,
     gen_ai_provider: &'static str,
     model: SharedString,
-    succeeded: Counter,
-    cancelled: Counter,
-    skipped_breaker_open: Counter,
-    skipped_rejected: Counter,
-    skipped_unsupported: Counter,
+    /// Attempts that did not fail, per outcome ([`AttemptEnd::index`]).
+    attempts: [Lazy<Counter>; AttemptEnd::NOT_FAILED],
     /// Per error kind (in [`ErrorKind::ALL`] order): the attempts counter and the duration
     /// histogram labelled with it.
-    failed: [OnceLock<(Counter, Histogram)>; ErrorKind::ALL.len()],
-    duration: Histogram,
-    input_tokens: Histogram,
-    output_tokens: Histogram,
-    first_chunk: Histogram,
-    longest_gap: Histogram,
-    cost: Counter,
-    fallbacks: Counter,
+    failed: [Lazy<(Counter, Histogram)>; ErrorKind::ALL.len()],
+    duration: Lazy<Histogram>,
+    tokens: Lazy<(Histogram, Histogram)>,
+    first_chunk: Lazy<Histogram>,
+    longest_gap: Lazy<Histogram>,
+    cost: Lazy<Counter>,
+    fallbacks: Lazy<Counter>,
 }
 
 impl CallMetrics {
     fn new(provider: &str, gen_ai_provider: &'static str, model: &str) -> Self {
-        let provider = SharedString::from(Arc::<str>::from(provider));
-        let model = SharedString::from(Arc::<str>::from(model));
-        let base = || {
-            vec![
-                Label::new(label::PROVIDER, provider.clone()),
-                Label::from_static_parts(label::PROVIDER_NAME, gen_ai_provider),
-                Label::new(label::REQUEST_MODEL, model.clone()),
-            ]
-        };
-        let with = |extra: &[(&'static str, &'static str)]| {
-            let mut labels = base();
-            labels.extend(
-                extra
-                    .iter()
-                    .map(|(key, value)| Label::from_static_parts(key, value)),
-            );
-            labels
-        };
-        let attempts = |end: AttemptEnd| {
+        Self {
+            provider: SharedString::from(Arc::<str>::from(provider)),
+            gen_ai_provider,
+            model: SharedString::from(Arc::<str>::from(model)),
+            attempts: std::array::from_fn(|_| Lazy::default()),
+            failed: std::array::from_fn(|_| Lazy::default()),
+            duration: Lazy::default(),
+            tokens: Lazy::default(),
+            first_chunk: Lazy::default(),
+            longest_gap: Lazy::default(),
+            cost: Lazy::default(),
+            fallbacks: Lazy::default(),
+        }
+    }
+
+    /// The labels every series of this pair has, and `extra`.
+    fn labels(&self, extra: &[(&'static str, &'static str)]) -> Vec<Label> {
+        let mut labels = vec![
+            Label::new(label::PROVIDER, self.provider.clone()),
+            Label::from_static_parts(label::PROVIDER_NAME, self.gen_ai_provider),
+            Label::new(label::REQUEST_MODEL, self.model.clone()),
+        ];
+        labels.extend(
+            extra
+                .iter()
+                .map(|(key, value)| Label::from_static_parts(key, value)),
+        );
+        labels
+    }
+
+    fn attempt(&self, end: AttemptEnd) -> &Counter {
+        self.attempts[end.index()].get(|| {
             counter(
                 metric::PROVIDER_ATTEMPTS,
-                with(&[(label::OUTCOME, end.as_str())]),
+                self.labels(&[(label::OUTCOME, end.as_str())]),
             )
-        };
-        Self {
-            succeeded: attempts(AttemptEnd::Success),
-            cancelled: attempts(AttemptEnd::Cancelled),
-            skipped_breaker_open: attempts(AttemptEnd::SkippedBreakerOpen),
-            skipped_rejected: attempts(AttemptEnd::SkippedRejected),
-            skipped_unsupported: attempts(AttemptEnd::SkippedUnsupported),
-            failed: std::array::from_fn(|_| OnceLock::new()),
-            duration: histogram(
-                metric::OPERATION_DURATION,
-                with(&[(label::OPERATION_NAME, value::CHAT)]),
-            ),
-            input_tokens: histogram(
-                metric::TOKEN_USAGE,
-                with(&[
-                    (label::OPERATION_NAME, value::CHAT),
-                    (label::TOKEN_TYPE, value::INPUT),
-                ]),
-            ),
-            output_tokens: histogram(
-                metric::TOKEN_USAGE,
-                with(&[
-                    (label::OPERATION_NAME, value::CHAT),
-                    (label::TOKEN_TYPE, value::OUTPUT),
-                ]),
-            ),
-            first_chunk: histogram(
-                metric::TIME_TO_FIRST_CHUNK,
-                with(&[(label::OPERATION_NAME, value::CHAT)]),
-            ),
-            longest_gap: histogram(metric::LONGEST_CHUNK_GAP, base()),
-            cost: counter(metric::COST, base()),
-            fallbacks: counter(metric::FALLBACKS, base()),
-            provider,
-            gen_ai_provider,
-            model,
-        }
+        })
     }
 
     /// An attempt that never called the provider.
     pub(crate) fn skipped(&self, end: AttemptEnd) {
-        match end {
-            AttemptEnd::SkippedBreakerOpen => self.skipped_breaker_open.increment(1),
-            AttemptEnd::SkippedRejected => self.skipped_rejected.increment(1),
-            AttemptEnd::SkippedUnsupported => self.skipped_unsupported.increment(1),
-            AttemptEnd::Success | AttemptEnd::Failure(_) | AttemptEnd::Cancelled => {}
-        }
+        self.attempt(end).increment(1);
     }
 
     /// A call that ended: its outcome, duration, tokens and cost (`tenant`: the tenant's
@@ -229,41 +229,52 @@ impl CallMetrics {
         cost: Usd,
         tenant: Option<SharedString>,
     ) {
-        match end {
+        let duration = match end {
             AttemptEnd::Failure(kind) => {
                 let (attempts, duration) = self.failure(kind);
                 attempts.increment(1);
-                duration.record(seconds(latency));
+                duration
             }
-            AttemptEnd::Success => {
-                self.succeeded.increment(1);
-                self.duration.record(seconds(latency));
+            _ => {
+                self.attempt(end).increment(1);
+                self.duration.get(|| {
+                    histogram(
+                        metric::OPERATION_DURATION,
+                        self.labels(&[(label::OPERATION_NAME, value::CHAT)]),
+                    )
+                })
             }
-            AttemptEnd::Cancelled => {
-                self.cancelled.increment(1);
-                self.duration.record(seconds(latency));
-            }
-            AttemptEnd::SkippedBreakerOpen
-            | AttemptEnd::SkippedRejected
-            | AttemptEnd::SkippedUnsupported => {}
-        }
+        };
+        duration.record(seconds(latency));
         // Billed tokens only: a call refused before generating anything reports none.
         if usage.input_tokens > 0 || usage.output_tokens > 0 {
-            self.input_tokens.record(usage.input_tokens as f64);
-            self.output_tokens.record(usage.output_tokens as f64);
+            let (input, output) = self.tokens.get(|| {
+                let tokens = |kind| {
+                    histogram(
+                        metric::TOKEN_USAGE,
+                        self.labels(&[
+                            (label::OPERATION_NAME, value::CHAT),
+                            (label::TOKEN_TYPE, kind),
+                        ]),
+                    )
+                };
+                (tokens(value::INPUT), tokens(value::OUTPUT))
+            });
+            input.record(usage.input_tokens as f64);
+            output.record(usage.output_tokens as f64);
         }
         let nanos = cost.nanos();
         if nanos > 0 {
             match tenant {
-                Some(tenant) => metrics::counter!(
-                    metric::COST,
-                    label::PROVIDER => self.provider.clone(),
-                    label::PROVIDER_NAME => self.gen_ai_provider,
-                    label::REQUEST_MODEL => self.model.clone(),
-                    label::TENANT => tenant,
-                )
-                .increment(nanos),
-                None => self.cost.increment(nanos),
+                Some(tenant) => {
+                    let mut labels = self.labels(&[]);
+                    labels.push(Label::new(label::TENANT, tenant));
+                    counter(metric::COST, labels).increment(nanos);
+                }
+                None => self
+                    .cost
+                    .get(|| counter(metric::COST, self.labels(&[])))
+                    .increment(nanos),
             }
         }
     }
@@ -273,39 +284,50 @@ impl CallMetrics {
             .iter()
             .position(|known| *known == kind)
             .unwrap_or(0);
-        self.failed[index].get_or_init(|| {
-            let labels = || {
-                vec![
-                    Label::new(label::PROVIDER, self.provider.clone()),
-                    Label::from_static_parts(label::PROVIDER_NAME, self.gen_ai_provider),
-                    Label::new(label::REQUEST_MODEL, self.model.clone()),
-                    Label::from_static_parts(label::ERROR_TYPE, kind.as_str()),
-                ]
-            };
-            let mut attempts = labels();
-            attempts.push(Label::from_static_parts(label::OUTCOME, "failure"));
-            let mut duration = labels();
-            duration.push(Label::from_static_parts(label::OPERATION_NAME, value::CHAT));
+        self.failed[index].get(|| {
             (
-                counter(metric::PROVIDER_ATTEMPTS, attempts),
-                histogram(metric::OPERATION_DURATION, duration),
+                counter(
+                    metric::PROVIDER_ATTEMPTS,
+                    self.labels(&[
+                        (label::OUTCOME, AttemptEnd::Failure(kind).as_str()),
+                        (label::ERROR_TYPE, kind.as_str()),
+                    ]),
+                ),
+                histogram(
+                    metric::OPERATION_DURATION,
+                    self.labels(&[
+                        (label::OPERATION_NAME, value::CHAT),
+                        (label::ERROR_TYPE, kind.as_str()),
+                    ]),
+                ),
             )
         })
     }
 
     /// The answer came from this provider although an earlier one was tried or skipped.
     pub(crate) fn fell_back(&self) {
-        self.fallbacks.increment(1);
+        self.fallbacks
+            .get(|| counter(metric::FALLBACKS, self.labels(&[])))
+            .increment(1);
     }
 
     /// A stream's first chunk of content arrived `after` its call started.
     pub(crate) fn first_chunk(&self, after: Duration) {
-        self.first_chunk.record(seconds(after));
+        self.first_chunk
+            .get(|| {
+                histogram(
+                    metric::TIME_TO_FIRST_CHUNK,
+                    self.labels(&[(label::OPERATION_NAME, value::CHAT)]),
+                )
+            })
+            .record(seconds(after));
     }
 
     /// A stream ended; `gap` is the longest wait between two of its chunks.
     pub(crate) fn longest_gap(&self, gap: Duration) {
-        self.longest_gap.record(seconds(gap));
+        self.longest_gap
+            .get(|| histogram(metric::LONGEST_CHUNK_GAP, self.labels(&[])))
+            .record(seconds(gap));
     }
 
     /// The attempt's span, a child of the request's: the GenAI conventions' client span
@@ -363,19 +385,19 @@ pub(crate) fn end_attempt_span(
 struct RequestMetrics {
     model: SharedString,
     /// Per (stream or not, outcome): the requests counter and the duration histogram.
-    ended: [[OnceLock<(Counter, Histogram)>; RequestEnd::COUNT]; 2],
+    ended: [[Lazy<(Counter, Histogram)>; RequestEnd::COUNT]; 2],
 }
 
 impl RequestMetrics {
     fn new(model: &str) -> Self {
         Self {
             model: SharedString::from(Arc::<str>::from(model)),
-            ended: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
+            ended: std::array::from_fn(|_| std::array::from_fn(|_| Lazy::default())),
         }
     }
 
     fn series(&self, streamed: bool, end: RequestEnd) -> &(Counter, Histogram) {
-        self.ended[usize::from(streamed)][end.index()].get_or_init(|| {
+        self.ended[usize::from(streamed)][end.index()].get(|| {
             let labels = vec![
                 Label::from_static_parts(label::OUTCOME, end.as_str()),
                 Label::from_static_parts(label::STREAM, stream_label(streamed)),

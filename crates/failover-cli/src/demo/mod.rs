@@ -38,6 +38,7 @@ use std::error::Error;
 use std::time::Duration;
 
 use failover_core::{AdapterConfig, FailoverAdapter};
+use failover_telemetry::prometheus::PrometheusMetrics;
 use failover_usage::UsageQuery;
 
 use backends::Backends;
@@ -64,6 +65,11 @@ pub(crate) struct DemoArgs {
         value_name = "NAME"
     )]
     dynamodb_table: String,
+    /// After the report, print the Prometheus exposition of the run: every metric the
+    /// scenarios moved (requests, attempts, fallbacks, tokens, cost, cache, breakers, the
+    /// usage sink).
+    #[arg(long)]
+    metrics: bool,
 }
 
 /// The seed's tenant; the demo appends the run's id, so its records never mix with those
@@ -78,6 +84,12 @@ fn run_id() -> String {
 /// Runs the scenarios and prints the report; `Err` when the system is not as the seed
 /// expects (or could not be assembled).
 pub(crate) async fn run(args: DemoArgs) -> Result<(), Box<dyn Error>> {
+    // Before anything registers a metric: the adapter registers its handles when built.
+    let prometheus = if args.metrics {
+        Some(PrometheusMetrics::install()?)
+    } else {
+        None
+    };
     let run = run_id();
     let tenant = format!("{TENANT}_{run}");
     let backends = Backends::from_args(&args, &run).await?;
@@ -121,6 +133,9 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Box<dyn Error>> {
     let stats = adapter.usage_stats(&UsageQuery::tenant(&tenant)).await?;
     report::print_ledger(&tenant, &backends, &stats);
     report::print_health(&adapter);
+    if let Some(prometheus) = &prometheus {
+        report::print_metrics(prometheus);
+    }
 
     let mut failures: Vec<String> = rows
         .iter()

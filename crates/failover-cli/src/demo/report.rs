@@ -2,6 +2,7 @@
 //! in full), the breaker transitions and cache counters, the usage ledger and the health
 //! after the breakers were reset.
 
+use failover_telemetry::prometheus::PrometheusMetrics;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use failover_core::FailoverAdapter;
 use failover_usage::UsageStats;
@@ -180,4 +181,11 @@ pub(crate) fn print_health(adapter: &FailoverAdapter) {
         health.status,
         states.join(", ")
     );
+}
+
+/// The Prometheus exposition of the run (`--metrics`), as a `/metrics` route would serve
+/// it.
+pub(crate) fn print_metrics(prometheus: &PrometheusMetrics) {
+    println!("\n== metrics (Prometheus exposition) ==");
+    print!("{}", prometheus.render());
 }
