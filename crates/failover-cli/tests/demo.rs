@@ -181,22 +181,31 @@ fn the_demo_prints_the_prometheus_exposition_of_its_scenarios() {
         .unwrap_or_else(|| panic!("no exposition in:\n{stdout}"));
     let bedrock = "failover_provider=\"bedrock\",gen_ai_provider_name=\"aws.bedrock\",\
                    gen_ai_request_model=\"anthropic.claude-3-5-sonnet-20240620-v1:0\"";
-    let openai =
-        "failover_provider=\"openai\",gen_ai_provider_name=\"openai\",gen_ai_request_model=\"gpt-4\"";
-    let attempts = |labels: &str, rest: &str| format!("failover_provider_attempts{{{labels},{rest}}}");
+    let openai = "failover_provider=\"openai\",gen_ai_provider_name=\"openai\",gen_ai_request_model=\"gpt-4\"";
+    let attempts =
+        |labels: &str, rest: &str| format!("failover_provider_attempts{{{labels},{rest}}}");
     // 1: Bedrock answers; 2: Bedrock's 503, OpenAI answers; 3: Bedrock skipped, OpenAI
     // answers; 4: the cache answers; 5: Bedrock skipped and OpenAI failing, three times,
     // until OpenAI's breaker opens.
     let expected = [
         (attempts(bedrock, "failover_outcome=\"success\""), 1.0),
         (
-            attempts(bedrock, "failover_outcome=\"failure\",error_type=\"unavailable\""),
+            attempts(
+                bedrock,
+                "failover_outcome=\"failure\",error_type=\"unavailable\"",
+            ),
             1.0,
         ),
-        (attempts(bedrock, "failover_outcome=\"skipped_breaker_open\""), 4.0),
+        (
+            attempts(bedrock, "failover_outcome=\"skipped_breaker_open\""),
+            4.0,
+        ),
         (attempts(openai, "failover_outcome=\"success\""), 2.0),
         (
-            attempts(openai, "failover_outcome=\"failure\",error_type=\"unavailable\""),
+            attempts(
+                openai,
+                "failover_outcome=\"failure\",error_type=\"unavailable\"",
+            ),
             3.0,
         ),
         (format!("failover_fallbacks{{{openai}}}"), 2.0),
@@ -221,12 +230,19 @@ fn the_demo_prints_the_prometheus_exposition_of_its_scenarios() {
         ),
     ];
     for (series, value) in expected {
-        assert_eq!(sample(exposition, &series), Some(value), "{series} in:\n{exposition}");
+        assert_eq!(
+            sample(exposition, &series),
+            Some(value),
+            "{series} in:\n{exposition}"
+        );
     }
     // Tokens and cost of the two answers each provider gave are there, and positive.
     for labels in [bedrock, openai] {
         let cost = sample(exposition, &format!("failover_cost_nano_usd{{{labels}}}"));
-        assert!(cost.is_some_and(|nanos| nanos > 0.0), "{labels}:\n{exposition}");
+        assert!(
+            cost.is_some_and(|nanos| nanos > 0.0),
+            "{labels}:\n{exposition}"
+        );
     }
     assert!(
         exposition.contains("# TYPE gen_ai_client_operation_duration histogram"),

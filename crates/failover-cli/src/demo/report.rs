@@ -2,9 +2,9 @@
 //! in full), the breaker transitions and cache counters, the usage ledger and the health
 //! after the breakers were reset.
 
-use failover_telemetry::prometheus::PrometheusMetrics;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use failover_core::FailoverAdapter;
+use failover_telemetry::prometheus::PrometheusMetrics;
 use failover_usage::UsageStats;
 
 use super::backends::Backends;
