@@ -1,5 +1,6 @@
 //! The adapter's own overhead: a cache miss answered at once by a scripted provider, and a
-//! cache hit, both with the memory cache and the memory usage sink.
+//! cache hit, both with the memory cache and the memory usage sink — with nothing observing,
+//! with the Prometheus recorder, and with a `tracing` subscriber at INFO.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +10,7 @@ use failover_breaker::BreakerConfig;
 use failover_cache::MemoryCache;
 use failover_core::FailoverAdapter;
 use failover_provider::CompletionRequest;
+use failover_telemetry::prometheus::PrometheusMetrics;
 use failover_testkit::ScriptedProvider;
 use failover_usage::MemoryUsageSink;
 
@@ -34,13 +36,57 @@ fn request(prompt: String) -> CompletionRequest {
         .max_tokens(10)
 }
 
+/// What observes the adapter during a run.
+#[derive(Clone, Copy)]
+enum Observer {
+    /// No `metrics` recorder, no `tracing` subscriber: the instrumentation's floor.
+    Nothing,
+    /// The Prometheus recorder (as `failover serve` and `failover demo --metrics` install it).
+    Prometheus,
+    /// A `tracing` subscriber at INFO formatting to a null writer (the request span is
+    /// INFO; the attempt, cache and usage spans are DEBUG).
+    TracingInfo,
+}
+
+impl Observer {
+    fn name(self) -> &'static str {
+        match self {
+            Observer::Nothing => "no_recorder",
+            Observer::Prometheus => "prometheus",
+            Observer::TracingInfo => "tracing_info",
+        }
+    }
+}
+
 fn bench_adapter(c: &mut Criterion) {
+    for observer in [Observer::Nothing, Observer::Prometheus, Observer::TracingInfo] {
+        // The thread's default recorder and subscriber for this group only; the adapters
+        // are built (and their handles registered) inside it.
+        let (recorder, prometheus) = PrometheusMetrics::recorder().unwrap();
+        let _recorder = matches!(observer, Observer::Prometheus)
+            .then(|| metrics::set_default_local_recorder(&recorder));
+        let _subscriber = matches!(observer, Observer::TracingInfo).then(|| {
+            tracing::subscriber::set_default(
+                tracing_subscriber::fmt()
+                    .with_max_level(tracing::Level::INFO)
+                    .with_writer(std::io::sink)
+                    .finish(),
+            )
+        });
+        bench_paths(c, observer.name());
+        if matches!(observer, Observer::Prometheus) {
+            // The recorder saw the runs: the exposition holds the requests.
+            assert!(prometheus.render().contains("failover_requests"));
+        }
+    }
+}
+
+fn bench_paths(c: &mut Criterion, observer: &str) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
-    let mut group = c.benchmark_group("adapter");
-
+    let mut group = c.benchmark_group(format!("adapter/{observer}"));
     let miss_adapter = adapter();
     let counter = AtomicU64::new(0);
     group.bench_function("cache_miss_provider_answers_at_once", |b| {
