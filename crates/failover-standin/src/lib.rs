@@ -3,6 +3,8 @@
 pub mod bedrock_server;
 #[cfg(feature = "clients")]
 mod clients;
+#[cfg(feature = "collector")]
+pub mod collector;
 pub mod eventstream;
 pub mod openai_fixtures;
 pub mod seed;

@@ -15,6 +15,8 @@
 //! ([`TenantLabels`]): an unbounded label is an outage of the metrics backend.
 
 pub mod names;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 mod tenants;
