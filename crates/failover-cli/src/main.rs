@@ -1,6 +1,7 @@
 //! `failover`: the llm-failover command line.
 
 mod demo;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 
@@ -26,17 +27,24 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FAILOVER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Demo(args) => demo::run(args).await,
+    let prometheus = match &cli.command {
+        Command::Demo(args) => args.metrics,
     };
+    let telemetry = match telemetry::Telemetry::init(prometheus) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("failover: cannot set up telemetry: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args, telemetry.prometheus()).await,
+    };
+    // Spans and metrics of the run reach the collector before the process exits.
+    if let Err(error) = telemetry.shutdown().await {
+        eprintln!("failover: telemetry export failed: {error}");
+    }
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -59,7 +59,11 @@ impl Observer {
 }
 
 fn bench_adapter(c: &mut Criterion) {
-    for observer in [Observer::Nothing, Observer::Prometheus, Observer::TracingInfo] {
+    for observer in [
+        Observer::Nothing,
+        Observer::Prometheus,
+        Observer::TracingInfo,
+    ] {
         // The thread's default recorder and subscriber for this group only; the adapters
         // are built (and their handles registered) inside it.
         let (recorder, prometheus) = PrometheusMetrics::recorder().unwrap();

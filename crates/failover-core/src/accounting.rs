@@ -52,7 +52,7 @@ impl Ledger {
             failover.usage.sink = self.sink.name(),
             failover.provider = %record.provider,
             failover.outcome = record.outcome.as_str(),
-            failover.attempt = record.attempt,
+            failover.attempt = i64::from(record.attempt),
             failover.usage_estimated = record.usage_estimated,
         )
         .entered();

@@ -184,7 +184,8 @@ impl Attempt {
             }
             Ok(permit) => {
                 *calls_made += 1;
-                self.span.record("failover.attempt", *calls_made);
+                self.span
+                    .record("failover.attempt", crate::telemetry::as_i64(*calls_made));
                 self.phase = Phase::Calling {
                     permit: Some(permit),
                     number: *calls_made,

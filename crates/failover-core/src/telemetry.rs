@@ -335,7 +335,7 @@ impl CallMetrics {
     pub(crate) fn span(&self, fallback: bool) -> Span {
         tracing::debug_span!(
             span::ATTEMPT,
-            otel.name = Empty,
+            otel.name = %format_args!("{} {}", value::CHAT, &*self.model),
             otel.kind = "client",
             otel.status_code = Empty,
             gen_ai.operation.name = value::CHAT,
@@ -351,6 +351,12 @@ impl CallMetrics {
             gen_ai.usage.output_tokens = Empty,
         )
     }
+}
+
+/// Numbers go to spans as `i64`: OpenTelemetry attributes have no unsigned integers, and
+/// `tracing-opentelemetry` exports a `u64` field as a string.
+pub(crate) fn as_i64(value: impl TryInto<i64>) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
 }
 
 /// Records how an attempt ended on its span.
@@ -369,14 +375,11 @@ pub(crate) fn end_attempt_span(
         span.record("otel.status_code", "ERROR");
     }
     if let Some(wait) = retry_after {
-        span.record(
-            "failover.retry_after_ms",
-            u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-        );
+        span.record("failover.retry_after_ms", as_i64(wait.as_millis()));
     }
     if let Some(usage) = usage {
-        span.record("gen_ai.usage.input_tokens", usage.input_tokens);
-        span.record("gen_ai.usage.output_tokens", usage.output_tokens);
+        span.record("gen_ai.usage.input_tokens", as_i64(usage.input_tokens));
+        span.record("gen_ai.usage.output_tokens", as_i64(usage.output_tokens));
     }
 }
 
@@ -554,7 +557,7 @@ impl RequestTrace {
                 .record("failover.cached", matches!(end, RequestEnd::Cached));
             if let Some((provider, attempts)) = answered {
                 self.span.record("failover.provider", provider);
-                self.span.record("failover.attempts", attempts as u64);
+                self.span.record("failover.attempts", as_i64(attempts));
             }
         }
         let elapsed = seconds(self.started.elapsed());

@@ -69,7 +69,7 @@ pub(crate) struct DemoArgs {
     /// scenarios moved (requests, attempts, fallbacks, tokens, cost, cache, breakers, the
     /// usage sink).
     #[arg(long)]
-    metrics: bool,
+    pub(crate) metrics: bool,
 }
 
 /// The seed's tenant; the demo appends the run's id, so its records never mix with those
@@ -83,13 +83,11 @@ fn run_id() -> String {
 
 /// Runs the scenarios and prints the report; `Err` when the system is not as the seed
 /// expects (or could not be assembled).
-pub(crate) async fn run(args: DemoArgs) -> Result<(), Box<dyn Error>> {
-    // Before anything registers a metric: the adapter registers its handles when built.
-    let prometheus = if args.metrics {
-        Some(PrometheusMetrics::install()?)
-    } else {
-        None
-    };
+/// `prometheus`: the exposition to print after the report (`--metrics`).
+pub(crate) async fn run(
+    args: DemoArgs,
+    prometheus: Option<&PrometheusMetrics>,
+) -> Result<(), Box<dyn Error>> {
     let run = run_id();
     let tenant = format!("{TENANT}_{run}");
     let backends = Backends::from_args(&args, &run).await?;
@@ -133,7 +131,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Box<dyn Error>> {
     let stats = adapter.usage_stats(&UsageQuery::tenant(&tenant)).await?;
     report::print_ledger(&tenant, &backends, &stats);
     report::print_health(&adapter);
-    if let Some(prometheus) = &prometheus {
+    if let Some(prometheus) = prometheus {
         report::print_metrics(prometheus);
     }
 
