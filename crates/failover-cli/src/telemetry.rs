@@ -14,9 +14,8 @@ use tracing_subscriber::prelude::*;
 
 /// The log filter variable, for the lines on stderr.
 const LOG_ENV: &str = "FAILOVER_LOG";
-/// The filter of the spans exported over OTLP: every engine span (the request span is INFO,
-/// its attempts, cache and usage spans DEBUG), and warnings of everything else as span
-/// events. Not the HTTP stack's own spans: the exporter's requests would trace themselves.
+/// The filter of the spans exported over OTLP: every engine span (all DEBUG), and warnings
+/// of everything else as span events. Not the HTTP stack's own spans: the exporter's requests would trace themselves.
 #[cfg(feature = "otlp")]
 const OTLP_FILTER_ENV: &str = "FAILOVER_OTLP_FILTER";
 #[cfg(feature = "otlp")]

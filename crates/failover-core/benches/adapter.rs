@@ -43,8 +43,8 @@ enum Observer {
     Nothing,
     /// The Prometheus recorder (as `failover serve` and `failover demo --metrics` install it).
     Prometheus,
-    /// A `tracing` subscriber at INFO formatting to a null writer (the request span is
-    /// INFO; the attempt, cache and usage spans are DEBUG).
+    /// A `tracing` subscriber at INFO formatting to a null writer (the engine's spans are
+    /// DEBUG).
     TracingInfo,
 }
 

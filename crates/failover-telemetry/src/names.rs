@@ -135,11 +135,12 @@ pub mod value {
     pub const ERROR: &str = "error";
 }
 
-/// Span names. Every span is created through `tracing`, so any subscriber sees them;
+/// Span names. Every span is created through `tracing` at DEBUG (so a service logging at
+/// INFO pays nothing for them), and any subscriber that enables them sees them;
 /// the `otel.name` field carries the GenAI convention's name (`chat {model}`) for
 /// OpenTelemetry.
 pub mod span {
-    /// One request, from validation to its answer (INFO).
+    /// One request, from validation to its answer (DEBUG).
     pub const REQUEST: &str = "failover.request";
     /// One provider call (DEBUG).
     pub const ATTEMPT: &str = "failover.attempt";

@@ -428,8 +428,8 @@ impl OtlpPipeline {
 
     /// The layer exporting spans; `None` when span export is off (`Option<Layer>` is a
     /// layer, so `registry().with(pipeline.layer())` works either way). Which spans it
-    /// sees is up to the subscriber's filters: the engine's attempt and cache spans are
-    /// `DEBUG`, its request span `INFO`. Filter it by target (`failover_core=debug`)
+    /// sees is up to the subscriber's filters: the engine's spans are `DEBUG`. Filter it
+    /// by target (`failover_core=debug`)
     /// rather than by a global `TRACE`, which would also export the HTTP stack's own spans,
     /// the exporter's included.
     pub fn layer<S>(&self) -> Option<OpenTelemetryLayer<S, SdkTracer>>
