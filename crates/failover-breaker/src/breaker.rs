@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
+use crate::telemetry;
 use crate::tenants::{ANONYMOUS, TenantCap, tenant_key};
 use crate::time_window::TimeWindow;
 use crate::window::{FAILURE, SUCCESS, Window};
@@ -98,6 +99,9 @@ struct Core {
 struct Locked {
     /// The name in the transition logs (the provider's).
     name: Arc<str>,
+    /// Whether `name` was given ([`CircuitBreaker::with_name`]): only named breakers emit
+    /// metrics (see there).
+    named: bool,
     rng: fastrand::Rng,
     trips: u32,
     /// Trips since the last close: the backoff exponent.
@@ -175,6 +179,7 @@ impl CircuitBreaker {
             window_seconds: config.window_seconds(),
             locked: Mutex::new(Locked {
                 name: Arc::from(UNNAMED),
+                named: false,
                 rng,
                 trips: 0,
                 streak: 0,
@@ -207,11 +212,30 @@ impl CircuitBreaker {
         })
     }
 
-    /// Names the breaker (the provider it guards) in its transition logs; clones share the
-    /// name. Unnamed breakers log as `unnamed`.
+    /// Names the breaker (the provider it guards) in its transition logs and metrics; clones
+    /// share the name. Unnamed breakers log as `unnamed`.
+    ///
+    /// Naming also starts the breaker's metrics, labelled `failover.provider = name`: the
+    /// state gauge `failover.breaker.state` is published at once (1 for the current state, 0
+    /// for the others), and from then on every transition counts in
+    /// `failover.breaker.transitions` and moves the gauge. Unnamed breakers emit no metrics:
+    /// their series would all be `unnamed`, where several breakers' one-hot gauges would
+    /// overwrite each other. Renaming zeroes the old name's gauge. Names are meant to be
+    /// unique per process (one breaker per provider), for the same reason.
     #[must_use]
     pub fn with_name(self, name: impl Into<Arc<str>>) -> Self {
-        self.shared.core.lock().name = name.into();
+        let core = &*self.shared.core;
+        let mut g = core.lock();
+        let name = name.into();
+        if g.named && g.name != name {
+            telemetry::retire(&g.name);
+        }
+        g.name = name;
+        g.named = true;
+        // Under the lock, which every transition holds: no transition can slip between
+        // reading the state and publishing it.
+        telemetry::publish(&g.name, state_of(core.word.load(Ordering::Acquire)));
+        drop(g);
         self
     }
 
@@ -675,9 +699,13 @@ impl Core {
     }
 
     /// One line per transition: `warn` when calls start being refused (OPEN, FORCED_OPEN),
-    /// `info` otherwise. Logged under the lock, so lines come in the order of the transitions
+    /// `info` otherwise; and, for a named breaker, the transition counter and state gauge.
+    /// Logged under the lock, so lines and gauge writes come in the order of the transitions
     /// (transitions are rare, and the CLOSED hot path never takes the lock).
     fn log_transition(&self, g: &mut Locked, from: BreakerState, to: BreakerState, now: Instant) {
+        if g.named {
+            telemetry::transition(&g.name, from, to);
+        }
         let (successes, failures) = self.counts(g, now);
         let failure_rate = rate(successes, failures);
         let open_for_ms = g

@@ -4,6 +4,7 @@ mod breaker;
 mod clock;
 mod config;
 mod permit;
+mod telemetry;
 mod tenants;
 mod time_window;
 mod window;
@@ -72,6 +73,29 @@ impl BreakerState {
             BreakerState::ForcedClosed => "FORCED_CLOSED",
         }
     }
+
+    /// The metric label spelling (`failover.breaker.state`, `.from`, `.to`): `closed`,
+    /// `open`, `half_open`, `forced_open`, `forced_closed`. Lower snake case, as every other
+    /// label value, while [`as_str`](Self::as_str) keeps the seed's spelling for logs and
+    /// the health report.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+            BreakerState::ForcedOpen => "forced_open",
+            BreakerState::ForcedClosed => "forced_closed",
+        }
+    }
+
+    /// Every state, in declaration order (the one-hot state gauge sets one series per state).
+    pub const ALL: [BreakerState; 5] = [
+        BreakerState::Closed,
+        BreakerState::Open,
+        BreakerState::HalfOpen,
+        BreakerState::ForcedOpen,
+        BreakerState::ForcedClosed,
+    ];
 }
 
 impl std::fmt::Display for BreakerState {

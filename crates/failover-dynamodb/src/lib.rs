@@ -7,6 +7,7 @@ mod reader;
 mod spill;
 mod store;
 mod table;
+mod telemetry;
 mod writer;
 
 use std::fmt;
@@ -129,6 +130,9 @@ impl DynamoDbUsageSink {
             shutdown_deadline: tokio::sync::watch::Sender::new(None),
             config,
         });
+        // A dashboard sees the depth before the first record: 0, or what an earlier run left
+        // in the spill file.
+        shared.publish_depth();
         let (spill_tx, spill_rx) = mpsc::channel(shared.config.spill_queue_capacity);
         let spill_thread = {
             let shared = shared.clone();
@@ -321,6 +325,7 @@ impl DynamoDbUsageSink {
         match self.spill_tx.try_send(SpillMsg::Record(record)) {
             Ok(()) => {
                 c.accepted.fetch_add(1, Ordering::Relaxed);
+                self.shared.publish_depth();
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Full(SpillMsg::Record(record))) => {
@@ -408,6 +413,8 @@ impl UsageSink for DynamoDbUsageSink {
         match self.tx.try_send(Msg::Record(record)) {
             Ok(()) => {
                 c.accepted.fetch_add(1, Ordering::Relaxed);
+                // A handle call (no allocation, no lookup): see `Shared::publish_depth`.
+                self.shared.publish_depth();
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Full(Msg::Record(record))) => {

@@ -19,6 +19,7 @@ use crate::item::{
     day_sort_key, item_to_aggregate, item_to_record, partition_key, time_bound,
 };
 use crate::store::Store;
+use crate::telemetry::StoreCall;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -66,7 +67,12 @@ async fn query_all(
         for (name, value) in &values {
             request = request.expression_attribute_values(*name, AttributeValue::S(value.clone()));
         }
-        let output = request.send().await.map_err(|e| classify("Query", &e))?;
+        let output = store
+            .counters()
+            .metrics
+            .time(StoreCall::Query, request.send())
+            .await
+            .map_err(|e| classify("Query", &e))?;
         items.extend(output.items().iter().cloned());
         match output.last_evaluated_key() {
             Some(key) if !key.is_empty() => start = Some(key.clone()),
@@ -126,7 +132,7 @@ async fn scan_records(store: &Store, consistent: bool) -> Result<Vec<Item>, Dyna
     let mut items = Vec::new();
     let mut start: Option<Item> = None;
     loop {
-        let output = store
+        let request = store
             .client()
             .scan()
             .table_name(store.table())
@@ -135,7 +141,11 @@ async fn scan_records(store: &Store, consistent: bool) -> Result<Vec<Item>, Dyna
             .expression_attribute_values(":prefix", AttributeValue::S(RECORD_PREFIX.to_owned()))
             .consistent_read(consistent)
             .set_exclusive_start_key(start.take())
-            .send()
+            .send();
+        let output = store
+            .counters()
+            .metrics
+            .time(StoreCall::Scan, request)
             .await
             .map_err(|e| classify("Scan", &e))?;
         items.extend(output.items().iter().cloned());

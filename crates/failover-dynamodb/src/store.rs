@@ -17,6 +17,7 @@ use crate::item::{
     DAY_MS, MAX_AGGREGATE_TERMS, PK, SK, add_expression, aggregate_terms, day_sort_key, max_terms,
     partition_key, record_sort_key, record_to_item,
 };
+use crate::telemetry::StoreCall;
 use crate::writer::Counters;
 
 /// DynamoDB's limit of actions per transaction.
@@ -78,6 +79,10 @@ impl Store {
 
     pub(crate) fn mode(&self) -> WriteMode {
         self.mode
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// Writes `pending` (deduplicated by item key), removing every record that is stored —
@@ -176,11 +181,15 @@ impl Store {
             actions.push(TransactWriteItem::builder().update(update).build());
         }
         self.counters.add_request();
-        let result = self
+        let request = self
             .client
             .transact_write_items()
             .set_transact_items(Some(actions))
-            .send()
+            .send();
+        let result = self
+            .counters
+            .metrics
+            .time(StoreCall::TransactWriteItems, request)
             .await;
         let error = match result {
             Ok(_) => return Ok(Transact::Done),
@@ -232,11 +241,15 @@ impl Store {
                 requests.push(WriteRequest::builder().put_request(put).build());
             }
             self.counters.add_request();
-            let output = self
+            let request = self
                 .client
                 .batch_write_item()
                 .request_items(&self.table, requests)
-                .send()
+                .send();
+            let output = self
+                .counters
+                .metrics
+                .time(StoreCall::BatchWriteItem, request)
                 .await
                 .map_err(|e| classify("BatchWriteItem", &e))?;
             let returned: Vec<Option<ItemKey>> = output

@@ -10,6 +10,7 @@ use aws_sdk_dynamodb::types::{
 
 use crate::error::{DynamoDbError, classify};
 use crate::item::{AGENT_INDEX, GSI1_PK, GSI1_SK, PK, SK, TTL_ATTRIBUTE};
+use crate::telemetry::{CREATE_TABLE, DESCRIBE_TABLE, UPDATE_TIME_TO_LIVE, time_table_call};
 
 /// Options of [`create_table`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +68,7 @@ pub async fn create_table(
         )
         .build()
         .map_err(|e| DynamoDbError::Config(e.to_string()))?;
-    client
+    let request = client
         .create_table()
         .table_name(table_name)
         .billing_mode(BillingMode::PayPerRequest)
@@ -78,12 +79,13 @@ pub async fn create_table(
         .key_schema(key(PK, KeyType::Hash)?)
         .key_schema(key(SK, KeyType::Range)?)
         .global_secondary_indexes(index)
-        .send()
+        .send();
+    time_table_call(CREATE_TABLE, request)
         .await
-        .map_err(|e| classify("CreateTable", &e))?;
+        .map_err(|e| classify(CREATE_TABLE, &e))?;
     wait_active(client, table_name, options.wait_active).await?;
     if options.ttl {
-        client
+        let request = client
             .update_time_to_live()
             .table_name(table_name)
             .time_to_live_specification(
@@ -93,9 +95,10 @@ pub async fn create_table(
                     .build()
                     .map_err(|e| DynamoDbError::Config(e.to_string()))?,
             )
-            .send()
+            .send();
+        time_table_call(UPDATE_TIME_TO_LIVE, request)
             .await
-            .map_err(|e| classify("UpdateTimeToLive", &e))?;
+            .map_err(|e| classify(UPDATE_TIME_TO_LIVE, &e))?;
     }
     Ok(())
 }
@@ -106,7 +109,10 @@ pub async fn create_table_if_missing(
     table_name: &str,
     options: &TableOptions,
 ) -> Result<bool, DynamoDbError> {
-    match client.describe_table().table_name(table_name).send().await {
+    // A missing table is an `error` sample: the call failed, whatever this function makes
+    // of it.
+    let request = client.describe_table().table_name(table_name).send();
+    match time_table_call(DESCRIBE_TABLE, request).await {
         Ok(_) => Ok(false),
         Err(error)
             if error
@@ -116,7 +122,7 @@ pub async fn create_table_if_missing(
             create_table(client, table_name, options).await?;
             Ok(true)
         }
-        Err(error) => Err(classify("DescribeTable", &error)),
+        Err(error) => Err(classify(DESCRIBE_TABLE, &error)),
     }
 }
 
@@ -127,12 +133,10 @@ async fn wait_active(
 ) -> Result<(), DynamoDbError> {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let described = client
-            .describe_table()
-            .table_name(table_name)
-            .send()
+        let request = client.describe_table().table_name(table_name).send();
+        let described = time_table_call(DESCRIBE_TABLE, request)
             .await
-            .map_err(|e| classify("DescribeTable", &e))?;
+            .map_err(|e| classify(DESCRIBE_TABLE, &e))?;
         let status = described.table().and_then(|t| t.table_status());
         if status == Some(&TableStatus::Active) {
             return Ok(());

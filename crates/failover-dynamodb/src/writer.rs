@@ -13,6 +13,7 @@ use crate::config::DynamoDbConfig;
 use crate::error::DynamoDbError;
 use crate::spill::Spill;
 use crate::store::{Store, dedup};
+use crate::telemetry::SinkMetrics;
 
 /// What `record`, `flush`, `stats` and shutdown send to the writer, in one FIFO queue: a
 /// marker is received after every record sent before it.
@@ -44,7 +45,8 @@ pub(crate) enum SpillMsg {
     Close(oneshot::Sender<()>),
 }
 
-/// The sink's counters.
+/// The sink's counters, and its metric handles: each metric is updated beside the counter it
+/// mirrors, so the exported numbers and [`DynamoDbHealth`](crate::DynamoDbHealth) agree.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) accepted: AtomicU64,
@@ -62,11 +64,23 @@ pub(crate) struct Counters {
     /// Whether the last write request to DynamoDB failed (cleared by the next success).
     pub(crate) store_failing: AtomicBool,
     pub(crate) last_error: Mutex<Option<String>>,
+    pub(crate) metrics: SinkMetrics,
 }
 
 impl Counters {
     pub(crate) fn add_written(&self, n: u64) {
         self.written.fetch_add(n, Ordering::Relaxed);
+        self.metrics.written(n);
+    }
+
+    pub(crate) fn add_spilled(&self, n: u64) {
+        self.spilled.fetch_add(n, Ordering::Relaxed);
+        self.metrics.spilled(n);
+    }
+
+    pub(crate) fn add_replayed(&self, n: u64) {
+        self.replayed.fetch_add(n, Ordering::Relaxed);
+        self.metrics.replayed(n);
     }
 
     pub(crate) fn add_duplicates(&self, n: u64) {
@@ -147,6 +161,22 @@ impl Shared {
         }
     }
 
+    /// Sets the queue-depth gauge to what [`SinkHealth::queued`] reports: records in memory,
+    /// waiting for the spill writer, or in the spill file — accepted and not yet stored.
+    /// Called after every change of those counts. The gauge is set, not incremented, so it
+    /// is exact whenever the sink is quiet (an earlier run's spill file included); under
+    /// concurrent updates a set computed from slightly older counts can land last, and the
+    /// next change or the writer's periodic tick (`replay_interval_ms`) corrects it.
+    ///
+    /// [`SinkHealth::queued`]: failover_usage::SinkHealth::queued
+    pub(crate) fn publish_depth(&self) {
+        let c = &self.counters;
+        let depth = c.in_memory.load(Ordering::Relaxed)
+            + c.overflow.load(Ordering::Relaxed)
+            + self.spill.pending();
+        c.metrics.queue_depth.set(depth as f64);
+    }
+
     /// Appends to the spill file off the async threads.
     async fn spill(&self, records: Vec<UsageRecord>) -> Result<(), DynamoDbError> {
         let spill = self.spill.clone();
@@ -154,7 +184,7 @@ impl Shared {
         tokio::task::spawn_blocking(move || spill.append(&records))
             .await
             .map_err(|e| DynamoDbError::Config(format!("spill task failed: {e}")))??;
-        self.counters.spilled.fetch_add(n, Ordering::Relaxed);
+        self.counters.add_spilled(n);
         Ok(())
     }
 }
@@ -252,6 +282,7 @@ async fn write_or_spill(shared: Arc<Shared>, records: Vec<UsageRecord>) {
         }
     }
     shared.counters.in_memory.fetch_sub(n, Ordering::Relaxed);
+    shared.publish_depth();
 }
 
 fn blocking_failed(error: tokio::task::JoinError) -> DynamoDbError {
@@ -285,6 +316,8 @@ pub(crate) async fn replay_spill(shared: &Shared) -> Result<(), DynamoDbError> {
             .map_err(blocking_failed)?;
             replay = back;
             let batch = batch?;
+            // Unreadable lines set aside on the way left the spill's count.
+            shared.publish_depth();
             if batch.is_empty() {
                 break;
             }
@@ -301,10 +334,8 @@ pub(crate) async fn replay_spill(shared: &Shared) -> Result<(), DynamoDbError> {
                     replay = back;
                     stored?;
                     replayed += n as u64;
-                    shared
-                        .counters
-                        .replayed
-                        .fetch_add(n as u64, Ordering::Relaxed);
+                    shared.counters.add_replayed(n as u64);
+                    shared.publish_depth();
                 }
                 Err((error, left)) => {
                     tracing::warn!(%error, records = n, left = left.len(), "usage spill replay failed; will resume");
@@ -313,10 +344,8 @@ pub(crate) async fn replay_spill(shared: &Shared) -> Result<(), DynamoDbError> {
                     tokio::task::spawn_blocking(move || spill.keep_for_replay(replay, &left, n))
                         .await
                         .map_err(blocking_failed)??;
-                    shared
-                        .counters
-                        .replayed
-                        .fetch_add(stored as u64, Ordering::Relaxed);
+                    shared.counters.add_replayed(stored as u64);
+                    shared.publish_depth();
                     return Err(error);
                 }
             }
@@ -474,6 +503,8 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>) {
                 dispatch(&shared, &mut batch, &mut inflight).await;
             }
             _ = tick.tick() => {
+                // Corrects a stale value left by concurrent updates (see `publish_depth`).
+                shared.publish_depth();
                 if shared.spill.pending() > 0 && replay.as_ref().is_none_or(JoinHandle::is_finished) {
                     let shared = shared.clone();
                     replay = Some(tokio::spawn(async move {
@@ -514,8 +545,9 @@ pub(crate) fn run_spill_writer(mut rx: mpsc::Receiver<SpillMsg>, shared: Arc<Sha
                 let n = batch.len() as u64;
                 batch.clear();
                 failures = 0;
-                shared.counters.spilled.fetch_add(n, Ordering::Relaxed);
+                shared.counters.add_spilled(n);
                 shared.counters.overflow.fetch_sub(n, Ordering::Relaxed);
+                shared.publish_depth();
                 // A marker is answered only once every record before it is on disk.
                 if batch.is_empty() {
                     for reply in synced.drain(..) {

@@ -5,6 +5,7 @@ mod config;
 mod connection;
 mod health;
 mod keys;
+mod telemetry;
 
 pub use codec::{VALUE_FORMAT_V1, VALUE_FORMAT_V2};
 pub use config::{
@@ -29,6 +30,7 @@ use crate::codec::{Opened, ValueCodec};
 use crate::connection::Connection;
 use crate::health::Health;
 use crate::keys::KeyLayout;
+use crate::telemetry::{Command, RedisMetrics};
 
 /// The backend's name in health reports.
 pub const BACKEND_NAME: &str = "elasticache";
@@ -48,6 +50,7 @@ struct Inner {
     layout: KeyLayout,
     codec: ValueCodec,
     health: Health,
+    metrics: RedisMetrics,
     endpoint: String,
     operation_timeout: Duration,
     purge_timeout: Duration,
@@ -69,7 +72,9 @@ impl fmt::Debug for ElastiCacheCache {
 impl ElastiCacheCache {
     /// A cache with `config`. Does not touch the network: the first operation connects, so
     /// an application starts while the cache is down. Must be called inside a Tokio
-    /// runtime.
+    /// runtime. Registers the cache's `failover.redis.duration` histograms with the
+    /// [`metrics`](https://docs.rs/metrics) recorder installed now: install the exporter
+    /// first.
     pub fn new(config: ElastiCacheConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         if tokio::runtime::Handle::try_current().is_err() {
@@ -86,6 +91,7 @@ impl ElastiCacheCache {
                 layout: KeyLayout::new(&config.key_prefix),
                 codec: ValueCodec::with_ring(&config.key_ring()),
                 health: Health::new(endpoint.clone()),
+                metrics: RedisMetrics::new(),
                 endpoint,
                 operation_timeout: config.operation_timeout,
                 purge_timeout: config.purge_timeout,
@@ -104,12 +110,14 @@ impl ElastiCacheCache {
     /// readiness probes and the CLI.
     pub async fn ping(&self) -> Result<Duration, CacheError> {
         let started = Instant::now();
-        self.run("ping", self.inner.operation_timeout, async {
+        let ping = Command::Ping.cmd();
+        self.run(
+            "ping",
+            self.inner.operation_timeout,
             self.inner
-                .connection
-                .query::<String>(&redis::cmd("PING"))
-                .await
-        })
+                .metrics
+                .time(Command::Ping, self.inner.connection.query::<String>(&ping)),
+        )
         .await?;
         Ok(started.elapsed())
     }
@@ -202,14 +210,16 @@ impl ElastiCacheCache {
         } else {
             tracing::debug!(reason, "stored value rejected and deleted");
         }
-        let mut del = redis::cmd("DEL");
+        let mut del = Command::Del.cmd();
         del.arg(redis_key);
         // A failure here is already counted by `run`; the entry then expires by its TTL.
         let _ = self
             .run(
                 "delete rejected value",
                 self.inner.operation_timeout,
-                async { self.inner.connection.query::<u64>(&del).await },
+                self.inner
+                    .metrics
+                    .time(Command::Del, self.inner.connection.query::<u64>(&del)),
             )
             .await;
     }
@@ -223,12 +233,17 @@ impl Cache for ElastiCacheCache {
 
     async fn get(&self, key: &CacheKey) -> Result<Option<CachedCompletion>, CacheError> {
         let redis_key = self.inner.layout.entry_key(key);
-        let mut get = redis::cmd("GET");
+        let mut get = Command::Get.cmd();
         get.arg(&redis_key);
         let stored = self
-            .run("get", self.inner.operation_timeout, async {
-                self.inner.connection.query::<Option<Vec<u8>>>(&get).await
-            })
+            .run(
+                "get",
+                self.inner.operation_timeout,
+                self.inner.metrics.time(
+                    Command::Get,
+                    self.inner.connection.query::<Option<Vec<u8>>>(&get),
+                ),
+            )
             .await?;
         let Some(stored) = stored else {
             self.inner.health.miss();
@@ -283,22 +298,30 @@ impl Cache for ElastiCacheCache {
         let ttl_ms = u64::try_from(ttl.min(self.inner.max_ttl).as_millis()).unwrap_or(u64::MAX);
         if ttl_ms == 0 {
             // Redis refuses `PX 0`; a zero TTL means "do not keep", so drop any old value.
-            let mut del = redis::cmd("DEL");
+            let mut del = Command::Del.cmd();
             del.arg(&redis_key);
             return self
-                .run("put (zero TTL)", self.inner.operation_timeout, async {
-                    self.inner.connection.query::<u64>(&del).await
-                })
+                .run(
+                    "put (zero TTL)",
+                    self.inner.operation_timeout,
+                    self.inner
+                        .metrics
+                        .time(Command::Del, self.inner.connection.query::<u64>(&del)),
+                )
                 .await
                 .map(|_| ());
         }
         let sealed = self.inner.codec.seal(key, &redis_key, &value)?;
-        let mut set = redis::cmd("SET");
+        let mut set = Command::Set.cmd();
         // Every write carries its expiry: no key without a TTL, ever.
         set.arg(&redis_key).arg(sealed).arg("PX").arg(ttl_ms);
-        self.run("put", self.inner.operation_timeout, async {
-            self.inner.connection.query::<()>(&set).await
-        })
+        self.run(
+            "put",
+            self.inner.operation_timeout,
+            self.inner
+                .metrics
+                .time(Command::Set, self.inner.connection.query::<()>(&set)),
+        )
         .await
     }
 
@@ -306,26 +329,35 @@ impl Cache for ElastiCacheCache {
         let pattern = self.inner.layout.tenant_pattern(tenant);
         let slot_key = self.inner.layout.tenant_hash_tag_key(tenant);
         let connection = &self.inner.connection;
+        let metrics = &self.inner.metrics;
         self.run("purge_tenant", self.inner.purge_timeout, async {
             // Every key of the tenant shares one hash tag, so one slot, so one primary:
             // the whole SCAN walk and every UNLINK go to that node.
             let mut cursor: u64 = 0;
             let mut removed: u64 = 0;
             loop {
-                let mut scan = redis::cmd("SCAN");
+                // Each command of the walk is a sample of its own; the purge's time budget
+                // bounds them all.
+                let mut scan = Command::Scan.cmd();
                 scan.arg(cursor)
                     .arg("MATCH")
                     .arg(&pattern)
                     .arg("COUNT")
                     .arg(SCAN_COUNT);
-                let (next, keys): (u64, Vec<Vec<u8>>) =
-                    connection.query_on_slot(scan, &slot_key).await?;
+                let (next, keys): (u64, Vec<Vec<u8>>) = metrics
+                    .time(Command::Scan, connection.query_on_slot(scan, &slot_key))
+                    .await?;
                 if !keys.is_empty() {
-                    let mut unlink = redis::cmd("UNLINK");
+                    let mut unlink = Command::Unlink.cmd();
                     for key in &keys {
                         unlink.arg(key);
                     }
-                    removed += connection.query_on_slot::<u64>(unlink, &slot_key).await?;
+                    removed += metrics
+                        .time(
+                            Command::Unlink,
+                            connection.query_on_slot::<u64>(unlink, &slot_key),
+                        )
+                        .await?;
                 }
                 if next == 0 {
                     break;
