@@ -1,5 +1,5 @@
 //! What the engine's metrics must say after a scenario: its requests, provider attempts,
-//! fallbacks and cache lookups, counted exactly by the test's own recorder
+//! fallbacks, cache lookups and breaker transitions, counted exactly by the test's own recorder
 //! ([`failover_testenv::recorded`]).
 
 use std::collections::BTreeMap;
@@ -17,6 +17,7 @@ pub const ENGINE_COUNTERS: &[&str] = &[
     "failover.cache.errors",
     "failover.cache.timeouts",
     "failover.usage.rejected",
+    "failover.breaker.transitions",
 ];
 
 /// A counter series as the recorder names it: `name{key=value,…}`, labels sorted.
@@ -61,6 +62,19 @@ pub fn fallbacks(provider: &str, model: &str) -> String {
             ("failover.provider", provider),
             ("gen_ai.provider.name", gen_ai_name(provider)),
             ("gen_ai.request.model", model),
+        ],
+    )
+}
+
+/// `failover.breaker.transitions` of `provider`'s breaker from `from` to `to` (label
+/// values: `closed`, `open`, `half_open`, `forced_open`, `forced_closed`).
+pub fn transitions(provider: &str, from: &str, to: &str) -> String {
+    series(
+        "failover.breaker.transitions",
+        &[
+            ("failover.provider", provider),
+            ("failover.breaker.from", from),
+            ("failover.breaker.to", to),
         ],
     )
 }

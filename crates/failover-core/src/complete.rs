@@ -22,11 +22,19 @@ use crate::telemetry::{RequestEnd, RequestFacts, RequestTrace};
 /// [`FailoverAdapter::generate_completion`](crate::FailoverAdapter::generate_completion)).
 pub(crate) async fn generate(
     engine: &Arc<Engine>,
-    mut request: CompletionRequest,
+    request: CompletionRequest,
 ) -> Result<Completion, FailoverError> {
-    request.request_id.get_or_insert_with(RequestId::random);
-    let mut trace = RequestTrace::start(&engine.metrics, &RequestFacts::of(&request, false));
-    let result = run(engine, request).instrument(trace.span().clone()).await;
+    let id = request.request_id.clone().unwrap_or_else(RequestId::random);
+    let mut trace = RequestTrace::start(&engine.metrics, &RequestFacts::of(&request, &id, false));
+    // Entered on every poll only when a subscriber wants the span: the hot path pays
+    // nothing for a disabled one.
+    let result = if trace.span().is_disabled() {
+        run(engine, request, id).await
+    } else {
+        run(engine, request, id)
+            .instrument(trace.span().clone())
+            .await
+    };
     trace.finish_with(&result, |completion| {
         (
             if completion.cached {
@@ -43,8 +51,9 @@ pub(crate) async fn generate(
 async fn run(
     engine: &Arc<Engine>,
     request: CompletionRequest,
+    id: RequestId,
 ) -> Result<Completion, FailoverError> {
-    let mut prepared = prepare(engine, request, false)?;
+    let mut prepared = prepare(engine, request, id, false)?;
     let mut scope = RequestScope::enter(engine, &prepared).await?;
     let result = answer(engine, &mut prepared).await;
     scope.finish_with(result, |completion| RequestOutcome::Completed(completion))

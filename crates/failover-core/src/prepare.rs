@@ -29,11 +29,12 @@ pub(crate) struct Prepared {
     pub(crate) cache_usable: bool,
 }
 
-/// Validates `request` and prepares it. Nothing is touched before this succeeds: an
+/// Validates `request` and prepares it under `request_id` (the caller's, or a fresh one). Nothing is touched before this succeeds: an
 /// invalid request reaches no layer, cache, breaker or provider.
 pub(crate) fn prepare(
     engine: &Engine,
     request: CompletionRequest,
+    request_id: RequestId,
     streamed: bool,
 ) -> Result<Prepared, FailoverError> {
     let started = Instant::now();
@@ -51,7 +52,6 @@ pub(crate) fn prepare(
         }
         .into());
     }
-    let request_id = request.request_id.clone().unwrap_or_else(RequestId::random);
     let deadline = request.deadline.or_else(|| {
         engine
             .config

@@ -55,27 +55,35 @@ const STREAM_BUFFER: usize = 32;
 /// [`FailoverAdapter::stream_completion`](crate::FailoverAdapter::stream_completion)).
 pub(crate) async fn stream(
     engine: &Arc<Engine>,
-    mut request: CompletionRequest,
+    request: CompletionRequest,
 ) -> Result<CompletionStream, FailoverError> {
-    request.request_id.get_or_insert_with(RequestId::random);
-    let trace = RequestTrace::start(&engine.metrics, &RequestFacts::of(&request, true));
+    let id = request.request_id.clone().unwrap_or_else(RequestId::random);
+    let trace = RequestTrace::start(&engine.metrics, &RequestFacts::of(&request, &id, true));
     let span = trace.span().clone();
     // The trace goes with the stream once it is open; until then an error ends it here.
     let mut pending = Some(trace);
-    let opened = open(engine, request, &mut pending).instrument(span).await;
+    let opened = if span.is_disabled() {
+        open(engine, request, id, &mut pending).await
+    } else {
+        open(engine, request, id, &mut pending)
+            .instrument(span)
+            .await
+    };
     if let (Err(error), Some(mut trace)) = (&opened, pending) {
         trace.finish(RequestEnd::of_error(error), None);
     }
     opened
 }
 
-/// Opens the stream up to its commit point; takes `trace` once the stream owns it.
+/// Opens the stream (its id is `id`) up to its commit point; takes `trace` once the stream
+/// owns it.
 async fn open(
     engine: &Arc<Engine>,
     request: CompletionRequest,
+    id: RequestId,
     trace: &mut Option<RequestTrace>,
 ) -> Result<CompletionStream, FailoverError> {
-    let mut prepared = prepare(engine, request, true)?;
+    let mut prepared = prepare(engine, request, id, true)?;
     let mut scope = RequestScope::enter(engine, &prepared).await?;
     let leader = match reuse::lookup(engine, &mut prepared).await {
         Lookup::Answered(hit) => {

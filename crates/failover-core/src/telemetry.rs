@@ -504,10 +504,10 @@ pub(crate) struct RequestFacts<'a> {
 }
 
 impl<'a> RequestFacts<'a> {
-    /// The facts of `request` (whose id the caller has set).
-    pub(crate) fn of(request: &'a CompletionRequest, streamed: bool) -> Self {
+    /// The facts of `request`, whose id is `id`.
+    pub(crate) fn of(request: &'a CompletionRequest, id: &'a RequestId, streamed: bool) -> Self {
         Self {
-            request_id: request.request_id.as_ref().map_or("", RequestId::as_str),
+            request_id: id.as_str(),
             tenant: &request.tenant_id,
             agent: &request.agent_id,
             model: &request.model,

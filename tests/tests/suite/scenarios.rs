@@ -7,7 +7,7 @@ use std::time::Duration;
 use failover_breaker::BreakerState;
 use failover_core::{FailoverError, HealthStatus};
 use failover_provider::{AttemptOutcome, ErrorKind, Usd};
-use failover_scenarios::metrics::{assert_counted, attempts, fallbacks, requests};
+use failover_scenarios::metrics::{assert_counted, attempts, fallbacks, requests, transitions};
 use failover_scenarios::runner::SuiteTest;
 use failover_scenarios::{
     BEDROCK, CACHE_TTL, MODEL, OPENAI, assert_served_by_route, stored_cache_entries, stored_usage,
@@ -214,6 +214,7 @@ async fn scenario_3_open_breaker_skips_bedrock_without_calling_it() {
         (attempts(OPENAI, openai_model, "success", None), 1),
         (fallbacks(OPENAI, openai_model), 1),
         ("failover.cache.misses{}".into(), 1),
+        (transitions(BEDROCK, "closed", "forced_open"), 1),
     ]);
 
     // No Bedrock call was made: the ledger holds OpenAI's call only (a skip costs nothing
@@ -239,6 +240,7 @@ async fn scenario_3_open_breaker_skips_bedrock_without_calling_it() {
         (requests(MODEL, "success"), 1),
         (attempts(BEDROCK, bedrock_model, "success", None), 1),
         ("failover.cache.misses{}".into(), 1),
+        (transitions(BEDROCK, "forced_open", "closed"), 1),
     ]);
 }
 
@@ -336,6 +338,7 @@ async fn scenario_5_all_providers_failing_is_one_error_naming_each_attempt() {
             1,
         ),
         ("failover.cache.misses{}".into(), 1),
+        (transitions(BEDROCK, "closed", "forced_open"), 1),
     ]);
 
     // OpenAI's breaker opens after its threshold; then nothing is called at all.
@@ -375,6 +378,7 @@ async fn scenario_5_all_providers_failing_is_one_error_naming_each_attempt() {
             1,
         ),
         ("failover.cache.misses{}".into(), 3),
+        (transitions(OPENAI, "closed", "open"), 1),
     ]);
     // No provider was called: the error says when OpenAI's breaker admits its next probe
     // (Bedrock, forced open, reopens only when reset).
