@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use failover_breaker::BreakerConfig;
 use failover_cache::MemoryCache;
 use failover_core::FailoverAdapter;
@@ -121,5 +121,60 @@ fn bench_paths(c: &mut Criterion, observer: &str) {
     group.finish();
 }
 
+/// Instruction counts: with `FAILOVER_BENCH_ITERATIONS=N` (and `FAILOVER_BENCH_PATH=miss|hit`,
+/// `FAILOVER_BENCH_OBSERVER=no_recorder|prometheus|tracing_info`) the binary runs N requests
+/// of one path and exits, for `valgrind --tool=callgrind`: two runs with different N give
+/// the instructions per request, setup cancelled out, whatever the machine's load.
+fn count(iterations: u64) {
+    let path = std::env::var("FAILOVER_BENCH_PATH").unwrap_or_else(|_| "miss".into());
+    let observer = match std::env::var("FAILOVER_BENCH_OBSERVER").as_deref() {
+        Ok("prometheus") => Observer::Prometheus,
+        Ok("tracing_info") => Observer::TracingInfo,
+        _ => Observer::Nothing,
+    };
+    let (recorder, _prometheus) = PrometheusMetrics::recorder().unwrap();
+    let _recorder = matches!(observer, Observer::Prometheus)
+        .then(|| metrics::set_default_local_recorder(&recorder));
+    let _subscriber = matches!(observer, Observer::TracingInfo).then(|| {
+        tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::INFO)
+                .with_writer(std::io::sink)
+                .finish(),
+        )
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let adapter = adapter();
+    let prompt = "What is 2 + 2? Answer with just the number.".to_owned();
+    runtime.block_on(async {
+        adapter
+            .generate_completion(request(prompt.clone()))
+            .await
+            .unwrap();
+        for n in 0..iterations {
+            let prompt = if path == "hit" {
+                prompt.clone()
+            } else {
+                format!("What is {n} + 2? Answer with just the number.")
+            };
+            adapter.generate_completion(request(prompt)).await.unwrap();
+        }
+    });
+}
+
 criterion_group!(benches, bench_adapter);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(iterations) = std::env::var("FAILOVER_BENCH_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        count(iterations);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
