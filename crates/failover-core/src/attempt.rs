@@ -215,11 +215,12 @@ impl Attempt {
                         rejection: &rejection,
                     });
                     self.phase = Phase::Finished;
-                    if rejection.is_breaker_open() {
-                        self.skipped(AttemptEnd::SkippedBreakerOpen, rejection.retry_after());
+                    let end = if rejection.is_breaker_open() {
+                        AttemptEnd::SkippedBreakerOpen
                     } else {
-                        self.skipped(AttemptEnd::SkippedRejected, rejection.retry_after());
-                    }
+                        AttemptEnd::SkippedRejected
+                    };
+                    self.skipped(end, rejection.retry_after());
                     return Some(Verdict::Skip(if rejection.is_breaker_open() {
                         AttemptOutcome::SkippedBreakerOpen {
                             retry_in: rejection.retry_after(),

@@ -359,7 +359,9 @@ impl Driver {
     /// (the caller left, or the deadline passed).
     async fn deliver(&mut self, text: String) -> bool {
         let now = Instant::now();
-        self.longest_gap = self.longest_gap.max(now - self.last_chunk);
+        self.longest_gap = self
+            .longest_gap
+            .max(now.saturating_duration_since(self.last_chunk));
         self.last_chunk = now;
         let bytes = text.len();
         // Received is what the provider generated (and bills), delivered or not.
