@@ -85,6 +85,11 @@ async fn answer(
     })
     .await?;
 
+    if !response.model.is_empty() {
+        attempt
+            .span()
+            .record("gen_ai.response.model", response.model.as_str());
+    }
     let (cost, record) = attempt.succeeded(response.usage, false);
     // The model that served the answer, as the provider reports it (`gpt-4o-2024-08-06`
     // for a route to `gpt-4o`); the attempt and its usage record keep the routed model,

@@ -342,6 +342,7 @@ impl CallMetrics {
             gen_ai.provider.name = self.gen_ai_provider,
             failover.provider = &*self.provider,
             gen_ai.request.model = &*self.model,
+            gen_ai.response.model = Empty,
             failover.attempt = Empty,
             failover.fallback = fallback,
             failover.outcome = Empty,

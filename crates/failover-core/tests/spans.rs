@@ -140,6 +140,8 @@ fn the_request_span_holds_its_attempts_with_their_provider_model_outcome_and_err
     assert_eq!(openai.fields["gen_ai.usage.input_tokens"], "10");
     assert_eq!(openai.fields["gen_ai.usage.output_tokens"], "5");
     assert!(!openai.fields.contains_key("error.type"));
+    // The model that served the answer, as the provider reported it.
+    assert_eq!(openai.fields["gen_ai.response.model"], "gpt-4");
 
     let lookups = of("failover.cache.lookup");
     assert_eq!(lookups.len(), 1);
