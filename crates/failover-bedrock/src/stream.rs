@@ -92,9 +92,11 @@ impl StreamMapper {
 
     fn finish(&mut self) -> Mapped {
         self.finished = true;
+        // ConverseStream's events do not name a model: the routed model served it.
         Mapped::Event(ProviderEvent::Finished {
             finish_reason: self.stopped.clone().unwrap_or(FinishReason::Stop),
             usage: self.usage,
+            model: None,
         })
     }
 
@@ -359,6 +361,7 @@ mod tests {
                 Mapped::Event(ProviderEvent::Finished {
                     finish_reason: FinishReason::Stop,
                     usage: Some(TokenUsage::new(9, 2)),
+                    model: None,
                 }),
             ]
         );
@@ -373,7 +376,8 @@ mod tests {
             stopped.on_end().unwrap(),
             Mapped::Event(ProviderEvent::Finished {
                 finish_reason: FinishReason::Length,
-                usage: None
+                usage: None,
+                model: None
             })
         );
         let mut cut = StreamMapper::new(JsonPlan::Text);

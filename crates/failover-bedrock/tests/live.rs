@@ -61,6 +61,7 @@ async fn live_converse_stream() {
     let ProviderEvent::Finished {
         finish_reason,
         usage,
+        ..
     } = last
     else {
         panic!("the stream did not finish: {events:?}")

@@ -109,6 +109,7 @@ async fn chunks_arrive_in_order_and_finished_carries_the_metadata_usage() {
             ProviderEvent::Finished {
                 finish_reason: FinishReason::Stop,
                 usage: Some(TokenUsage::new(18, 6)),
+                model: None,
             },
         ]
     );
@@ -366,7 +367,8 @@ async fn a_missing_metadata_event_still_finishes_without_usage() {
         events.last().unwrap().as_ref().unwrap(),
         &ProviderEvent::Finished {
             finish_reason: FinishReason::Length,
-            usage: None
+            usage: None,
+            model: None
         }
     );
 }

@@ -334,7 +334,8 @@ impl Driver {
                 Ok(Some(ProviderEvent::Finished {
                     finish_reason,
                     usage,
-                })) => self.finish(finish_reason, usage).await,
+                    model,
+                })) => self.finish(finish_reason, usage, model).await,
                 Ok(None) => self
                     .interrupt(
                         ProviderError::new(
@@ -406,10 +407,12 @@ impl Driver {
         }
     }
 
+    /// Ends the stream with its summary; `served` is the model the provider says served it.
     async fn finish(
         &mut self,
         finish_reason: FinishReason,
         reported: Option<TokenUsage>,
+        served: Option<String>,
     ) -> Option<Result<StreamChunk, FailoverError>> {
         if let Err(error) = check_json(&self.prepared.request.response_format, &self.text) {
             return self.interrupt(error, reported).map(Err);
@@ -423,8 +426,17 @@ impl Driver {
             .prepared
             .context
             .partial_usage(reported, self.text.len());
+        let served = served.filter(|model| !model.is_empty());
+        if let Some(model) = &served {
+            attempt
+                .span()
+                .record("gen_ai.response.model", model.as_str());
+        }
         let (cost, record) = attempt.succeeded(usage, estimated);
-        let (provider, model) = (record.provider.clone(), record.model.clone());
+        // As for a plain completion: the model that served the answer when the provider
+        // names it; the attempt (and its usage record) keep the routed model.
+        let provider = record.provider.clone();
+        let model = served.unwrap_or_else(|| record.model.clone());
         let mut attempts = std::mem::take(&mut self.attempts);
         attempts.push(record);
         if reuse::wanted(&self.prepared) {

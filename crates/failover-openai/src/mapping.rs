@@ -367,6 +367,8 @@ struct WireChunkChoice {
 #[derive(Debug, Deserialize)]
 struct WireChunk {
     #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
     choices: Vec<WireChunkChoice>,
     #[serde(default)]
     usage: Option<WireUsage>,
@@ -387,6 +389,8 @@ pub enum ChunkEvent {
         finish_reason: Option<FinishReason>,
         /// The usage, on the final usage chunk (`stream_options.include_usage`).
         usage: Option<TokenUsage>,
+        /// The model that served the stream, as every chunk names it.
+        model: Option<String>,
     },
 }
 
@@ -412,6 +416,7 @@ pub fn parse_chunk(event: &str, data: &str) -> Result<ChunkEvent, ProviderError>
         let api_error = crate::error::ApiError::from_body(data.as_bytes()).unwrap_or_default();
         return Err(crate::error::from_error_object(&api_error, "stream error"));
     }
+    let model = chunk.model.filter(|model| !model.is_empty());
     let choice = chunk.choices.into_iter().next();
     let (delta, finish_reason) = match choice {
         Some(choice) => (choice.delta.unwrap_or_default(), choice.finish_reason),
@@ -428,6 +433,7 @@ pub fn parse_chunk(event: &str, data: &str) -> Result<ChunkEvent, ProviderError>
         text: delta.content.filter(|t| !t.is_empty()),
         finish_reason: finish_reason.map(|r| map_finish_reason(Some(&r))),
         usage: chunk.usage.as_ref().map(map_usage),
+        model,
     })
 }
 
@@ -690,16 +696,18 @@ mod tests {
             ChunkEvent::Chunk {
                 text: None,
                 finish_reason: None,
-                usage: None
+                usage: None,
+                model: None
             }
         );
-        let text = r#"{"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}"#;
+        let text = r#"{"model":"gpt-4o-2024-08-06","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}"#;
         assert_eq!(
             parse_chunk("message", text).unwrap(),
             ChunkEvent::Chunk {
                 text: Some("Hel".into()),
                 finish_reason: None,
-                usage: None
+                usage: None,
+                model: Some("gpt-4o-2024-08-06".into())
             }
         );
         let usage = r#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":4}}}"#;

@@ -185,6 +185,8 @@ pub struct SseMapper {
     got_token: bool,
     finish_reason: Option<FinishReason>,
     usage: Option<TokenUsage>,
+    /// The served model, as the first chunk that named it said.
+    model: Option<String>,
     contract: Option<JsonContract>,
     text: String,
     max_text_bytes: usize,
@@ -198,6 +200,7 @@ impl SseMapper {
             got_token: false,
             finish_reason: None,
             usage: None,
+            model: None,
             contract,
             text: String::new(),
             max_text_bytes,
@@ -219,6 +222,7 @@ impl SseMapper {
                 .take()
                 .unwrap_or_else(|| map_finish_reason(None)),
             usage: self.usage.take(),
+            model: self.model.take(),
         })
     }
 
@@ -234,7 +238,11 @@ impl SseMapper {
                 text,
                 finish_reason,
                 usage,
+                model,
             } => {
+                if self.model.is_none() {
+                    self.model = model;
+                }
                 if let Some(reason) = finish_reason {
                     self.finish_reason = Some(reason);
                     self.got_token = true;

@@ -80,6 +80,7 @@ async fn a_complete_stream_yields_deltas_then_finished_with_usage() {
                     cache_read_tokens: 10,
                     cache_write_tokens: 0
                 }),
+                model: Some("gpt-4o-2024-08-06".into()),
             }
         ]
     );
@@ -99,7 +100,8 @@ async fn a_server_without_the_usage_chunk_finishes_without_usage() {
             delta("4"),
             ProviderEvent::Finished {
                 finish_reason: FinishReason::Stop,
-                usage: None
+                usage: None,
+                model: Some("gpt-4o-2024-08-06".into()),
             }
         ]
     );
@@ -352,6 +354,7 @@ async fn keep_alive_comments_and_blank_events_are_ignored() {
             ProviderEvent::Finished {
                 finish_reason: FinishReason::Length,
                 usage: Some(TokenUsage::new(4, 1)),
+                model: Some("gpt-4o-2024-08-06".into()),
             }
         ]
     );

@@ -95,6 +95,9 @@ pub enum ProviderEvent {
         finish_reason: FinishReason,
         /// Tokens consumed, when the provider reports them in streams.
         usage: Option<TokenUsage>,
+        /// The model that served the stream, as the provider reports it
+        /// (`gpt-4o-2024-08-06` for a request to `gpt-4o`), when its stream says.
+        model: Option<String>,
     },
 }
 

@@ -360,9 +360,11 @@ impl Provider for ScriptedProvider {
                         finish_reason,
                     } => {
                         steps.clear();
+                        // A scripted stream names no served model (as Bedrock's).
                         Ok(ProviderEvent::Finished {
                             finish_reason,
                             usage,
+                            model: None,
                         })
                     }
                     StreamStep::Fail(error) => {
