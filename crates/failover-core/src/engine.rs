@@ -47,6 +47,6 @@ pub(crate) struct Engine {
     /// Set by [`FailoverAdapter::shutdown`](crate::FailoverAdapter::shutdown): new requests
     /// are refused.
     pub(crate) shut_down: AtomicBool,
-    /// Metric handles, registered when the engine was built.
+    /// Metric handles, each registered when its series first occurs.
     pub(crate) metrics: Arc<EngineMetrics>,
 }

@@ -426,7 +426,8 @@ pub(crate) struct EngineMetrics {
 }
 
 impl EngineMetrics {
-    /// Registers the handles of every route of `router` on `providers`.
+    /// The metrics of every route of `router` on `providers`; each handle is registered
+    /// with the recorder when its series first occurs.
     pub(crate) fn new(
         providers: &[Arc<dyn Provider>],
         router: &Router,
@@ -459,8 +460,8 @@ impl EngineMetrics {
         }
     }
 
-    /// The handles of provider `slot` serving `model`. Every route's pair is registered
-    /// when the engine is built; a pair that is not (none today) gets its own on the spot.
+    /// The handles of provider `slot` serving `model`. Every route's pair has its metrics
+    /// from the start; a pair that does not (none today) gets its own on the spot.
     pub(crate) fn call(&self, slot: &dyn Provider, index: usize, model: &str) -> Arc<CallMetrics> {
         match self.calls.get(index).and_then(|models| models.get(model)) {
             Some(found) => Arc::clone(found),
