@@ -10,7 +10,7 @@ use failover_breaker::BreakerConfig;
 use failover_cache::MemoryCache;
 use failover_core::FailoverAdapter;
 use failover_provider::CompletionRequest;
-use failover_telemetry::prometheus::PrometheusMetrics;
+use failover_telemetry::prometheus::{PrometheusMetrics, PrometheusRecorder};
 use failover_testkit::ScriptedProvider;
 use failover_usage::MemoryUsageSink;
 
@@ -56,6 +56,28 @@ impl Observer {
             Observer::TracingInfo => "tracing_info",
         }
     }
+
+    /// Makes `recorder` (Prometheus) or an INFO subscriber the thread's default, as this
+    /// observer asks, until the guards are dropped.
+    fn observe(
+        self,
+        recorder: &PrometheusRecorder,
+    ) -> (
+        Option<metrics::LocalRecorderGuard<'_>>,
+        Option<tracing::subscriber::DefaultGuard>,
+    ) {
+        let recorder = matches!(self, Observer::Prometheus)
+            .then(|| metrics::set_default_local_recorder(recorder));
+        let subscriber = matches!(self, Observer::TracingInfo).then(|| {
+            tracing::subscriber::set_default(
+                tracing_subscriber::fmt()
+                    .with_max_level(tracing::Level::INFO)
+                    .with_writer(std::io::sink)
+                    .finish(),
+            )
+        });
+        (recorder, subscriber)
+    }
 }
 
 fn bench_adapter(c: &mut Criterion) {
@@ -67,16 +89,7 @@ fn bench_adapter(c: &mut Criterion) {
         // The thread's default recorder and subscriber for this group only; the adapters
         // are built (and their handles registered) inside it.
         let (recorder, prometheus) = PrometheusMetrics::recorder().unwrap();
-        let _recorder = matches!(observer, Observer::Prometheus)
-            .then(|| metrics::set_default_local_recorder(&recorder));
-        let _subscriber = matches!(observer, Observer::TracingInfo).then(|| {
-            tracing::subscriber::set_default(
-                tracing_subscriber::fmt()
-                    .with_max_level(tracing::Level::INFO)
-                    .with_writer(std::io::sink)
-                    .finish(),
-            )
-        });
+        let _observing = observer.observe(&recorder);
         bench_paths(c, observer.name());
         if matches!(observer, Observer::Prometheus) {
             // The recorder saw the runs: the exposition holds the requests.
@@ -133,16 +146,7 @@ fn count(iterations: u64) {
         _ => Observer::Nothing,
     };
     let (recorder, _prometheus) = PrometheusMetrics::recorder().unwrap();
-    let _recorder = matches!(observer, Observer::Prometheus)
-        .then(|| metrics::set_default_local_recorder(&recorder));
-    let _subscriber = matches!(observer, Observer::TracingInfo).then(|| {
-        tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::INFO)
-                .with_writer(std::io::sink)
-                .finish(),
-        )
-    });
+    let _observing = observer.observe(&recorder);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()

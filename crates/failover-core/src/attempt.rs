@@ -248,6 +248,11 @@ impl Attempt {
         &self.span
     }
 
+    /// The provider named `model` as the one that served the answer.
+    pub(crate) fn served_by(&self, model: &str) {
+        self.span.record("gen_ai.response.model", model);
+    }
+
     /// A stream's first chunk of content arrived `after` the call started.
     pub(crate) fn first_chunk(&self, after: Duration) {
         self.metrics.first_chunk(after);

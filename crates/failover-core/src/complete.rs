@@ -86,9 +86,7 @@ async fn answer(
     .await?;
 
     if !response.model.is_empty() {
-        attempt
-            .span()
-            .record("gen_ai.response.model", response.model.as_str());
+        attempt.served_by(&response.model);
     }
     let (cost, record) = attempt.succeeded(response.usage, false);
     // The model that served the answer, as the provider reports it (`gpt-4o-2024-08-06`

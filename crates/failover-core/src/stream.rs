@@ -428,9 +428,7 @@ impl Driver {
             .partial_usage(reported, self.text.len());
         let served = served.filter(|model| !model.is_empty());
         if let Some(model) = &served {
-            attempt
-                .span()
-                .record("gen_ai.response.model", model.as_str());
+            attempt.served_by(model);
         }
         let (cost, record) = attempt.succeeded(usage, estimated);
         // As for a plain completion: the model that served the answer when the provider

@@ -12,7 +12,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::Duration;
 
 use common::proxy::FaultProxy;
@@ -21,9 +20,10 @@ use failover_dynamodb::{
 };
 use failover_telemetry::names::{label, metric, value};
 use failover_testenv::moto;
+use failover_testenv::recorded::with_thread_recorder;
 use failover_usage::{UsageQuery, UsageSink};
 use metrics_util::MetricKind;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::{DebugValue, Snapshotter};
 
 failover_testenv::service_test_main! {
     service: "dynamodb endpoint",
@@ -34,27 +34,6 @@ failover_testenv::service_test_main! {
         a_spill_left_by_an_earlier_run_is_in_the_queue_depth_from_the_start,
         table_calls_are_timed,
     ],
-}
-
-/// Runs `test` on a thread of its own with a fresh recorder (see the module docs), giving it
-/// the recorder's snapshotter.
-fn with_recorder<F, Fut>(test: F)
-where
-    F: FnOnce(Snapshotter) -> Fut + Send + 'static,
-    Fut: Future<Output = ()>,
-{
-    let thread = std::thread::spawn(move || {
-        let recorder = DebuggingRecorder::new();
-        let _guard = metrics::set_default_local_recorder(&recorder);
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(test(recorder.snapshotter()));
-    });
-    if let Err(panic) = thread.join() {
-        std::panic::resume_unwind(panic);
-    }
 }
 
 /// One snapshot (a `DebuggingRecorder` snapshot resets counters and gauges to 0 and empties
@@ -178,7 +157,7 @@ async fn new_table(prefix: &str) -> (String, String) {
 async fn stored_records_count_as_written_and_leave_the_queue() {
     for mode in [WriteMode::Transactional, WriteMode::RawBatch] {
         let (url, table) = new_table("metrics-written").await;
-        with_recorder(move |snapshotter| async move {
+        with_thread_recorder(move |snapshotter| async move {
             let sink = common::builder(&url, &table, mode).build().await.unwrap();
             let run = common::run_id();
             let tenant = format!("{run}-t");
@@ -238,7 +217,7 @@ async fn stored_records_count_as_written_and_leave_the_queue() {
 async fn records_spilled_while_dynamodb_is_down_are_counted_then_replayed() {
     for mode in [WriteMode::Transactional, WriteMode::RawBatch] {
         let (url, table) = new_table("metrics-spilled").await;
-        with_recorder(move |snapshotter| async move {
+        with_thread_recorder(move |snapshotter| async move {
             let proxy = FaultProxy::start(&url).await;
             let sink = common::builder(&proxy.url(), &table, mode)
                 .queue_capacity(4)
@@ -318,7 +297,7 @@ async fn records_spilled_while_dynamodb_is_down_are_counted_then_replayed() {
 /// its replay counts in `replayed` and `written`.
 async fn a_spill_left_by_an_earlier_run_is_in_the_queue_depth_from_the_start() {
     let (url, table) = new_table("metrics-earlier").await;
-    with_recorder(move |snapshotter| async move {
+    with_thread_recorder(move |snapshotter| async move {
         let run = common::run_id();
         let tenant = format!("{run}-t");
         let left: Vec<_> = (0..10).map(|i| common::simple(&run, &tenant, i)).collect();
@@ -353,7 +332,7 @@ async fn a_spill_left_by_an_earlier_run_is_in_the_queue_depth_from_the_start() {
 async fn table_calls_are_timed() {
     let endpoint = failover_testenv::require_service!(moto::shared());
     let url = endpoint.url().to_owned();
-    with_recorder(move |snapshotter| async move {
+    with_thread_recorder(move |snapshotter| async move {
         let client = common::client(&url).await;
         let table = moto::unique_table_name("metrics-table");
         let created = create_table_if_missing(&client, &table, &TableOptions::default())

@@ -10,18 +10,18 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::Duration;
 
 use failover_cache::Cache;
 use failover_elasticache::{ElastiCacheCache, ElastiCacheConfig};
 use failover_telemetry::names::{label, metric, value};
+use failover_testenv::recorded::with_thread_recorder;
 use failover_testenv::require_service;
 use failover_testenv::services::BlackHole;
 use failover_testenv::services::redis as redis_service;
 use failover_testkit::suites::cache::{World, sample_completion};
 use metrics_util::MetricKind;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::{DebugValue, Snapshotter};
 
 failover_testenv::service_test_main! {
     service: "redis-server",
@@ -34,27 +34,6 @@ failover_testenv::service_test_main! {
 }
 
 const TTL: Duration = Duration::from_secs(300);
-
-/// Runs `test` on a thread of its own with a fresh recorder (see the module docs), giving it
-/// the recorder's snapshotter.
-fn with_recorder<F, Fut>(test: F)
-where
-    F: FnOnce(Snapshotter) -> Fut + Send + 'static,
-    Fut: Future<Output = ()>,
-{
-    let thread = std::thread::spawn(move || {
-        let recorder = DebuggingRecorder::new();
-        let _guard = metrics::set_default_local_recorder(&recorder);
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(test(recorder.snapshotter()));
-    });
-    if let Err(panic) = thread.join() {
-        std::panic::resume_unwind(panic);
-    }
-}
 
 /// The `failover.redis.duration` samples since the previous snapshot (a snapshot empties
 /// the histograms), by (command, result), leaving out those without any. Every other metric
@@ -108,7 +87,7 @@ fn expect(list: &[(&str, &str, usize)]) -> BTreeMap<(String, String), usize> {
 /// a purge: each Redis command they send is one `ok` sample under its own name.
 async fn every_command_is_one_ok_sample_labelled_with_its_name() {
     let server = require_service!(redis_service::spawn_owned());
-    with_recorder(move |snapshotter| async move {
+    with_thread_recorder(move |snapshotter| async move {
         let cache = common::cache(&server.url());
         let world = World::new();
         let key = world.key("tenant-a", "q");
@@ -178,7 +157,7 @@ async fn every_command_is_one_ok_sample_labelled_with_its_name() {
 /// cache's own error and time-out counters; restarted: `ok` again.
 async fn a_stopped_server_gives_error_samples_until_it_is_back() {
     let server = require_service!(redis_service::spawn_owned());
-    with_recorder(move |snapshotter| async move {
+    with_thread_recorder(move |snapshotter| async move {
         let cache = common::cache(&server.url());
         let world = World::new();
         let key = world.key("tenant-a", "q");
@@ -228,7 +207,7 @@ async fn a_stopped_server_gives_error_samples_until_it_is_back() {
 async fn a_call_cut_by_its_timeout_is_an_error_sample_of_that_length() {
     let hole = BlackHole::start().unwrap();
     let timeout = Duration::from_millis(150);
-    with_recorder(move |snapshotter| async move {
+    with_thread_recorder(move |snapshotter| async move {
         let cache = ElastiCacheCache::new(
             ElastiCacheConfig::new(format!("redis://{}", hole.addr()), common::fresh_key())
                 .with_key_prefix(common::fresh_prefix())

@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::future::Future;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
@@ -53,6 +54,29 @@ impl TestRecorder {
 impl Default for TestRecorder {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Runs `test` on a thread of its own, on a current-thread runtime, with a fresh recorder as
+/// that thread's default — so every task the test spawns reports to it and nothing of any
+/// other test does — giving it the recorder's snapshotter. A panic of the test is re-raised.
+/// For tests under the plain libtest harness, whose threads have no test recorder.
+pub fn with_thread_recorder<F, Fut>(test: F)
+where
+    F: FnOnce(Snapshotter) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let thread = std::thread::spawn(move || {
+        let recorder = DebuggingRecorder::new();
+        let _guard = metrics::set_default_local_recorder(&recorder);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime builds")
+            .block_on(test(recorder.snapshotter()));
+    });
+    if let Err(panic) = thread.join() {
+        std::panic::resume_unwind(panic);
     }
 }
 
