@@ -206,6 +206,7 @@ async fn drain(adapter: &FailoverAdapter, request: CompletionRequest) -> Result<
         match item.map_err(|error| error.to_string())? {
             StreamChunk::Delta { text: delta } => text.push_str(&delta),
             StreamChunk::Done(_) => return Ok(text),
+            other => return Err(format!("a text answer streamed {other:?}")),
         }
     }
     Err("the stream ended without its summary".to_owned())

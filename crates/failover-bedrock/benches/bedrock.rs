@@ -51,6 +51,8 @@ fn request(format: ResponseFormat) -> ProviderRequest {
         max_tokens: Some(256),
         stop: vec!["\n\nHuman:".into()],
         response_format: format,
+        tools: Default::default(),
+        sampling: Default::default(),
         deadline: None,
         attempt_deadline: None,
     }

@@ -97,18 +97,18 @@ pub fn map_messages(
     let mut system = Vec::new();
     let mut turns: Vec<(ConversationRole, Vec<ContentBlock>)> = Vec::new();
     for message in messages {
-        if message.content.trim().is_empty() {
+        if message.is_blank() {
             continue;
         }
         let role = match message.role {
             Role::System => {
-                system.push(SystemContentBlock::Text(message.content.clone()));
+                system.push(SystemContentBlock::Text(message.text()));
                 continue;
             }
-            Role::User => ConversationRole::User,
+            Role::User | Role::Tool => ConversationRole::User,
             Role::Assistant => ConversationRole::Assistant,
         };
-        let block = ContentBlock::Text(message.content.clone());
+        let block = ContentBlock::Text(message.text());
         match turns.last_mut() {
             Some((last, blocks)) if *last == role => blocks.push(block),
             _ => turns.push((role, vec![block])),
@@ -479,6 +479,8 @@ mod tests {
             max_tokens: None,
             stop: Vec::new(),
             response_format: ResponseFormat::Text,
+            tools: Default::default(),
+            sampling: Default::default(),
             deadline: None,
             attempt_deadline: None,
         }

@@ -242,6 +242,7 @@ impl Reader {
                     match &event {
                         ProviderEvent::Delta(text) => self.saw_token |= !text.is_empty(),
                         ProviderEvent::Finished { .. } => self.done = true,
+                        _ => self.saw_token = true,
                     }
                     return Some(Ok(event));
                 }

@@ -199,6 +199,7 @@ impl Provider for BedrockProvider {
         Ok(ProviderResponse {
             model: mapped.model_id,
             content: answer.content,
+            tool_calls: Vec::new(),
             finish_reason: answer.finish_reason,
             usage: answer.usage,
         })

@@ -32,6 +32,8 @@ fn provider_request(model: &str, format: ResponseFormat) -> ProviderRequest {
         max_tokens: None,
         stop: Vec::new(),
         response_format: format,
+        tools: Default::default(),
+        sampling: Default::default(),
         deadline: None,
         attempt_deadline: None,
     }

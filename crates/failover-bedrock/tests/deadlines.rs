@@ -28,6 +28,8 @@ fn with_deadlines(deadline: Duration, share: Option<Duration>) -> ProviderReques
         max_tokens: None,
         stop: Vec::new(),
         response_format: ResponseFormat::Text,
+        tools: Default::default(),
+        sampling: Default::default(),
         deadline: Some(now + deadline),
         attempt_deadline: share.map(|share| now + share),
     }

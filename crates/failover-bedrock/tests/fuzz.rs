@@ -380,6 +380,8 @@ fn arbitrary_stream_bodies_through_the_sdk_never_panic() {
         max_tokens: None,
         stop: Vec::new(),
         response_format: ResponseFormat::Text,
+        tools: Default::default(),
+        sampling: Default::default(),
         deadline: None,
         attempt_deadline: None,
     };

@@ -24,6 +24,8 @@ fn live_request(format: ResponseFormat) -> ProviderRequest {
         max_tokens: Some(20),
         stop: Vec::new(),
         response_format: format,
+        tools: Default::default(),
+        sampling: Default::default(),
         deadline: None,
         attempt_deadline: None,
     }

@@ -32,6 +32,8 @@ fn provider_request(format: ResponseFormat) -> ProviderRequest {
         max_tokens: None,
         stop: Vec::new(),
         response_format: format,
+        tools: Default::default(),
+        sampling: Default::default(),
         deadline: None,
         attempt_deadline: None,
     }
@@ -64,6 +66,7 @@ async fn drain(stream: CompletionStream) -> (Vec<String>, Result<StreamSummary, 
         match item {
             Ok(StreamChunk::Delta { text }) => texts.push(text),
             Ok(StreamChunk::Done(summary)) => end = Some(Ok(summary)),
+            Ok(call) => panic!("a text answer streamed {call:?}"),
             Err(error) => end = Some(Err(error)),
         }
     }

@@ -28,6 +28,8 @@ fn bench_keys(c: &mut Criterion) {
         max_tokens: Some(512),
         stop: &stop,
         response_format: &ResponseFormat::Text,
+        tools: &failover_provider::ToolConfig::NONE,
+        sampling: &failover_provider::Sampling::NONE,
     };
     let mut group = c.benchmark_group("key");
     group.throughput(Throughput::Bytes(text as u64));
@@ -61,12 +63,15 @@ fn bench_memory_cache(c: &mut Criterion) {
         max_tokens: Some(512),
         stop: &[],
         response_format: &ResponseFormat::Text,
+        tools: &failover_provider::ToolConfig::NONE,
+        sampling: &failover_provider::Sampling::NONE,
     };
     let key = deriver.derive(&input);
     let value = CachedCompletion {
         provider: "bedrock".to_owned(),
         model: "anthropic.claude-3-5-sonnet-20240620-v1:0".to_owned(),
         content: "A typical answer of a few hundred bytes. ".repeat(8),
+        tool_calls: Vec::new(),
         finish_reason: FinishReason::Stop,
         usage: TokenUsage::new(300, 80),
         estimated_cost: Usd::ZERO,

@@ -4,12 +4,14 @@
 
 use std::fmt;
 
-use failover_provider::{Message, ResponseFormat, Role};
+use failover_provider::{
+    ContentPart, Message, ResponseFormat, Role, Sampling, ToolChoice, ToolConfig, ToolResultContent,
+};
 
 /// Version of the key layout. It is hashed into every key, so changing the layout (or the
 /// meaning of a field) and bumping this makes every old entry unreachable instead of
 /// wrongly reachable.
-pub const KEY_FORMAT_VERSION: u32 = 1;
+pub const KEY_FORMAT_VERSION: u32 = 2;
 
 /// The built-in key used by [`KeyDeriver::default`]. **Not a secret**: it is published
 /// here. It is the 32 ASCII bytes `llm-failover default cache key!!`.
@@ -158,6 +160,11 @@ pub struct CacheKeyInput<'a> {
     pub stop: &'a [String],
     /// Text, JSON object or JSON schema (the schema hashed as canonical JSON).
     pub response_format: &'a ResponseFormat,
+    /// The tools offered (schemas hashed as canonical JSON), the choice and the parallel
+    /// flag.
+    pub tools: &'a ToolConfig,
+    /// `top_p`, `seed` and `user`.
+    pub sampling: &'a Sampling,
 }
 
 /// Derives [`CacheKey`]s and [`TenantTag`]s with a keyed BLAKE3 hash.
@@ -254,11 +261,10 @@ impl KeyDeriver {
         h.update(&KEY_FORMAT_VERSION.to_le_bytes());
         // 3. logical model.
         put_bytes(&mut h, input.model.as_bytes());
-        // 4. messages: count, then (role tag, content) each.
+        // 4. messages: count, then each (role, parts, calls, result).
         put_len(&mut h, input.messages.len());
         for message in input.messages {
-            h.update(&[role_tag(message.role)]);
-            put_bytes(&mut h, message.content.as_bytes());
+            put_message(&mut h, message);
         }
         // 5. temperature: presence tag + f32 bits.
         match input.temperature {
@@ -296,11 +302,22 @@ impl KeyDeriver {
             ResponseFormat::JsonSchema { name, schema } => {
                 h.update(&[2]);
                 put_bytes(&mut h, name.as_bytes());
-                let mut canonical = String::new();
-                canonical_json(schema, &mut canonical);
-                put_bytes(&mut h, canonical.as_bytes());
+                put_json(&mut h, schema);
             }
         }
+        // 9. tools: count, then (name, description, canonical schema) each; the choice;
+        //    the parallel flag.
+        put_tools(&mut h, input.tools);
+        // 10. sampling: top_p, seed, user, each with a presence tag.
+        put_option(&mut h, input.sampling.top_p, |h, p| {
+            h.update(&canonical_f32_bits(p).to_le_bytes());
+        });
+        put_option(&mut h, input.sampling.seed, |h, seed| {
+            h.update(&seed.to_le_bytes());
+        });
+        put_option(&mut h, input.sampling.user.as_deref(), |h, user| {
+            put_bytes(h, user.as_bytes())
+        });
         CacheKey {
             tenant: self.tenant_tag(input.tenant_id),
             digest: *h.finalize().as_bytes(),
@@ -331,7 +348,100 @@ fn role_tag(role: Role) -> u8 {
         Role::System => 1,
         Role::User => 2,
         Role::Assistant => 3,
+        Role::Tool => 4,
     }
+}
+
+/// A message: role, parts (text, or image as media type and a BLAKE3 digest of its
+/// bytes), tool calls (id, name, arguments as sent) and the tool result.
+fn put_message(h: &mut blake3::Hasher, message: &Message) {
+    h.update(&[role_tag(message.role)]);
+    put_len(h, message.content.len());
+    for part in &message.content {
+        match part {
+            ContentPart::Text { text } => {
+                h.update(&[1]);
+                put_bytes(h, text.as_bytes());
+            }
+            ContentPart::Image(image) => {
+                h.update(&[2]);
+                put_bytes(h, image.media_type.mime().as_bytes());
+                h.update(blake3::hash(&image.data).as_bytes());
+            }
+        }
+    }
+    put_len(h, message.tool_calls.len());
+    for call in &message.tool_calls {
+        put_bytes(h, call.id.as_bytes());
+        put_bytes(h, call.name.as_bytes());
+        put_bytes(h, call.arguments.as_bytes());
+    }
+    put_option(h, message.tool_result.as_ref(), |h, result| {
+        put_bytes(h, result.call_id.as_bytes());
+        h.update(&[u8::from(result.is_error)]);
+        match &result.content {
+            ToolResultContent::Text(text) => {
+                h.update(&[1]);
+                put_bytes(h, text.as_bytes());
+            }
+            ToolResultContent::Json(value) => {
+                h.update(&[2]);
+                put_json(h, value);
+            }
+        }
+    });
+}
+
+fn put_tools(h: &mut blake3::Hasher, tools: &ToolConfig) {
+    put_len(h, tools.tools.len());
+    for tool in &tools.tools {
+        put_bytes(h, tool.name.as_bytes());
+        put_option(h, tool.description.as_deref(), |h, description| {
+            put_bytes(h, description.as_bytes())
+        });
+        put_json(h, &tool.input_schema);
+    }
+    match &tools.choice {
+        ToolChoice::Auto => {
+            h.update(&[1]);
+        }
+        ToolChoice::None => {
+            h.update(&[2]);
+        }
+        ToolChoice::Required => {
+            h.update(&[3]);
+        }
+        ToolChoice::Tool(name) => {
+            h.update(&[4]);
+            put_bytes(h, name.as_bytes());
+        }
+    }
+    put_option(h, tools.parallel_tool_calls, |h, parallel| {
+        h.update(&[u8::from(parallel)]);
+    });
+}
+
+/// A presence tag (0 absent, 1 present), then the value.
+fn put_option<T>(
+    h: &mut blake3::Hasher,
+    value: Option<T>,
+    put: impl FnOnce(&mut blake3::Hasher, T),
+) {
+    match value {
+        None => {
+            h.update(&[0]);
+        }
+        Some(value) => {
+            h.update(&[1]);
+            put(h, value);
+        }
+    }
+}
+
+fn put_json(h: &mut blake3::Hasher, value: &serde_json::Value) {
+    let mut canonical = String::new();
+    canonical_json(value, &mut canonical);
+    put_bytes(h, canonical.as_bytes());
 }
 
 /// `-0.0` → `0.0`; every NaN → the one canonical quiet NaN.
@@ -417,6 +527,7 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use failover_provider::{ImageMediaType, ImagePart, ToolCall, ToolDefinition};
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -428,6 +539,16 @@ mod tests {
         max_tokens: Option<u32>,
         stop: Vec<String>,
         response_format: ResponseFormat,
+        tools: ToolConfig,
+        sampling: Sampling,
+    }
+
+    fn weather_tool() -> ToolDefinition {
+        ToolDefinition::new(
+            "get_weather",
+            "The weather in a city",
+            json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+        )
     }
 
     impl Owned {
@@ -443,6 +564,8 @@ mod tests {
                 max_tokens: Some(10),
                 stop: vec!["\n\n".into()],
                 response_format: ResponseFormat::Text,
+                tools: ToolConfig::default(),
+                sampling: Sampling::default(),
             }
         }
 
@@ -455,6 +578,8 @@ mod tests {
                 max_tokens: self.max_tokens,
                 stop: &self.stop,
                 response_format: &self.response_format,
+                tools: &self.tools,
+                sampling: &self.sampling,
             }
         }
 
@@ -472,7 +597,9 @@ mod tests {
             ("model", Box::new(|o: &mut Owned| o.model = "gpt-4o".into())),
             (
                 "message content",
-                Box::new(|o: &mut Owned| o.messages[1].content.push(' ')),
+                Box::new(|o: &mut Owned| {
+                    o.messages[1].content[0] = ContentPart::text("What is 2+2? ")
+                }),
             ),
             (
                 "message role",
@@ -527,7 +654,110 @@ mod tests {
                     }
                 }),
             ),
+            (
+                "image added",
+                Box::new(|o: &mut Owned| {
+                    o.messages[1]
+                        .content
+                        .push(ContentPart::Image(ImagePart::new(
+                            ImageMediaType::Png,
+                            vec![1, 2],
+                        )))
+                }),
+            ),
+            (
+                "tool call in history",
+                Box::new(|o: &mut Owned| {
+                    o.messages.push(Message::assistant_with_calls(
+                        "",
+                        vec![ToolCall::new("call_1", "get_weather", "{}")],
+                    ))
+                }),
+            ),
+            (
+                "tool result",
+                Box::new(|o: &mut Owned| {
+                    o.messages.push(Message::tool_result(
+                        "call_1",
+                        ToolResultContent::Text("sunny".into()),
+                    ))
+                }),
+            ),
+            (
+                "tool offered",
+                Box::new(|o: &mut Owned| o.tools.tools.push(weather_tool())),
+            ),
+            (
+                "tool choice",
+                Box::new(|o: &mut Owned| o.tools.choice = ToolChoice::Required),
+            ),
+            (
+                "parallel tool calls",
+                Box::new(|o: &mut Owned| o.tools.parallel_tool_calls = Some(false)),
+            ),
+            (
+                "top_p",
+                Box::new(|o: &mut Owned| o.sampling.top_p = Some(0.9)),
+            ),
+            ("seed", Box::new(|o: &mut Owned| o.sampling.seed = Some(7))),
+            (
+                "user",
+                Box::new(|o: &mut Owned| o.sampling.user = Some("u-1".into())),
+            ),
         ]
+    }
+
+    #[test]
+    fn image_bytes_tool_schemas_and_results_are_in_the_key() {
+        let image = |bytes: Vec<u8>, media_type| {
+            let mut o = Owned::base();
+            o.messages[1]
+                .content
+                .push(ContentPart::Image(ImagePart::new(media_type, bytes)));
+            o.key()
+        };
+        assert_ne!(
+            image(vec![1, 2, 3], ImageMediaType::Png),
+            image(vec![1, 2, 4], ImageMediaType::Png)
+        );
+        assert_ne!(
+            image(vec![1, 2, 3], ImageMediaType::Png),
+            image(vec![1, 2, 3], ImageMediaType::Jpeg)
+        );
+        let tool = |schema: serde_json::Value, choice: ToolChoice| {
+            let mut o = Owned::base();
+            o.tools.tools.push(ToolDefinition {
+                input_schema: schema,
+                ..weather_tool()
+            });
+            o.tools.choice = choice;
+            o.key()
+        };
+        let object = json!({"type": "object"});
+        assert_ne!(
+            tool(object.clone(), ToolChoice::Auto),
+            tool(
+                json!({"type": "object", "required": ["city"]}),
+                ToolChoice::Auto
+            )
+        );
+        assert_ne!(
+            tool(object.clone(), ToolChoice::Tool("get_weather".into())),
+            tool(object, ToolChoice::Required)
+        );
+        let result = |content: ToolResultContent, is_error: bool| {
+            let mut o = Owned::base();
+            let mut message = Message::tool_result("call_1", content);
+            message.tool_result.as_mut().unwrap().is_error = is_error;
+            o.messages.push(message);
+            o.key()
+        };
+        let text = ToolResultContent::Text("{\"t\":1}".into());
+        assert_ne!(result(text.clone(), false), result(text.clone(), true));
+        assert_ne!(
+            result(text, false),
+            result(ToolResultContent::Json(json!({"t": 1})), false)
+        );
     }
 
     #[test]
@@ -737,15 +967,69 @@ mod tests {
             name: "answer".into(),
             schema: json!({"type": "object", "required": ["x"]}),
         };
+        o.messages[1]
+            .content
+            .push(ContentPart::Image(ImagePart::new(
+                ImageMediaType::Png,
+                vec![7, 7],
+            )));
+        o.messages.push(Message::assistant_with_calls(
+            "",
+            vec![ToolCall::new(
+                "call_1",
+                "get_weather",
+                r#"{"city":"Paris"}"#,
+            )],
+        ));
+        let mut result = Message::tool_result("call_1", ToolResultContent::Json(json!({"t": 1})));
+        result.tool_result.as_mut().unwrap().is_error = true;
+        o.messages.push(result);
+        o.tools = ToolConfig {
+            tools: vec![weather_tool()],
+            choice: ToolChoice::Required,
+            parallel_tool_calls: Some(false),
+        };
+        o.sampling = Sampling {
+            top_p: Some(0.5),
+            seed: None,
+            user: Some("u".into()),
+        };
         let mut bytes = Vec::new();
         lp(&mut bytes, b"tenant-a");
-        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&2u32.to_le_bytes());
         lp(&mut bytes, b"gpt-4");
-        bytes.extend_from_slice(&2u64.to_le_bytes());
+        bytes.extend_from_slice(&4u64.to_le_bytes());
+        // 4a-4d: role, parts (tag 1 text, tag 2 image digest), calls, result.
+        bytes.push(1);
+        bytes.extend_from_slice(&1u64.to_le_bytes());
         bytes.push(1);
         lp(&mut bytes, b"You are terse.");
+        bytes.extend_from_slice(&0u64.to_le_bytes());
+        bytes.push(0);
         bytes.push(2);
+        bytes.extend_from_slice(&2u64.to_le_bytes());
+        bytes.push(1);
         lp(&mut bytes, b"What is 2+2?");
+        bytes.push(2);
+        lp(&mut bytes, b"image/png");
+        bytes.extend_from_slice(blake3::hash(&[7, 7]).as_bytes());
+        bytes.extend_from_slice(&0u64.to_le_bytes());
+        bytes.push(0);
+        bytes.push(3);
+        bytes.extend_from_slice(&0u64.to_le_bytes());
+        bytes.extend_from_slice(&1u64.to_le_bytes());
+        lp(&mut bytes, b"call_1");
+        lp(&mut bytes, b"get_weather");
+        lp(&mut bytes, br#"{"city":"Paris"}"#);
+        bytes.push(0);
+        bytes.push(4);
+        bytes.extend_from_slice(&0u64.to_le_bytes());
+        bytes.extend_from_slice(&0u64.to_le_bytes());
+        bytes.push(1);
+        lp(&mut bytes, b"call_1");
+        bytes.push(1);
+        bytes.push(2);
+        lp(&mut bytes, br#"{"t":1}"#);
         bytes.push(1);
         bytes.extend_from_slice(&0.1f32.to_bits().to_le_bytes());
         bytes.push(1);
@@ -755,6 +1039,24 @@ mod tests {
         bytes.push(2);
         lp(&mut bytes, b"answer");
         lp(&mut bytes, br#"{"required":["x"],"type":"object"}"#);
+        // 9: one tool, choice required, parallel flag false.
+        bytes.extend_from_slice(&1u64.to_le_bytes());
+        lp(&mut bytes, b"get_weather");
+        bytes.push(1);
+        lp(&mut bytes, b"The weather in a city");
+        lp(
+            &mut bytes,
+            br#"{"properties":{"city":{"type":"string"}},"type":"object"}"#,
+        );
+        bytes.push(3);
+        bytes.push(1);
+        bytes.push(0);
+        // 10: top_p 0.5, no seed, user "u".
+        bytes.push(1);
+        bytes.extend_from_slice(&0.5f32.to_bits().to_le_bytes());
+        bytes.push(0);
+        bytes.push(1);
+        lp(&mut bytes, b"u");
         let entry_key = blake3::derive_key(ENTRY_CONTEXT, &DEFAULT_SECRET);
         let expected = blake3::keyed_hash(&entry_key, &bytes);
         assert_eq!(o.key().digest(), expected.as_bytes());
@@ -792,10 +1094,12 @@ mod tests {
             let ka = deriver.derive(&CacheKeyInput {
                 tenant_id: &a, model: &model_a, messages: &messages, temperature: None,
                 max_tokens: None, stop: &stop, response_format: &fmt,
+                tools: &ToolConfig::NONE, sampling: &Sampling::NONE,
             });
             let kb = deriver.derive(&CacheKeyInput {
                 tenant_id: &b, model: &model_b, messages: &messages, temperature: None,
                 max_tokens: None, stop: &stop, response_format: &fmt,
+                tools: &ToolConfig::NONE, sampling: &Sampling::NONE,
             });
             prop_assert_ne!(ka, kb);
             prop_assert_ne!(ka.tenant(), kb.tenant());
@@ -813,6 +1117,7 @@ mod tests {
             let derive = |split: usize| deriver.derive(&CacheKeyInput {
                 tenant_id: &s[..split], model: &s[split..], messages: &[], temperature: None,
                 max_tokens: None, stop: &[], response_format: &fmt,
+                tools: &ToolConfig::NONE, sampling: &Sampling::NONE,
             });
             prop_assert_ne!(derive(i), derive(j));
         }
@@ -825,6 +1130,7 @@ mod tests {
             let key = deriver.derive(&CacheKeyInput {
                 tenant_id: &tenant, model: "gpt-4", messages: &messages, temperature: None,
                 max_tokens: None, stop: &[], response_format: &fmt,
+                tools: &ToolConfig::NONE, sampling: &Sampling::NONE,
             });
             let text = key.to_hex();
             prop_assert!(!text.contains(&prompt));
@@ -846,6 +1152,7 @@ mod tests {
             let input = CacheKeyInput {
                 tenant_id: "t", model: "m", messages: &messages, temperature,
                 max_tokens, stop: &[], response_format: &fmt,
+                tools: &ToolConfig::NONE, sampling: &Sampling::NONE,
             };
             let one = KeyDeriver::new(secret);
             let two = KeyDeriver::new(secret);
@@ -869,12 +1176,13 @@ mod tests {
             let mut a = Owned {
                 tenant_id: tenant, model, messages: vec![Message::user(content)], temperature,
                 max_tokens, stop, response_format: ResponseFormat::Text,
+                tools: ToolConfig::default(), sampling: Sampling::default(),
             };
             let before = a.key();
             match which {
                 0 => a.tenant_id.push_str(&suffix),
                 1 => a.model.push_str(&suffix),
-                2 => a.messages[0].content.push_str(&suffix),
+                2 => a.messages[0].content.push(ContentPart::text(suffix.clone())),
                 3 => a.temperature = match a.temperature { None => Some(1.0), Some(t) => Some(t + 0.5) },
                 4 => a.max_tokens = match a.max_tokens { None => Some(1), Some(n) => if n == 0 { None } else { Some(n - 1) } },
                 5 => a.stop.push(suffix),
@@ -889,6 +1197,7 @@ mod tests {
             let input = CacheKeyInput {
                 tenant_id: "t", model: "m", messages: &[], temperature: None,
                 max_tokens: None, stop: &[], response_format: &fmt,
+                tools: &ToolConfig::NONE, sampling: &Sampling::NONE,
             };
             prop_assert_eq!(
                 KeyDeriver::from_secret(&secret).derive(&input),

@@ -12,7 +12,7 @@ pub use memory::{MemoryCache, MemoryCacheConfig, MemoryEntry, entry_size};
 use std::fmt::Debug;
 use std::time::Duration;
 
-use failover_provider::{FinishReason, TokenUsage, Usd};
+use failover_provider::{FinishReason, TokenUsage, ToolCall, Usd};
 use serde::{Deserialize, Serialize};
 
 /// What the cache stores for one answered request.
@@ -24,6 +24,9 @@ pub struct CachedCompletion {
     pub model: String,
     /// The generated text.
     pub content: String,
+    /// The tools the model called (replayed like text).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
     /// Why generation stopped.
     pub finish_reason: FinishReason,
     /// Tokens the original call consumed.

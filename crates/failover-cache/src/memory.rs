@@ -321,6 +321,8 @@ mod tests {
             max_tokens: None,
             stop: &[],
             response_format: &ResponseFormat::Text,
+            tools: &failover_provider::ToolConfig::NONE,
+            sampling: &failover_provider::Sampling::NONE,
         })
     }
 
@@ -329,6 +331,7 @@ mod tests {
             provider: "bedrock".into(),
             model: "m".into(),
             content: content.into(),
+            tool_calls: Vec::new(),
             finish_reason: FinishReason::Stop,
             usage: TokenUsage::new(1, 2),
             estimated_cost: Usd::ZERO,

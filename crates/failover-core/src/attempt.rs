@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use failover_breaker::{BreakerState, Outcome, Permit};
 use failover_provider::{
     AttemptOutcome, AttemptRecord, BreakerEffect, ErrorKind, JsonContract, ProviderError,
-    ProviderRequest, ResponseFormat, TokenUsage, Usd,
+    ProviderRequest, ResponseFormat, TokenUsage, ToolCall, Usd,
 };
 use failover_usage::UsageOutcome;
 use tracing::Span;
@@ -49,8 +49,14 @@ pub(crate) fn breaker_outcome(error: &ProviderError) -> Outcome {
 /// JSON mode is a contract: content that is not JSON (or not an object when an object was
 /// asked for) is a malformed response, never handed back as if it were fine. Schema
 /// conformance is checked by providers, which know their own structured-output guarantees.
-pub(crate) fn check_json(format: &ResponseFormat, content: &str) -> Result<(), ProviderError> {
-    if !format.is_json() {
+/// An answer that calls tools is not the JSON answer yet (the model asks for a tool's
+/// result first), so it is not held to the contract.
+pub(crate) fn check_json(
+    format: &ResponseFormat,
+    content: &str,
+    tool_calls: &[ToolCall],
+) -> Result<(), ProviderError> {
+    if !format.is_json() || !tool_calls.is_empty() {
         return Ok(());
     }
     JsonContract::object().check_text(content)

@@ -117,6 +117,8 @@ impl TimeBoxedCache {
             max_tokens: request.max_tokens,
             stop: &request.stop,
             response_format: &request.response_format,
+            tools: &request.tools,
+            sampling: &request.sampling,
         })
     }
 

@@ -75,7 +75,7 @@ async fn answer(
         mut attempts,
     } = chain::walk(engine, prepared, |provider, request, limits| async move {
         let response = limits.run(provider.complete(request)).await?;
-        if let Err(error) = check_json(format, &response.content) {
+        if let Err(error) = check_json(format, &response.content, &response.tool_calls) {
             return Err(Failure {
                 error,
                 reported: Some(response.usage),
@@ -104,6 +104,7 @@ async fn answer(
             &provider,
             &model,
             response.content.clone(),
+            response.tool_calls.clone(),
             response.finish_reason.clone(),
             response.usage,
             cost,
@@ -115,6 +116,7 @@ async fn answer(
         provider,
         model,
         content: response.content,
+        tool_calls: response.tool_calls,
         finish_reason: response.finish_reason,
         usage: response.usage,
         estimated_cost: cost,
@@ -131,6 +133,7 @@ fn from_cache(prepared: &Prepared, hit: CachedCompletion) -> Completion {
         provider: hit.provider,
         model: hit.model,
         content: hit.content,
+        tool_calls: hit.tool_calls,
         finish_reason: hit.finish_reason,
         usage: hit.usage,
         estimated_cost: Usd::ZERO,

@@ -96,6 +96,8 @@ impl Prepared {
             max_tokens: self.request.max_tokens,
             stop: self.request.stop.clone(),
             response_format: self.request.response_format.clone(),
+            tools: self.request.tools.clone(),
+            sampling: self.request.sampling.clone(),
             deadline: self.deadline,
             attempt_deadline: None,
         }

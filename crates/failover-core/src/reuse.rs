@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use failover_cache::CachedCompletion;
-use failover_provider::{FinishReason, TokenUsage, Usd};
+use failover_provider::{FinishReason, TokenUsage, ToolCall, Usd};
 use failover_usage::UsageOutcome;
 
 use crate::accounting::{CallFacts, unix_ms_now};
@@ -95,10 +95,12 @@ pub(crate) fn wanted(prepared: &Prepared) -> bool {
 }
 
 /// A fresh answer, as the cache and the followers receive it.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn fresh_answer(
     provider: &str,
     model: &str,
     content: String,
+    tool_calls: Vec<ToolCall>,
     finish_reason: FinishReason,
     usage: TokenUsage,
     estimated_cost: Usd,
@@ -107,6 +109,7 @@ pub(crate) fn fresh_answer(
         provider: provider.to_owned(),
         model: model.to_owned(),
         content,
+        tool_calls,
         finish_reason,
         usage,
         estimated_cost,

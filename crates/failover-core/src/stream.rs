@@ -1,6 +1,6 @@
 //! Streaming completions with failover up to the commit point.
 //!
-//! The commit point is the first non-empty text delta. Before it, a failing provider is
+//! The commit point is the first non-empty text delta or the start of a tool call. Before it, a failing provider is
 //! skipped exactly as in a plain completion (the same chain walk, the same layers): nothing
 //! has reached the caller yet. After it, a failure ends the stream with a
 //! [`FailoverError::StreamInterrupted`] item: never a silent clean end, never a second
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use failover_cache::CachedCompletion;
 use failover_provider::{
     AttemptRecord, CompletionRequest, ErrorKind, FinishReason, ProviderError, ProviderEvent,
-    ProviderStream, RequestId, StreamChunk, StreamSummary, TokenUsage, Usd,
+    ProviderStream, RequestId, StreamChunk, StreamSummary, TokenUsage, ToolCallAssembler, Usd,
 };
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -41,7 +41,8 @@ use crate::request_scope::RequestScope;
 use crate::reuse::{self, Lookup};
 use crate::telemetry::{RequestEnd, RequestFacts, RequestTrace};
 
-/// A stream of chunks: text deltas, then one [`StreamChunk::Done`], or an error item.
+/// A stream of chunks: text deltas and tool-call items, then one [`StreamChunk::Done`], or
+/// an error item.
 pub type CompletionStream = Pin<Box<dyn Stream<Item = Result<StreamChunk, FailoverError>> + Send>>;
 
 async fn next_event(stream: &mut ProviderStream) -> Result<Option<ProviderEvent>, ProviderError> {
@@ -132,6 +133,8 @@ async fn open(
         stream,
         pending: Some(first),
         text: String::new(),
+        calls: ToolCallAssembler::new(),
+        argument_bytes: 0,
         attempts,
         leader,
         ending: Arc::clone(&ending),
@@ -166,6 +169,7 @@ fn replayed(prepared: &Prepared, hit: CachedCompletion) -> (String, StreamSummar
         request_id: prepared.request_id().clone(),
         provider: hit.provider,
         model: hit.model,
+        tool_calls: hit.tool_calls,
         finish_reason: hit.finish_reason,
         usage: hit.usage,
         estimated_cost: Usd::ZERO,
@@ -176,19 +180,34 @@ fn replayed(prepared: &Prepared, hit: CachedCompletion) -> (String, StreamSummar
     (hit.content, summary)
 }
 
-/// A stream served without a provider call of its own: the whole text as one delta, then
-/// the summary.
+/// A stream served without a provider call of its own: the whole text as one delta, each
+/// tool call as a start, its whole arguments and an end, then the summary.
 fn replay(content: String, summary: StreamSummary) -> CompletionStream {
-    let mut chunks = Vec::with_capacity(2);
+    let mut chunks = Vec::with_capacity(2 + 3 * summary.tool_calls.len());
     if !content.is_empty() {
         chunks.push(Ok(StreamChunk::Delta { text: content }));
+    }
+    for (index, call) in (0u32..).zip(&summary.tool_calls) {
+        chunks.push(Ok(StreamChunk::ToolCallStart {
+            index,
+            id: call.id.clone(),
+            name: call.name.clone(),
+        }));
+        if !call.arguments.is_empty() {
+            chunks.push(Ok(StreamChunk::ToolCallDelta {
+                index,
+                arguments: call.arguments.clone(),
+            }));
+        }
+        chunks.push(Ok(StreamChunk::ToolCallEnd { index }));
     }
     chunks.push(Ok(StreamChunk::Done(summary)));
     Box::pin(futures::stream::iter(chunks))
 }
 
-/// Waits for the first event that commits the stream: a non-empty delta, or the terminal
-/// event of an empty answer. Anything else before it is a failure that may fail over.
+/// Waits for the first event that commits the stream: a non-empty delta, the start of a
+/// tool call (or any tool-call item: one out of order fails in the driver), or the
+/// terminal event of an empty answer. Anything else before it is a failure that may fail over.
 async fn first_event(
     prepared: &Prepared,
     stream: &mut ProviderStream,
@@ -294,7 +313,12 @@ struct Driver {
     prepared: Prepared,
     stream: ProviderStream,
     pending: Option<ProviderEvent>,
+    /// The text delivered so far.
     text: String,
+    /// The tool calls delivered so far, and the order their items must keep.
+    calls: ToolCallAssembler,
+    /// Bytes of tool-call arguments delivered so far.
+    argument_bytes: usize,
     /// The attempts before this provider's.
     attempts: Vec<AttemptRecord>,
     /// Set when identical requests wait for this stream's answer.
@@ -321,67 +345,127 @@ impl Driver {
                     }
                 }
             };
-            let terminal = match event {
+            let chunk = match event {
                 Ok(Some(ProviderEvent::Delta(text))) => {
                     if text.is_empty() {
                         continue;
                     }
-                    if !self.deliver(text).await {
-                        return;
-                    }
-                    continue;
+                    Ok(StreamChunk::Delta { text })
                 }
+                Ok(Some(ProviderEvent::ToolCallStart { index, id, name })) => self
+                    .calls
+                    .start(index, &id, &name)
+                    .map(|()| StreamChunk::ToolCallStart { index, id, name }),
+                Ok(Some(ProviderEvent::ToolCallDelta { index, arguments })) => {
+                    if arguments.is_empty() {
+                        continue;
+                    }
+                    self.calls
+                        .delta(index, &arguments)
+                        .map(|()| StreamChunk::ToolCallDelta { index, arguments })
+                }
+                Ok(Some(ProviderEvent::ToolCallEnd { index })) => self
+                    .calls
+                    .end(index)
+                    .map(|()| StreamChunk::ToolCallEnd { index }),
                 Ok(Some(ProviderEvent::Finished {
                     finish_reason,
                     usage,
                     model,
-                })) => self.finish(finish_reason, usage, model).await,
-                Ok(None) => self
-                    .interrupt(
-                        ProviderError::new(
-                            ErrorKind::StreamCut,
-                            "the stream ended without its terminal event",
-                        ),
-                        None,
-                    )
-                    .map(Err),
-                Err(error) => self.interrupt(error, None).map(Err),
+                })) => {
+                    let terminal = self.finish(finish_reason, usage, model).await;
+                    self.send_terminal(terminal).await;
+                    return;
+                }
+                Ok(None) => {
+                    let terminal = self
+                        .interrupt(
+                            ProviderError::new(
+                                ErrorKind::StreamCut,
+                                "the stream ended without its terminal event",
+                            ),
+                            None,
+                        )
+                        .map(Err);
+                    self.send_terminal(terminal).await;
+                    return;
+                }
+                Err(error) => {
+                    let terminal = self.interrupt(error, None).map(Err);
+                    self.send_terminal(terminal).await;
+                    return;
+                }
             };
-            // Unless the caller left meanwhile; then there is nobody to tell.
-            if let Some(terminal) = terminal {
-                let _ = self.sender.send(terminal).await;
+            let delivered = match chunk {
+                Ok(chunk) => self.deliver(chunk).await,
+                Err(disorder) => {
+                    let error =
+                        ProviderError::new(ErrorKind::MalformedResponse, disorder.to_string());
+                    let terminal = self.interrupt(error, None).map(Err);
+                    self.send_terminal(terminal).await;
+                    return;
+                }
+            };
+            if !delivered {
+                return;
             }
-            return;
         }
     }
 
-    /// Hands one delta to the caller, waiting while its buffer is full — until the
+    /// Sends the stream's last item, unless the caller left meanwhile (then there is
+    /// nobody to tell).
+    async fn send_terminal(&mut self, terminal: Option<Result<StreamChunk, FailoverError>>) {
+        if let Some(terminal) = terminal {
+            let _ = self.sender.send(terminal).await;
+        }
+    }
+
+    /// Bytes of content in `chunk`: text, or tool-call arguments.
+    fn content_bytes(chunk: &StreamChunk) -> usize {
+        match chunk {
+            StreamChunk::Delta { text } => text.len(),
+            StreamChunk::ToolCallDelta { arguments, .. } => arguments.len(),
+            _ => 0,
+        }
+    }
+
+    /// Content delivered so far, in bytes: text and tool-call arguments.
+    fn delivered_bytes(&self) -> usize {
+        self.text.len() + self.argument_bytes
+    }
+    /// Hands one chunk to the caller, waiting while its buffer is full — until the
     /// request's deadline, which then interrupts the stream. `false` when the stream ended
     /// (the caller left, or the deadline passed).
-    async fn deliver(&mut self, text: String) -> bool {
+    async fn deliver(&mut self, chunk: StreamChunk) -> bool {
         let now = Instant::now();
         self.longest_gap = self
             .longest_gap
             .max(now.saturating_duration_since(self.last_chunk));
         self.last_chunk = now;
-        let bytes = text.len();
+        let bytes = Self::content_bytes(&chunk);
         // Received is what the provider generated (and bills), delivered or not.
         if let Some(attempt) = lock(&self.ending).attempt.as_mut() {
             attempt.received_bytes += bytes;
         }
-        self.text.push_str(&text);
-        let sent = deadline::within(
-            self.prepared.deadline,
-            self.sender.send(Ok(StreamChunk::Delta { text })),
-        )
-        .await;
+        let text_bytes = match &chunk {
+            StreamChunk::Delta { text } => {
+                self.text.push_str(text);
+                text.len()
+            }
+            _ => {
+                self.argument_bytes += bytes;
+                0
+            }
+        };
+        let sent = deadline::within(self.prepared.deadline, self.sender.send(Ok(chunk))).await;
         match sent {
             Some(Ok(())) => true,
             // The caller dropped its end: its drop settled the call.
             Some(Err(_)) => false,
             None => {
                 // What the caller got is what the error reports as delivered.
-                self.text.truncate(self.text.len() - bytes);
+                self.text.truncate(self.text.len() - text_bytes);
+                self.argument_bytes -= bytes - text_bytes;
                 if let Some(error) = self.interrupt(ProviderError::request_deadline(), None) {
                     // The buffer is full; the caller reads the error after what it holds.
                     let _ = self.sender.send(Err(error)).await;
@@ -414,7 +498,18 @@ impl Driver {
         reported: Option<TokenUsage>,
         served: Option<String>,
     ) -> Option<Result<StreamChunk, FailoverError>> {
-        if let Err(error) = check_json(&self.prepared.request.response_format, &self.text) {
+        let tool_calls = match std::mem::take(&mut self.calls).finish() {
+            Ok(calls) => calls,
+            Err(disorder) => {
+                let error = ProviderError::new(ErrorKind::MalformedResponse, disorder.to_string());
+                return self.interrupt(error, reported).map(Err);
+            }
+        };
+        if let Err(error) = check_json(
+            &self.prepared.request.response_format,
+            &self.text,
+            &tool_calls,
+        ) {
             return self.interrupt(error, reported).map(Err);
         }
         let Settled {
@@ -425,7 +520,7 @@ impl Driver {
         let (usage, estimated) = self
             .prepared
             .context
-            .partial_usage(reported, self.text.len());
+            .partial_usage(reported, self.delivered_bytes());
         let served = served.filter(|model| !model.is_empty());
         if let Some(model) = &served {
             attempt.served_by(model);
@@ -442,6 +537,7 @@ impl Driver {
                 &provider,
                 &model,
                 std::mem::take(&mut self.text),
+                tool_calls.clone(),
                 finish_reason.clone(),
                 usage,
                 cost,
@@ -452,6 +548,7 @@ impl Driver {
             request_id: self.prepared.request_id().clone(),
             provider,
             model,
+            tool_calls,
             finish_reason,
             usage,
             estimated_cost: cost,
@@ -489,7 +586,7 @@ impl Driver {
             request_id = %self.prepared.request_id(),
             provider = %provider,
             kind = %error.kind(),
-            delivered_bytes = self.text.len(),
+            delivered_bytes = self.delivered_bytes(),
             %error,
             "stream interrupted after its first chunk"
         );
@@ -499,7 +596,7 @@ impl Driver {
             provider,
             kind: error.kind(),
             message: error.detail(),
-            delivered_bytes: self.text.len(),
+            delivered_bytes: self.delivered_bytes(),
         };
         scope.finish(&RequestOutcome::Failed(&interrupted));
         if let Some(mut trace) = trace {

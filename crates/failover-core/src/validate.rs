@@ -209,10 +209,7 @@ fn validate_input(input: &PromptInput, limits: &Limits) -> Result<(), Validation
                     max: limits.max_messages,
                 });
             }
-            if let Some((index, message)) = messages
-                .iter()
-                .enumerate()
-                .find(|(_, m)| m.content.trim().is_empty())
+            if let Some((index, message)) = messages.iter().enumerate().find(|(_, m)| m.is_blank())
             {
                 return Err(ValidationError::EmptyMessage {
                     index,

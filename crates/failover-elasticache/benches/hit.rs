@@ -44,6 +44,7 @@ fn bench_hit(c: &mut Criterion) {
         let key = world.key("bench", &format!("prompt {content_len}"));
         let value = CachedCompletion {
             content: "x".repeat(content_len),
+            tool_calls: Vec::new(),
             ..sample_completion("")
         };
         let redis_key = cache.redis_key(&key);

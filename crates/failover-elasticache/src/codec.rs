@@ -22,7 +22,7 @@
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use failover_cache::{CacheError, CacheErrorKind, CacheKey, CachedCompletion};
-use failover_provider::{FinishReason, TokenUsage, Usd};
+use failover_provider::{FinishReason, TokenUsage, ToolCall, Usd};
 use serde::{Deserialize, Serialize};
 
 use crate::config::EncryptionKey;
@@ -238,12 +238,15 @@ fn open_with(aead: &XChaCha20Poly1305, aad: &[u8], mut stored: Vec<u8>, nonce_at
     }
 }
 
-/// Everything but the content, as JSON (small, and serde keeps the exact decimal cost).
+/// Everything but the content, as JSON (small, and serde keeps the exact decimal cost);
+/// tool calls are here too, since their arguments are JSON already.
 #[derive(Serialize)]
 struct MetaRef<'a> {
     provider: &'a str,
     model: &'a str,
     finish_reason: &'a FinishReason,
+    #[serde(skip_serializing_if = "<[ToolCall]>::is_empty")]
+    tool_calls: &'a [ToolCall],
     usage: &'a TokenUsage,
     estimated_cost: &'a Usd,
     stored_at_unix_ms: u64,
@@ -254,6 +257,8 @@ struct Meta {
     provider: String,
     model: String,
     finish_reason: FinishReason,
+    #[serde(default)]
+    tool_calls: Vec<ToolCall>,
     usage: TokenUsage,
     estimated_cost: Usd,
     stored_at_unix_ms: u64,
@@ -269,6 +274,7 @@ fn encode_payload(value: &CachedCompletion, out: &mut Vec<u8>) -> Result<(), Cac
         provider: &value.provider,
         model: &value.model,
         finish_reason: &value.finish_reason,
+        tool_calls: &value.tool_calls,
         usage: &value.usage,
         estimated_cost: &value.estimated_cost,
         stored_at_unix_ms: value.stored_at_unix_ms,
@@ -299,6 +305,7 @@ fn decode_payload(body: &[u8]) -> Option<CachedCompletion> {
         provider: meta.provider,
         model: meta.model,
         content,
+        tool_calls: meta.tool_calls,
         finish_reason: meta.finish_reason,
         usage: meta.usage,
         estimated_cost: meta.estimated_cost,

@@ -41,6 +41,8 @@ fn key(deriver: &KeyDeriver, tenant: &str, prompt: &str) -> CacheKey {
         max_tokens: Some(20),
         stop: &[],
         response_format: &ResponseFormat::Text,
+        tools: &failover_provider::ToolConfig::NONE,
+        sampling: &failover_provider::Sampling::NONE,
     })
 }
 

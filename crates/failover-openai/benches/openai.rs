@@ -32,6 +32,8 @@ fn request() -> ProviderRequest {
         max_tokens: Some(256),
         stop: vec!["\n\n".into()],
         response_format: ResponseFormat::Text,
+        tools: Default::default(),
+        sampling: Default::default(),
         deadline: None,
         attempt_deadline: None,
     }

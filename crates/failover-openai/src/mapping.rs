@@ -159,7 +159,7 @@ pub fn schema_name(name: &str) -> String {
 fn mentions_json(messages: &[Message]) -> bool {
     messages
         .iter()
-        .any(|m| m.content.to_ascii_lowercase().contains("json"))
+        .any(|m| m.text().to_ascii_lowercase().contains("json"))
 }
 
 /// The request body for `request`; `stream` adds `stream: true` and
@@ -194,7 +194,7 @@ pub fn chat_request<'a>(
     }
     messages.extend(request.messages.iter().map(|m| WireMessage {
         role: role_name(m.role),
-        content: &m.content,
+        content: m.content.first().and_then(|p| p.as_text()).unwrap_or(""),
     }));
     let (max_completion_tokens, max_tokens) = if options.max_completion_tokens {
         (request.max_tokens, None)
@@ -342,6 +342,7 @@ pub fn parse_response(
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| requested_model.to_owned()),
         content,
+        tool_calls: Vec::new(),
         finish_reason,
         usage: map_usage(&usage),
     })
@@ -453,6 +454,8 @@ mod tests {
             max_tokens: Some(10),
             stop: vec!["\n\n".into()],
             response_format: format,
+            tools: Default::default(),
+            sampling: Default::default(),
             deadline: None,
             attempt_deadline: None,
         }
@@ -519,7 +522,7 @@ mod tests {
         assert_eq!(value["messages"].as_array().unwrap().len(), 3);
 
         let mut mentions = request(ResponseFormat::JsonObject);
-        mentions.messages[1].content = "Answer in json: 2+2?".into();
+        mentions.messages[1] = Message::user("Answer in json: 2+2?");
         let value = body(&mentions, WireOptions::default(), false);
         assert_eq!(value["messages"].as_array().unwrap().len(), 2);
     }

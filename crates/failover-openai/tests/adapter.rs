@@ -340,6 +340,7 @@ async fn streaming_falls_back_before_the_first_chunk() {
         match chunk.unwrap() {
             StreamChunk::Delta { text: delta } => text.push_str(&delta),
             StreamChunk::Done(done) => summary = Some(done),
+            other => panic!("a text answer streamed {other:?}"),
         }
     }
     assert_eq!(text, "OpenAI says 4");

@@ -39,6 +39,8 @@ fn request(format: ResponseFormat) -> ProviderRequest {
         max_tokens: Some(20),
         stop: Vec::new(),
         response_format: format,
+        tools: Default::default(),
+        sampling: Default::default(),
         deadline: Some(Instant::now() + Duration::from_secs(60)),
         attempt_deadline: None,
     }

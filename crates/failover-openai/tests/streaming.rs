@@ -383,7 +383,7 @@ async fn events_split_at_any_byte_even_inside_a_character_are_reassembled() {
             .into_iter()
             .filter_map(|e| match e {
                 ProviderEvent::Delta(t) => Some(t),
-                ProviderEvent::Finished { .. } => None,
+                _ => None,
             })
             .collect();
         assert_eq!(text, "héllo wörld 😀", "split {size}");

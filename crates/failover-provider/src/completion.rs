@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorKind;
 use crate::request::RequestId;
+use crate::tools::ToolCall;
 use crate::usage::{TokenUsage, Usd};
 
 /// Why a model stopped generating.
@@ -85,8 +86,12 @@ pub struct Completion {
     pub provider: String,
     /// The concrete model that answered.
     pub model: String,
-    /// The generated text.
+    /// The generated text (may be empty when the model only called tools).
     pub content: String,
+    /// The tools the model called, in order; the caller runs them and sends the results
+    /// back on [`Role::Tool`](crate::Role::Tool) messages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
     /// Why generation stopped.
     pub finish_reason: FinishReason,
     /// Tokens (the seed's `tokens`).
@@ -110,6 +115,9 @@ pub struct StreamSummary {
     pub provider: String,
     /// The concrete model.
     pub model: String,
+    /// The tool calls the stream's items made, assembled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
     /// Why generation stopped.
     pub finish_reason: FinishReason,
     /// Tokens consumed.
@@ -132,6 +140,28 @@ pub enum StreamChunk {
     Delta {
         /// The text.
         text: String,
+    },
+    /// The model starts a tool call. Calls are numbered from 0 in the order they start.
+    ToolCallStart {
+        /// The call's number in this answer.
+        index: u32,
+        /// The call's id.
+        id: String,
+        /// The tool called.
+        name: String,
+    },
+    /// A fragment of a started call's arguments (JSON text; the fragments of one call
+    /// concatenate to its arguments).
+    ToolCallDelta {
+        /// The call's number.
+        index: u32,
+        /// The fragment.
+        arguments: String,
+    },
+    /// A call's arguments are complete.
+    ToolCallEnd {
+        /// The call's number.
+        index: u32,
     },
     /// The stream completed; always the last item of a successful stream.
     Done(StreamSummary),

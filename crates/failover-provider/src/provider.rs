@@ -7,8 +7,10 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 
 use crate::completion::FinishReason;
+use crate::content::{ImageLimits, MediaTypeSet};
 use crate::error::ProviderError;
 use crate::request::ProviderRequest;
+use crate::tools::ToolCall;
 use crate::usage::TokenUsage;
 
 /// How a provider honours [`ResponseFormat`](crate::ResponseFormat) JSON modes.
@@ -35,6 +37,25 @@ pub struct Capabilities {
     pub json_schema: JsonModeSupport,
     /// Whether a stream's final event carries token usage.
     pub usage_in_stream: bool,
+    /// What the provider takes of tool calling; `None` when it takes no tools.
+    pub tools: Option<ToolLimits>,
+    /// What the provider takes of images; `None` when it takes none.
+    pub images: Option<ImageLimits>,
+    /// Whether `top_p` is honoured (a request with it skips a provider without).
+    pub top_p: bool,
+    /// Whether a sampling `seed` is honoured (a hint: left out where it is not).
+    pub seed: bool,
+    /// Whether the end user's id is passed on (a hint: left out where it is not).
+    pub user: bool,
+}
+
+/// What a provider takes of tool calling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolLimits {
+    /// Most tools in one request.
+    pub max_tools: usize,
+    /// Whether `parallel_tool_calls` can be set.
+    pub parallel_tool_calls: bool,
 }
 
 impl Capabilities {
@@ -44,6 +65,18 @@ impl Capabilities {
         json_object: JsonModeSupport::Native,
         json_schema: JsonModeSupport::Native,
         usage_in_stream: true,
+        tools: Some(ToolLimits {
+            max_tools: 128,
+            parallel_tool_calls: true,
+        }),
+        images: Some(ImageLimits {
+            max_bytes: 20 * 1024 * 1024,
+            max_images: 500,
+            media_types: MediaTypeSet::ALL,
+        }),
+        top_p: true,
+        seed: true,
+        user: true,
     };
 
     /// Sets streaming support.
@@ -69,6 +102,26 @@ impl Capabilities {
         self.usage_in_stream = usage_in_stream;
         self
     }
+
+    /// Sets tool support (`None`: no tools).
+    pub const fn with_tools(mut self, tools: Option<ToolLimits>) -> Self {
+        self.tools = tools;
+        self
+    }
+
+    /// Sets image support (`None`: no images).
+    pub const fn with_images(mut self, images: Option<ImageLimits>) -> Self {
+        self.images = images;
+        self
+    }
+
+    /// Sets which of `top_p`, `seed` and `user` are honoured.
+    pub const fn with_sampling(mut self, top_p: bool, seed: bool, user: bool) -> Self {
+        self.top_p = top_p;
+        self.seed = seed;
+        self.user = user;
+        self
+    }
 }
 
 /// The answer of one non-streaming provider call.
@@ -78,6 +131,8 @@ pub struct ProviderResponse {
     pub model: String,
     /// The generated text.
     pub content: String,
+    /// The tools the model called, in order.
+    pub tool_calls: Vec<ToolCall>,
     /// Why generation stopped.
     pub finish_reason: FinishReason,
     /// Tokens consumed.
@@ -89,6 +144,28 @@ pub struct ProviderResponse {
 pub enum ProviderEvent {
     /// More generated text.
     Delta(String),
+    /// The model starts a tool call; `index` numbers the calls of this answer from 0 in
+    /// the order they start.
+    ToolCallStart {
+        /// The call's number.
+        index: u32,
+        /// The call's id.
+        id: String,
+        /// The tool called.
+        name: String,
+    },
+    /// A fragment of a started call's arguments.
+    ToolCallDelta {
+        /// The call's number.
+        index: u32,
+        /// The fragment (JSON text).
+        arguments: String,
+    },
+    /// A call's arguments are complete.
+    ToolCallEnd {
+        /// The call's number.
+        index: u32,
+    },
     /// The terminal event: the stream is complete. A stream that ends without it was cut.
     Finished {
         /// Why generation stopped.
@@ -110,8 +187,11 @@ pub type ProviderStream = Pin<Box<dyn Stream<Item = Result<ProviderEvent, Provid
 /// - Every error is a classified [`ProviderError`]; the adapter acts on its kind only.
 /// - `complete` and `stream` own their retries (at most one owner per call); the adapter
 ///   does not retry the same provider, it fails over.
-/// - A stream yields zero or more [`ProviderEvent::Delta`] and then exactly one
-///   [`ProviderEvent::Finished`]; a stream that ends without `Finished` is treated as cut.
+/// - A stream yields zero or more [`ProviderEvent::Delta`] and tool-call events (each call
+///   a `ToolCallStart`, its `ToolCallDelta`s and a `ToolCallEnd`, calls numbered from 0)
+///   and then exactly one [`ProviderEvent::Finished`]; a stream that ends without
+///   `Finished` is treated as cut, and one that finishes with a call still open is
+///   malformed.
 ///   Errors are items, after which the stream ends.
 /// - Dropping a future or stream cancels the call.
 /// - Nothing a provider returns, logs or prints (including `Debug`) contains a secret.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ProviderError;
 use crate::message::{Message, PromptInput};
+use crate::tools::{ToolChoice, ToolConfig, ToolDefinition};
 
 /// A request's unique id, carried into usage records, logs and the result.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -70,6 +71,36 @@ impl ResponseFormat {
     }
 }
 
+/// Sampling parameters beyond temperature and the token limit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    /// Nucleus sampling, `0.0..=1.0`; the provider's default when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    /// A seed for best-effort deterministic sampling, where the provider has one
+    /// ([`Capabilities::seed`](crate::Capabilities::seed)); a hint others go without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    /// The end user's id, for the provider's abuse monitoring, where it has the field
+    /// ([`Capabilities::user`](crate::Capabilities::user)); a hint others go without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+impl Sampling {
+    /// No parameter set (the default), as a constant.
+    pub const NONE: Sampling = Sampling {
+        top_p: None,
+        seed: None,
+        user: None,
+    };
+
+    /// Whether no parameter is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::NONE
+    }
+}
+
 /// One completion request, as the application states it.
 ///
 /// The seed's `generate_completion(prompt, agent_id, tenant_id, model, temperature,
@@ -105,6 +136,10 @@ pub struct CompletionRequest {
     pub stop: Vec<String>,
     /// Text, JSON object or JSON with a schema.
     pub response_format: ResponseFormat,
+    /// The tools offered and how the model may use them.
+    pub tools: ToolConfig,
+    /// `top_p`, `seed`, `user`.
+    pub sampling: Sampling,
     /// The instant by which the whole request (every attempt) must be answered.
     pub deadline: Option<Instant>,
     /// The request's id; the adapter draws a random one when `None`.
@@ -152,6 +187,8 @@ impl CompletionRequest {
             max_tokens: None,
             stop: Vec::new(),
             response_format: ResponseFormat::Text,
+            tools: ToolConfig::default(),
+            sampling: Sampling::default(),
             deadline: None,
             request_id: None,
         }
@@ -178,6 +215,42 @@ impl CompletionRequest {
     /// Sets the response format.
     pub fn response_format(mut self, format: ResponseFormat) -> Self {
         self.response_format = format;
+        self
+    }
+
+    /// Offers these tools (replacing any offered before).
+    pub fn tools(mut self, tools: Vec<ToolDefinition>) -> Self {
+        self.tools.tools = tools;
+        self
+    }
+
+    /// Sets whether and which tool the model must call.
+    pub fn tool_choice(mut self, choice: ToolChoice) -> Self {
+        self.tools.choice = choice;
+        self
+    }
+
+    /// Sets whether the model may call several tools in one turn.
+    pub fn parallel_tool_calls(mut self, parallel: bool) -> Self {
+        self.tools.parallel_tool_calls = Some(parallel);
+        self
+    }
+
+    /// Sets `top_p`.
+    pub fn top_p(mut self, top_p: f32) -> Self {
+        self.sampling.top_p = Some(top_p);
+        self
+    }
+
+    /// Sets the sampling seed.
+    pub fn seed(mut self, seed: i64) -> Self {
+        self.sampling.seed = Some(seed);
+        self
+    }
+
+    /// Sets the end user's id.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.sampling.user = Some(user.into());
         self
     }
 
@@ -217,6 +290,10 @@ pub struct ProviderRequest {
     pub stop: Vec<String>,
     /// Requested content shape.
     pub response_format: ResponseFormat,
+    /// The tools offered and how the model may use them.
+    pub tools: ToolConfig,
+    /// `top_p`, `seed`, `user` (the provider leaves out what it lacks).
+    pub sampling: Sampling,
     /// The request's own deadline: the caller's budget for the whole request. Running out
     /// of it is never the provider's fault ([`ProviderError::request_deadline`]).
     pub deadline: Option<Instant>,

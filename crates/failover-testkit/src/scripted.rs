@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use failover_provider::{
     Capabilities, ErrorKind, FinishReason, Provider, ProviderError, ProviderEvent, ProviderRequest,
-    ProviderResponse, ProviderStream, TokenUsage,
+    ProviderResponse, ProviderStream, TokenUsage, ToolCall, ToolCallAssembler,
 };
 
 /// An error to produce, buildable and cloneable (a [`ProviderError`] is neither).
@@ -70,6 +70,27 @@ impl ErrorSpec {
 pub enum StreamStep {
     /// Emit a text delta.
     Delta(String),
+    /// Start a tool call.
+    ToolCallStart {
+        /// The call's number.
+        index: u32,
+        /// The call's id.
+        id: String,
+        /// The tool.
+        name: String,
+    },
+    /// A fragment of a call's arguments.
+    ToolCallDelta {
+        /// The call's number.
+        index: u32,
+        /// The fragment.
+        arguments: String,
+    },
+    /// End a tool call.
+    ToolCallEnd {
+        /// The call's number.
+        index: u32,
+    },
     /// Wait before the next step.
     Pause(Duration),
     /// Emit the terminal event.
@@ -86,10 +107,13 @@ pub enum StreamStep {
 /// One scripted answer to one call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// Answer with content. Streamed as one delta per word, then `Finish` with the usage.
+    /// Answer with content and tool calls. Streamed as one delta per word, each call as a
+    /// start, its arguments in two fragments and an end, then `Finish` with the usage.
     Reply {
         /// The content.
         content: String,
+        /// The tool calls.
+        tool_calls: Vec<ToolCall>,
         /// The usage reported.
         usage: TokenUsage,
         /// Why generation stopped.
@@ -114,8 +138,20 @@ impl Step {
     pub fn reply(content: impl Into<String>) -> Self {
         Step::Reply {
             content: content.into(),
+            tool_calls: Vec::new(),
             usage: TokenUsage::new(10, 5),
             finish_reason: FinishReason::Stop,
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// A reply that calls tools (no text, finish reason `ToolUse`).
+    pub fn call_tools(calls: Vec<ToolCall>) -> Self {
+        Step::Reply {
+            content: String::new(),
+            tool_calls: calls,
+            usage: TokenUsage::new(10, 5),
+            finish_reason: FinishReason::ToolUse,
             delay: Duration::ZERO,
         }
     }
@@ -244,6 +280,10 @@ impl ScriptedProvider {
     }
 }
 
+fn malformed(error: impl std::fmt::Display) -> ProviderError {
+    ProviderError::new(ErrorKind::MalformedResponse, error.to_string())
+}
+
 /// Waits `wait`; a zero wait does not touch the timer (a zero-length tokio sleep still waits
 /// for the next timer tick, about a millisecond, which would swamp any measurement).
 async fn pause(wait: Duration) {
@@ -254,6 +294,7 @@ async fn pause(wait: Duration) {
 
 fn stream_steps_of_reply(
     content: &str,
+    tool_calls: &[ToolCall],
     usage: TokenUsage,
     finish_reason: FinishReason,
     delay: Duration,
@@ -267,6 +308,25 @@ fn stream_steps_of_reply(
             .split_inclusive(' ')
             .map(|word| StreamStep::Delta(word.to_owned())),
     );
+    for (index, call) in (0u32..).zip(tool_calls) {
+        steps.push(StreamStep::ToolCallStart {
+            index,
+            id: call.id.clone(),
+            name: call.name.clone(),
+        });
+        let middle = (0..=call.arguments.len() / 2)
+            .rev()
+            .find(|at| call.arguments.is_char_boundary(*at))
+            .unwrap_or(0);
+        let (head, tail) = call.arguments.split_at(middle);
+        for fragment in [head, tail].into_iter().filter(|f| !f.is_empty()) {
+            steps.push(StreamStep::ToolCallDelta {
+                index,
+                arguments: fragment.to_owned(),
+            });
+        }
+        steps.push(StreamStep::ToolCallEnd { index });
+    }
     steps.push(StreamStep::Finish {
         usage: Some(usage),
         finish_reason,
@@ -289,6 +349,7 @@ impl Provider for ScriptedProvider {
         match self.next_step(request) {
             Step::Reply {
                 content,
+                tool_calls,
                 usage,
                 finish_reason,
                 delay,
@@ -297,6 +358,7 @@ impl Provider for ScriptedProvider {
                 Ok(ProviderResponse {
                     model,
                     content,
+                    tool_calls,
                     finish_reason,
                     usage,
                 })
@@ -307,23 +369,40 @@ impl Provider for ScriptedProvider {
             }
             Step::Stream(steps) => {
                 let mut content = String::new();
+                let mut calls = ToolCallAssembler::new();
                 for step in steps {
-                    match step {
-                        StreamStep::Delta(text) => content.push_str(&text),
-                        StreamStep::Pause(wait) => pause(wait).await,
+                    let order = match step {
+                        StreamStep::Delta(text) => {
+                            content.push_str(&text);
+                            Ok(())
+                        }
+                        StreamStep::ToolCallStart { index, id, name } => {
+                            calls.start(index, &id, &name)
+                        }
+                        StreamStep::ToolCallDelta { index, arguments } => {
+                            calls.delta(index, &arguments)
+                        }
+                        StreamStep::ToolCallEnd { index } => calls.end(index),
+                        StreamStep::Pause(wait) => {
+                            pause(wait).await;
+                            Ok(())
+                        }
                         StreamStep::Fail(error) => return Err(error.to_error()),
                         StreamStep::Finish {
                             usage,
                             finish_reason,
                         } => {
+                            let tool_calls = calls.finish().map_err(malformed)?;
                             return Ok(ProviderResponse {
                                 model,
                                 content,
+                                tool_calls,
                                 finish_reason,
                                 usage: usage.unwrap_or_default(),
                             });
                         }
-                    }
+                    };
+                    order.map_err(malformed)?;
                 }
                 Err(ProviderError::new(
                     ErrorKind::StreamCut,
@@ -337,10 +416,11 @@ impl Provider for ScriptedProvider {
         let steps = match self.next_step(request) {
             Step::Reply {
                 content,
+                tool_calls,
                 usage,
                 finish_reason,
                 delay,
-            } => stream_steps_of_reply(&content, usage, finish_reason, delay),
+            } => stream_steps_of_reply(&content, &tool_calls, usage, finish_reason, delay),
             Step::Fail { error, delay } => {
                 pause(delay).await;
                 return Err(error.to_error());
@@ -355,6 +435,13 @@ impl Provider for ScriptedProvider {
                         continue;
                     }
                     StreamStep::Delta(text) => Ok(ProviderEvent::Delta(text)),
+                    StreamStep::ToolCallStart { index, id, name } => {
+                        Ok(ProviderEvent::ToolCallStart { index, id, name })
+                    }
+                    StreamStep::ToolCallDelta { index, arguments } => {
+                        Ok(ProviderEvent::ToolCallDelta { index, arguments })
+                    }
+                    StreamStep::ToolCallEnd { index } => Ok(ProviderEvent::ToolCallEnd { index }),
                     StreamStep::Finish {
                         usage,
                         finish_reason,

@@ -142,7 +142,7 @@ async fn a_stream_leader_answers_waiting_plain_calls_and_streams_call_on_their_o
                 .filter_map(|chunk| async move {
                     match chunk.unwrap() {
                         StreamChunk::Delta { text } => Some(text),
-                        StreamChunk::Done(_) => None,
+                        _ => None,
                     }
                 })
                 .collect::<String>()

@@ -41,6 +41,8 @@ pub fn request() -> ProviderRequest {
         max_tokens: Some(10),
         stop: Vec::new(),
         response_format: ResponseFormat::Text,
+        tools: Default::default(),
+        sampling: Default::default(),
         deadline: Some(Instant::now() + Duration::from_secs(20)),
         attempt_deadline: None,
     }
@@ -50,6 +52,8 @@ pub fn request() -> ProviderRequest {
 pub fn request_as(format: ResponseFormat) -> ProviderRequest {
     ProviderRequest {
         response_format: format,
+        tools: Default::default(),
+        sampling: Default::default(),
         ..request()
     }
 }

@@ -30,7 +30,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use failover_cache::{Cache, CacheKey, CacheKeyInput, CachedCompletion, KeyDeriver};
-use failover_provider::{FinishReason, Message, ResponseFormat, TokenUsage, Usd};
+use failover_provider::{
+    FinishReason, Message, ResponseFormat, Sampling, TokenUsage, ToolConfig, Usd,
+};
 use rust_decimal::Decimal;
 
 /// A TTL long enough never to expire during a check.
@@ -90,6 +92,8 @@ impl World {
             max_tokens: Some(10),
             stop: &[],
             response_format: &ResponseFormat::Text,
+            tools: &ToolConfig::NONE,
+            sampling: &Sampling::NONE,
         })
     }
 }
@@ -106,6 +110,7 @@ pub fn sample_completion(content: &str) -> CachedCompletion {
         provider: "bedrock".to_owned(),
         model: "anthropic.claude-3-5-sonnet-20240620-v1:0".to_owned(),
         content: content.to_owned(),
+        tool_calls: Vec::new(),
         finish_reason: FinishReason::Stop,
         usage: TokenUsage {
             input_tokens: 12,
@@ -146,12 +151,14 @@ pub async fn value_roundtrips_exactly(cache: Arc<dyn Cache>) {
         sample_completion("ünïcödé 🦀 \u{0} \"quoted\" \\ \n newline"),
         CachedCompletion {
             content: r#"{"answer": 4, "nested": {"list": [1, 2.5, null]}}"#.to_owned(),
+            tool_calls: Vec::new(),
             finish_reason: FinishReason::Other("provider_specific".to_owned()),
             estimated_cost: Usd::new(Decimal::new(1, 28)),
             ..sample_completion("")
         },
         CachedCompletion {
             content: "x".repeat(64 * 1024),
+            tool_calls: Vec::new(),
             finish_reason: FinishReason::Length,
             estimated_cost: Usd::ZERO,
             usage: TokenUsage::default(),
