@@ -31,7 +31,7 @@ use std::time::Duration;
 use failover_bedrock::{BedrockConfigBuilder, BedrockProvider};
 use failover_breaker::ManualClock;
 use failover_cache::{Cache, KeyDeriver, MemoryCache};
-use failover_core::{AdapterConfig, FailoverAdapter};
+use failover_core::{AdapterBuilder, AdapterConfig, FailoverAdapter, Router};
 use failover_dynamodb::{DynamoDbUsageSink, DynamoDbUsageSinkBuilder, TableOptions};
 use failover_elasticache::{ElastiCacheCache, ElastiCacheConfig, EncryptionKey, Endpoint};
 use failover_openai::{OpenAiConfigBuilder, OpenAiProvider};
@@ -376,6 +376,20 @@ impl Harness {
 
     /// [`adapter`](Self::adapter) with explicit settings.
     pub fn adapter_with(&self, config: AdapterConfig) -> FailoverAdapter {
+        self.builder(config)
+            .build()
+            .expect("the harness's adapter builds")
+    }
+
+    /// [`adapter`](Self::adapter) with its own routing table.
+    pub fn adapter_routed(&self, router: Router) -> FailoverAdapter {
+        self.builder(self.config())
+            .router(router)
+            .build()
+            .expect("the harness's adapter builds")
+    }
+
+    fn builder(&self, config: AdapterConfig) -> AdapterBuilder {
         FailoverAdapter::builder()
             .clock(Arc::new(self.clock.clone()))
             .provider(self.bedrock.clone(), seed_breaker_config())
@@ -384,8 +398,6 @@ impl Harness {
             .key_deriver(self.key_deriver.clone())
             .usage_sink(self.sink.clone())
             .config(config)
-            .build()
-            .expect("the harness's adapter builds")
     }
 
     /// The breakers' clock: advance it to let an open breaker's wait pass.

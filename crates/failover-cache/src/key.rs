@@ -953,7 +953,7 @@ mod tests {
         );
     }
 
-    const GOLDEN_KEY: &str = "5036842449615dcaef93db274227b3d0:eb9ee857e90bc731be6839844aad45185fb732f2d815a81f040a091b5c3d1198";
+    const GOLDEN_KEY: &str = "5036842449615dcaef93db274227b3d0:3b7f7de0f2f0442376912ca9effdddba9c70643754b3035b2f60c6ba84b1d0e0";
 
     #[test]
     fn layout_matches_the_documented_table() {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use failover_provider::{
-    AttemptOutcome, AttemptRecord, Capabilities, ErrorKind, JsonModeSupport, Provider,
-    ProviderError, ProviderRequest, ResponseFormat, TokenUsage, Usd,
+    AttemptOutcome, AttemptRecord, ErrorKind, Provider, ProviderError, ProviderRequest, TokenUsage,
+    Usd,
 };
 use failover_usage::UsageOutcome;
 use futures::FutureExt;
@@ -22,6 +22,7 @@ use crate::deadline::{self, CallLimits};
 use crate::engine::{Engine, ProviderSlot};
 use crate::error::FailoverError;
 use crate::prepare::Prepared;
+use crate::routing::Route;
 use crate::telemetry::AttemptEnd;
 
 /// The provider that answered: its attempt, still open (the caller records the success
@@ -59,14 +60,11 @@ where
         if prepared.deadline_passed() {
             break;
         }
-        let Some(model) = candidate(engine, prepared, slot) else {
+        let Some(route) = candidate(engine, prepared, slot) else {
             continue;
         };
-        if let Some(reason) = unsupported(
-            &slot.capabilities,
-            &prepared.request.response_format,
-            streaming,
-        ) {
+        let model = route.model.as_str();
+        if let Some(reason) = prepared.needs.unmet(&slot.capabilities, route) {
             engine
                 .metrics
                 .call(slot.provider.as_ref(), index, model)
@@ -75,7 +73,7 @@ where
                 slot,
                 model,
                 AttemptOutcome::SkippedUnsupported {
-                    reason: reason.to_owned(),
+                    reason: reason.to_string(),
                 },
             ));
             continue;
@@ -137,22 +135,23 @@ where
     Err(exhausted(engine, prepared, attempts, calls_made))
 }
 
-/// The concrete model `slot` serves this request with, when it routes it at all.
-fn candidate<'e>(engine: &'e Engine, prepared: &Prepared, slot: &ProviderSlot) -> Option<&'e str> {
-    engine.router.resolve(&prepared.request.model, &slot.name)
+/// The route `slot` serves this request with, when it routes it at all.
+fn candidate<'e>(
+    engine: &'e Engine,
+    prepared: &Prepared,
+    slot: &ProviderSlot,
+) -> Option<&'e Route> {
+    engine
+        .router
+        .resolve_route(&prepared.request.model, &slot.name)
 }
 
 /// Whether a provider after `index` could still take the request over (it routes the
 /// model and supports the request), so the call at `index` gets only a share of the time.
 fn later_candidate(engine: &Engine, prepared: &Prepared, index: usize) -> bool {
     engine.chain.iter().skip(index + 1).any(|slot| {
-        candidate(engine, prepared, slot).is_some()
-            && unsupported(
-                &slot.capabilities,
-                &prepared.request.response_format,
-                prepared.context.streamed,
-            )
-            .is_none()
+        candidate(engine, prepared, slot)
+            .is_some_and(|route| prepared.needs.unmet(&slot.capabilities, route).is_none())
     })
 }
 
@@ -242,21 +241,4 @@ fn record_rejected(engine: &Engine, prepared: &Prepared, open: &AttemptRecord) {
         fallback_used: false,
     });
     engine.ledger.record(record);
-}
-
-/// Why a provider cannot serve a request, if it cannot.
-fn unsupported(
-    capabilities: &Capabilities,
-    format: &ResponseFormat,
-    streaming: bool,
-) -> Option<&'static str> {
-    if streaming && !capabilities.streaming {
-        return Some("streaming unsupported");
-    }
-    let json_support = match format {
-        ResponseFormat::Text => JsonModeSupport::Native,
-        ResponseFormat::JsonObject => capabilities.json_object,
-        ResponseFormat::JsonSchema { .. } => capabilities.json_schema,
-    };
-    (json_support == JsonModeSupport::Unsupported).then_some("JSON mode unsupported")
 }

@@ -12,6 +12,7 @@ use crate::accounting::RequestContext;
 use crate::deadline;
 use crate::engine::Engine;
 use crate::error::FailoverError;
+use crate::needs::{RequestNeeds, Unserved};
 use crate::validate::{ValidationError, validate};
 
 /// A validated request, ready for the layers, the cache and the providers.
@@ -21,6 +22,8 @@ pub(crate) struct Prepared {
     /// What every usage record, and every layer, sees of the request.
     pub(crate) context: Arc<RequestContext>,
     pub(crate) messages: Vec<Message>,
+    /// What a provider must take to serve the request (tools, images, …).
+    pub(crate) needs: RequestNeeds,
     pub(crate) deadline: Option<Instant>,
     pub(crate) started: Instant,
     pub(crate) cache_key: Option<CacheKey>,
@@ -42,23 +45,15 @@ pub(crate) fn prepare(
         return Err(FailoverError::ShutDown);
     }
     validate(&request, &engine.config.limits)?;
-    if !engine
-        .chain
-        .iter()
-        .any(|slot| engine.router.resolve(&request.model, &slot.name).is_some())
-    {
-        return Err(ValidationError::UnknownModel {
-            model: request.model.clone(),
-        }
-        .into());
-    }
+    let messages = request.input.to_messages();
+    let needs = RequestNeeds::of(&request, &messages, streamed);
+    check_routes(engine, &request, &needs)?;
     let deadline = request.deadline.or_else(|| {
         engine
             .config
             .default_timeout
             .and_then(|timeout| started.checked_add(timeout))
     });
-    let messages = request.input.to_messages();
     let cache_key = engine
         .cache
         .as_ref()
@@ -74,11 +69,48 @@ pub(crate) fn prepare(
         request,
         context,
         messages,
+        needs,
         deadline,
         started,
         cache_usable: cache_key.is_some(),
         cache_key,
     })
+}
+
+/// Refuses a request no provider of the chain routes (an unknown model), or that no
+/// routed provider can serve (tools or images the providers or their models do not take),
+/// naming every provider's reason: a request with images never silently becomes a
+/// text-only call.
+fn check_routes(
+    engine: &Engine,
+    request: &CompletionRequest,
+    needs: &RequestNeeds,
+) -> Result<(), ValidationError> {
+    let mut routed = false;
+    let mut unserved = Vec::new();
+    for slot in &engine.chain {
+        let Some(route) = engine.router.resolve_route(&request.model, &slot.name) else {
+            continue;
+        };
+        routed = true;
+        match needs.unmet(&slot.capabilities, route) {
+            None => return Ok(()),
+            Some(reason) => unserved.push(Unserved {
+                provider: slot.name.clone(),
+                reason,
+            }),
+        }
+    }
+    if routed {
+        Err(ValidationError::NoCapableRoute {
+            model: request.model.clone(),
+            unserved,
+        })
+    } else {
+        Err(ValidationError::UnknownModel {
+            model: request.model.clone(),
+        })
+    }
 }
 
 impl Prepared {

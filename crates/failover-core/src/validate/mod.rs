@@ -1,7 +1,14 @@
 //! Request validation: every field checked before any cache or provider is touched.
+//! The conversation's structure (tool calls and their results, images) is checked in
+//! [`conversation`], the tools offered in [`tools`].
+
+mod conversation;
+mod tools;
 
 use failover_provider::{CompletionRequest, PromptInput, ResponseFormat, Role};
 use serde::{Deserialize, Serialize};
+
+use crate::needs::Unserved;
 
 /// Size and range limits applied to every request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +26,14 @@ pub struct Limits {
     pub max_stop_sequences: usize,
     /// Longest stop sequence, in bytes.
     pub max_stop_len: usize,
+    /// Most tools offered (a provider may take fewer: its capabilities say).
+    pub max_tools: usize,
+    /// Most images across the messages.
+    pub max_images: usize,
+    /// Largest image, in bytes (a provider may take less).
+    pub max_image_bytes: usize,
+    /// Most bytes of all images together.
+    pub max_total_image_bytes: usize,
 }
 
 impl Default for Limits {
@@ -30,12 +45,19 @@ impl Default for Limits {
             max_output_tokens: 128_000,
             max_stop_sequences: 4,
             max_stop_len: 256,
+            max_tools: 128,
+            max_images: 100,
+            max_image_bytes: 20 * 1024 * 1024,
+            max_total_image_bytes: 50 * 1024 * 1024,
         }
     }
 }
 
 /// Temperatures outside this range are refused (every provider we route to accepts it).
 pub const TEMPERATURE_RANGE: std::ops::RangeInclusive<f32> = 0.0..=2.0;
+
+/// Longest end-user id (`user`), in bytes.
+pub const MAX_USER_LEN: usize = 256;
 
 /// A request the adapter refuses before doing anything. Never counts against a breaker.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -50,7 +72,7 @@ pub enum ValidationError {
     /// An id is too long.
     #[error("{field} is {len} bytes; the limit is {max}")]
     IdTooLong {
-        /// `tenant_id` or `agent_id`.
+        /// `tenant_id`, `agent_id`, `request_id` or `user`.
         field: &'static str,
         /// Its length.
         len: usize,
@@ -132,6 +154,151 @@ pub enum ValidationError {
     /// The deadline has already passed.
     #[error("the request's deadline has already passed")]
     DeadlinePassed,
+    /// `top_p` is outside `0.0..=1.0` or not a number.
+    #[error("top_p {value} is outside 0.0..=1.0")]
+    TopP {
+        /// The value given.
+        value: f32,
+    },
+    /// A message's shape does not fit its role (a tool message without a result, tool
+    /// calls on a user message, …).
+    #[error("message {index} ({role}): {reason}")]
+    MalformedMessage {
+        /// Its index.
+        index: usize,
+        /// Its role.
+        role: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// An image outside a user message.
+    #[error("message {index} ({role}) has an image; only user messages may")]
+    ImageNotInUserMessage {
+        /// Its index.
+        index: usize,
+        /// Its role.
+        role: &'static str,
+    },
+    /// More images than the limit.
+    #[error("{count} images; the limit is {max}")]
+    TooManyImages {
+        /// How many were given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An image larger than the limit.
+    #[error("the image in message {index} is {bytes} bytes; the limit is {max}")]
+    ImageTooLarge {
+        /// The message's index.
+        index: usize,
+        /// The image's size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The images together are larger than the limit.
+    #[error("the images are {bytes} bytes together; the limit is {max}")]
+    ImagesTooLarge {
+        /// Their size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A tool call of the history with an empty id, or arguments that are not a JSON
+    /// object.
+    #[error("tool call `{call_id}` in message {index}: {reason}")]
+    ToolCallArguments {
+        /// The message's index.
+        index: usize,
+        /// The call's id.
+        call_id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Two tool calls of the history share an id.
+    #[error("two tool calls have the id `{id}`")]
+    DuplicateToolCallId {
+        /// The id.
+        id: String,
+    },
+    /// A tool result whose id matches no earlier tool call.
+    #[error(
+        "the tool result in message {index} answers `{call_id}`, which no earlier tool call has as its id"
+    )]
+    ToolResultWithoutCall {
+        /// The message's index.
+        index: usize,
+        /// The id it names.
+        call_id: String,
+    },
+    /// A tool call whose result does not follow it (every call of an assistant turn must be
+    /// answered by tool messages before the next turn).
+    #[error("tool call `{call_id}` has no result before the next turn")]
+    UnansweredToolCall {
+        /// The call's id.
+        call_id: String,
+    },
+    /// Two tools offered share a name.
+    #[error("two tools are named `{name}`")]
+    DuplicateToolName {
+        /// The name.
+        name: String,
+    },
+    /// A tool (or a call's tool) name outside `^[a-zA-Z0-9_-]{1,64}$`.
+    #[error("tool name {name:?} is invalid: names are 1 to 64 of a-z A-Z 0-9 _ -")]
+    ToolName {
+        /// The name.
+        name: String,
+    },
+    /// A tool's input schema is not a JSON object schema.
+    #[error("the input schema of tool `{name}` {reason}")]
+    ToolSchema {
+        /// The tool.
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The tool choice names a tool that is not offered.
+    #[error("tool_choice names `{name}`, which is not among the tools")]
+    ToolChoiceUnknown {
+        /// The name.
+        name: String,
+    },
+    /// A tool choice that requires a call, with no tools offered.
+    #[error("tool_choice `{choice}` needs tools, and none are offered")]
+    ToolChoiceWithoutTools {
+        /// The choice (`required` or `tool`).
+        choice: &'static str,
+    },
+    /// More tools than the limit.
+    #[error("{count} tools; the limit is {max}")]
+    TooManyTools {
+        /// How many were given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Every provider that routes the model lacks something the request needs (tools,
+    /// images, a media type, …): refused before any call, each provider's reason named.
+    #[error(
+        "no provider can serve model `{model}` for this request ({})",
+        list(unserved)
+    )]
+    NoCapableRoute {
+        /// The model asked for.
+        model: String,
+        /// Each routed provider and why it cannot serve the request.
+        unserved: Vec<Unserved>,
+    },
+}
+
+fn list(unserved: &[Unserved]) -> String {
+    unserved
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Checks every field of `request` against `limits`.
@@ -157,6 +324,24 @@ pub fn validate(request: &CompletionRequest, limits: &Limits) -> Result<(), Vali
     }
     validate_stop(&request.stop, limits)?;
     validate_format(&request.response_format)?;
+    if let Some(value) = request.sampling.top_p
+        && !(value.is_finite() && (0.0..=1.0).contains(&value))
+    {
+        return Err(ValidationError::TopP { value });
+    }
+    if let Some(user) = &request.sampling.user
+        && user.len() > MAX_USER_LEN
+    {
+        return Err(ValidationError::IdTooLong {
+            field: "user",
+            len: user.len(),
+            max: MAX_USER_LEN,
+        });
+    }
+    tools::validate_tools(&request.tools, limits)?;
+    if let PromptInput::Messages(messages) = &request.input {
+        conversation::validate_conversation(messages, limits)?;
+    }
     if request
         .deadline
         .is_some_and(|d| d <= std::time::Instant::now())
