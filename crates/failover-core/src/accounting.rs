@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use failover_provider::{CompletionRequest, RequestId, TokenUsage, Usd};
+use failover_provider::{CompletionRequest, PromptInput, RequestId, TokenUsage, Usd};
 use failover_telemetry::names::{label, metric, span};
 use failover_usage::{PricingTable, UsageOutcome, UsageRecord, UsageSink};
 use metrics::SharedString;
@@ -13,6 +13,12 @@ use metrics::SharedString;
 /// Four bytes per token is the usual English-text average of BPE tokenizers; records built
 /// from it are flagged `usage_estimated`.
 const BYTES_PER_ESTIMATED_TOKEN: usize = 4;
+
+/// Input tokens estimated per image when the provider did not count them: Anthropic's
+/// figure for an image at the largest size it takes unscaled (about 1.15 megapixels,
+/// `width × height / 750`); OpenAI's high-detail tiles land in the same range. An
+/// estimate only: the engine does not decode images to measure them.
+pub(crate) const ESTIMATED_TOKENS_PER_IMAGE: u64 = 1_600;
 
 /// A rough token count for text the provider did not count for us.
 pub(crate) fn estimate_tokens(bytes: usize) -> u64 {
@@ -77,7 +83,10 @@ pub(crate) struct RequestContext {
     pub(crate) agent_id: String,
     pub(crate) logical_model: String,
     pub(crate) streamed: bool,
+    /// Bytes of the input's text, tool calls, results and tool definitions.
     pub(crate) input_bytes: usize,
+    /// Images in the input.
+    pub(crate) input_images: usize,
     /// The tenant's metrics label value, when tenant labels are on.
     pub(crate) tenant_label: Option<SharedString>,
 }
@@ -96,9 +105,27 @@ impl RequestContext {
             agent_id: request.agent_id.clone(),
             logical_model: request.model.clone(),
             streamed,
-            input_bytes: request.input.text_len(),
+            input_bytes: request.input.text_len() + tool_definition_bytes(request),
+            input_images: match &request.input {
+                PromptInput::Prompt(_) => 0,
+                PromptInput::Messages(messages) => messages.iter().flat_map(|m| m.images()).count(),
+            },
         }
     }
+}
+
+/// Bytes the tools offered add to the input (providers bill their definitions as input).
+fn tool_definition_bytes(request: &CompletionRequest) -> usize {
+    request
+        .tools
+        .tools
+        .iter()
+        .map(|tool| {
+            tool.name.len()
+                + tool.description.as_ref().map_or(0, String::len)
+                + tool.input_schema.to_string().len()
+        })
+        .sum()
 }
 
 /// One provider call's facts, turned into a [`UsageRecord`].
@@ -149,7 +176,8 @@ impl RequestContext {
             Some(usage) => (usage, false),
             None => (
                 TokenUsage::new(
-                    estimate_tokens(self.input_bytes),
+                    estimate_tokens(self.input_bytes)
+                        + self.input_images as u64 * ESTIMATED_TOKENS_PER_IMAGE,
                     estimate_tokens(received_bytes),
                 ),
                 true,
