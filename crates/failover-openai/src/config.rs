@@ -137,6 +137,13 @@ pub struct OpenAiConfig {
         deserialize_with = "deserialize_max_retry_after"
     )]
     pub max_retry_after: Duration,
+    /// Whether the server takes tool calling (default `true`). `false` declares no tool
+    /// support in the provider's capabilities, so requests with tools are routed
+    /// elsewhere: for OpenAI-compatible servers (or models) without function calling.
+    pub tools: bool,
+    /// Whether the server takes image input (default `true`). `false` declares no image
+    /// support, so requests with images are routed elsewhere: for text-only models.
+    pub vision: bool,
     /// The largest successful response body read, in bytes (default 8 MiB); a larger one
     /// is a `malformed_response`, and is not read further.
     pub max_response_bytes: usize,
@@ -162,6 +169,8 @@ impl Default for OpenAiConfig {
             max_tokens_field: MaxTokensField::Auto,
             structured_outputs: true,
             strict_json_schema: false,
+            tools: true,
+            vision: true,
             max_retry_after: retry_hint::DEFAULT_MAX_RETRY_AFTER,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             max_error_body_bytes: DEFAULT_MAX_ERROR_BODY_BYTES,
@@ -183,6 +192,8 @@ impl fmt::Debug for OpenAiConfig {
             .field("max_tokens_field", &self.max_tokens_field)
             .field("structured_outputs", &self.structured_outputs)
             .field("strict_json_schema", &self.strict_json_schema)
+            .field("tools", &self.tools)
+            .field("vision", &self.vision)
             .field("max_retry_after", &self.max_retry_after)
             .field("max_response_bytes", &self.max_response_bytes)
             .field("max_error_body_bytes", &self.max_error_body_bytes)
@@ -208,6 +219,8 @@ impl PartialEq for OpenAiConfig {
             && self.max_tokens_field == other.max_tokens_field
             && self.structured_outputs == other.structured_outputs
             && self.strict_json_schema == other.strict_json_schema
+            && self.tools == other.tools
+            && self.vision == other.vision
             && self.max_retry_after == other.max_retry_after
             && self.max_response_bytes == other.max_response_bytes
             && self.max_error_body_bytes == other.max_error_body_bytes
@@ -437,6 +450,18 @@ impl OpenAiConfigBuilder {
     /// Sets `strict` on `json_schema` requests.
     pub fn strict_json_schema(mut self, strict: bool) -> Self {
         self.config.strict_json_schema = strict;
+        self
+    }
+
+    /// Declares tool calling supported or not ([`OpenAiConfig::tools`]).
+    pub fn tools(mut self, enabled: bool) -> Self {
+        self.config.tools = enabled;
+        self
+    }
+
+    /// Declares image input supported or not ([`OpenAiConfig::vision`]).
+    pub fn vision(mut self, enabled: bool) -> Self {
+        self.config.vision = enabled;
         self
     }
 

@@ -16,4 +16,4 @@ pub use config::{
 pub use error::{ApiError, classify_status, classify_stream_error, retry_after};
 #[doc(hidden)]
 pub use error::{from_error_object, from_response};
-pub use transport::OpenAiProvider;
+pub use transport::{OPENAI_IMAGE_LIMITS, OPENAI_TOOL_LIMITS, OpenAiProvider};

@@ -1,6 +1,34 @@
 //! Pure mapping between [`ProviderRequest`]/[`ProviderResponse`] and the chat completions
 //! wire format. No I/O here: every function is unit-tested on fixtures.
 //!
+//! # Messages, tools and images
+//!
+//! - A message of text parts only keeps OpenAI's plain form, `content` a string (several
+//!   text parts are joined). A message with an image sends `content` as an array of
+//!   `{"type": "text", "text"}` and `{"type": "image_url", "image_url": {"url":
+//!   "data:<mime>;base64,…"}}` parts, in order; the base64 is written straight into the
+//!   request body, never held as a second copy of the image.
+//! - An assistant turn with tool calls carries `tool_calls: [{"id", "type": "function",
+//!   "function": {"name", "arguments"}}]`, and `content: null` when it said nothing.
+//!   Arguments are sent as the model wrote them (blank ones as `{}`).
+//! - A [`Role::Tool`] message is `{"role": "tool", "tool_call_id", "content"}`; a JSON
+//!   result is written compactly. **The result's `is_error` flag is dropped**: OpenAI's
+//!   tool message has no field for it (the tool's error text is the whole signal there).
+//! - `tools`, `tool_choice` and `parallel_tool_calls` are sent only when tools are offered:
+//!   OpenAI refuses `tool_choice` and `parallel_tool_calls` without `tools`. `tool_choice`
+//!   `auto` is left out, since it is OpenAI's default when tools are offered (and some
+//!   compatible servers only accept it when enabled by a flag).
+//! - `top_p`, `seed` and `user` are sent when set.
+//!
+//! # Tool calls in answers
+//!
+//! `message.tool_calls` become [`ProviderResponse::tool_calls`], their arguments kept as
+//! the model's text. `finish_reason: "tool_calls"` reads [`FinishReason::ToolUse`], and so
+//! does `"stop"` when the answer has calls (OpenAI says `stop` when a named tool was
+//! forced). A call without an id or a name, of a type other than `function`, or whose
+//! arguments are not a JSON object (blank arguments are allowed: a tool without input), is
+//! [`ErrorKind::MalformedResponse`]; so is `tool_calls` as the reason with no call.
+//!
 //! # Usage convention
 //!
 //! OpenAI's `prompt_tokens` *includes* the prompt tokens served from its prompt cache
@@ -16,12 +44,17 @@
 //!
 //! `input_tokens + cache_read_tokens` is therefore OpenAI's `prompt_tokens`.
 
+use std::borrow::Cow;
+use std::fmt;
+
 pub use failover_provider::JsonContract;
 use failover_provider::{
-    ErrorKind, FinishReason, Message, ProviderError, ProviderRequest, ProviderResponse,
-    ResponseFormat, Role, TokenUsage,
+    ContentPart, ErrorKind, FinishReason, ImagePart, Message, ProviderError, ProviderRequest,
+    ProviderResponse, ResponseFormat, Role, TokenUsage, ToolCall, ToolChoice, ToolDefinition,
+    ToolResultContent,
 };
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::config::OpenAiConfig;
 
@@ -62,13 +95,276 @@ impl Default for WireOptions {
     }
 }
 
+/// A message's `content` on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireContent<'a> {
+    /// `null`: an assistant turn that only called tools.
+    Null,
+    /// A string: a message of text only (its parts joined), or a tool's result.
+    Text(Cow<'a, str>),
+    /// An array of parts: a message with images.
+    Parts(Vec<WirePart<'a>>),
+}
+
+impl Serialize for WireContent<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WireContent::Null => serializer.serialize_none(),
+            WireContent::Text(text) => serializer.serialize_str(text),
+            WireContent::Parts(parts) => parts.serialize(serializer),
+        }
+    }
+}
+
+/// One part of an array `content`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WirePart<'a> {
+    /// `{"type": "text", "text"}`.
+    Text {
+        /// The text.
+        text: &'a str,
+    },
+    /// `{"type": "image_url", "image_url": {"url": "data:…"}}`.
+    ImageUrl {
+        /// The image, as a data URL.
+        image_url: WireImageUrl<'a>,
+    },
+}
+
+/// The `image_url` member of an image part: the image as a `data:` URL, encoded while
+/// the body is written (no base64 copy of the image is kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireImageUrl<'a>(pub &'a ImagePart);
+
+impl Serialize for WireImageUrl<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = serializer.serialize_struct("ImageUrl", 1)?;
+        object.serialize_field("url", &DataUrl(self.0))?;
+        object.end()
+    }
+}
+
+/// Writes `data:<mime>;base64,<data>` through `Display`, so that `collect_str` streams
+/// it into the body.
+struct DataUrl<'a>(&'a ImagePart);
+
+impl fmt::Display for DataUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let data = base64::display::Base64Display::new(
+            &self.0.data,
+            &base64::engine::general_purpose::STANDARD,
+        );
+        write!(f, "data:{};base64,{data}", self.0.media_type.mime())
+    }
+}
+
+impl Serialize for DataUrl<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// The `function` member of a tool call in the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WireFunctionCall<'a> {
+    /// The tool called.
+    pub name: &'a str,
+    /// The arguments, as JSON text.
+    pub arguments: &'a str,
+}
+
+/// A tool call of an assistant turn in the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WireToolCall<'a> {
+    /// The call's id, which the tool message answering it names.
+    pub id: &'a str,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The call.
+    pub function: WireFunctionCall<'a>,
+}
+
+impl<'a> WireToolCall<'a> {
+    fn of(call: &'a ToolCall) -> Self {
+        // OpenAI parses a call's arguments as JSON; a blank one (a tool without input, as
+        // some compatible servers write it) is sent as the empty object it means.
+        let arguments = if call.arguments.trim().is_empty() {
+            "{}"
+        } else {
+            &call.arguments
+        };
+        Self {
+            id: &call.id,
+            kind: "function",
+            function: WireFunctionCall {
+                name: &call.name,
+                arguments,
+            },
+        }
+    }
+}
+
 /// One chat message on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WireMessage<'a> {
-    /// `system`, `user` or `assistant`.
+    /// `system`, `user`, `assistant` or `tool`.
     pub role: &'static str,
-    /// The text.
-    pub content: &'a str,
+    /// The content: a string, an array of parts, or `null`.
+    pub content: WireContent<'a>,
+    /// The calls of an assistant turn (omitted when there are none).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub tool_calls: Vec<WireToolCall<'a>>,
+    /// The call a tool message answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<&'a str>,
+}
+
+impl<'a> WireMessage<'a> {
+    fn text(role: &'static str, text: &'a str) -> Self {
+        Self {
+            role,
+            content: WireContent::Text(Cow::Borrowed(text)),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+
+    /// The wire form of `message`. A tool message without its result cannot be sent
+    /// (OpenAI requires `tool_call_id`): [`ErrorKind::InvalidRequest`].
+    pub fn of(message: &'a Message) -> Result<Self, ProviderError> {
+        if message.role == Role::Tool {
+            let result = message.tool_result.as_ref().ok_or_else(|| {
+                ProviderError::new(
+                    ErrorKind::InvalidRequest,
+                    "a tool message carries no tool result (call id and content)",
+                )
+            })?;
+            let content = match &result.content {
+                ToolResultContent::Text(text) => Cow::Borrowed(text.as_str()),
+                ToolResultContent::Json(value) => Cow::Owned(value.to_string()),
+            };
+            return Ok(Self {
+                role: "tool",
+                content: WireContent::Text(content),
+                tool_calls: Vec::new(),
+                tool_call_id: Some(&result.call_id),
+            });
+        }
+        // Only an assistant turn has calls on this wire.
+        let tool_calls: Vec<WireToolCall<'a>> = if message.role == Role::Assistant {
+            message.tool_calls.iter().map(WireToolCall::of).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            role: message.role.as_str(),
+            content: content_of(message, !tool_calls.is_empty()),
+            tool_calls,
+            tool_call_id: None,
+        })
+    }
+}
+
+fn content_of(message: &Message, has_calls: bool) -> WireContent<'_> {
+    if message.images().next().is_some() {
+        return WireContent::Parts(
+            message
+                .content
+                .iter()
+                .map(|part| match part {
+                    ContentPart::Text { text } => WirePart::Text { text },
+                    ContentPart::Image(image) => WirePart::ImageUrl {
+                        image_url: WireImageUrl(image),
+                    },
+                })
+                .collect(),
+        );
+    }
+    let mut texts = message.content.iter().filter_map(ContentPart::as_text);
+    match (texts.next(), texts.next()) {
+        (None, _) if has_calls => WireContent::Null,
+        (None, _) => WireContent::Text(Cow::Borrowed("")),
+        (Some(only), None) => WireContent::Text(Cow::Borrowed(only)),
+        (Some(_), Some(_)) => WireContent::Text(Cow::Owned(message.text())),
+    }
+}
+
+/// The `function` member of an offered tool.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WireFunction<'a> {
+    /// The tool's name.
+    pub name: &'a str,
+    /// What it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<&'a str>,
+    /// The JSON Schema of its input.
+    pub parameters: &'a serde_json::Value,
+}
+
+/// An offered tool: `{"type": "function", "function": {…}}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WireTool<'a> {
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The function.
+    pub function: WireFunction<'a>,
+}
+
+impl<'a> WireTool<'a> {
+    fn of(tool: &'a ToolDefinition) -> Self {
+        Self {
+            kind: "function",
+            function: WireFunction {
+                name: &tool.name,
+                description: tool.description.as_deref(),
+                parameters: &tool.input_schema,
+            },
+        }
+    }
+}
+
+/// `tool_choice` on the wire: `"none"`, `"required"` (and `"auto"`), or
+/// `{"type": "function", "function": {"name"}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireToolChoice<'a> {
+    /// A mode: `auto`, `none` or `required`.
+    Mode(&'static str),
+    /// This tool must be called.
+    Function(&'a str),
+}
+
+impl<'a> WireToolChoice<'a> {
+    /// The wire choice for `choice`; `None` for [`ToolChoice::Auto`], OpenAI's default
+    /// when tools are offered.
+    pub fn of(choice: &'a ToolChoice) -> Option<Self> {
+        match choice {
+            ToolChoice::Auto => None,
+            ToolChoice::None => Some(WireToolChoice::Mode("none")),
+            ToolChoice::Required => Some(WireToolChoice::Mode("required")),
+            ToolChoice::Tool(name) => Some(WireToolChoice::Function(name)),
+        }
+    }
+}
+
+impl Serialize for WireToolChoice<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Name<'a> {
+            name: &'a str,
+        }
+        match self {
+            WireToolChoice::Mode(mode) => serializer.serialize_str(mode),
+            WireToolChoice::Function(name) => {
+                let mut object = serializer.serialize_struct("ToolChoice", 2)?;
+                object.serialize_field("type", "function")?;
+                object.serialize_field("function", &Name { name })?;
+                object.end()
+            }
+        }
+    }
 }
 
 /// The `json_schema` member of a `response_format`.
@@ -112,6 +408,15 @@ pub struct ChatRequest<'a> {
     /// Sampling temperature.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f32>,
+    /// Nucleus sampling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    /// The sampling seed (best-effort determinism).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    /// The end user's id, for OpenAI's abuse monitoring.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<&'a str>,
     /// The output limit, in the current field.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_completion_tokens: Option<u32>,
@@ -124,16 +429,21 @@ pub struct ChatRequest<'a> {
     /// JSON mode.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_format: Option<WireResponseFormat<'a>>,
+    /// The tools offered (omitted when none).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub tools: Vec<WireTool<'a>>,
+    /// Which tool must be called (only with tools; omitted for `auto`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<WireToolChoice<'a>>,
+    /// Whether several calls may come in one turn (only with tools).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
     /// Whether to stream.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub stream: bool,
     /// Stream options (only when streaming).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<WireStreamOptions>,
-}
-
-fn role_name(role: Role) -> &'static str {
-    role.as_str()
 }
 
 /// A schema name OpenAI accepts: `[a-zA-Z0-9_-]`, 1 to 64 characters.
@@ -156,19 +466,29 @@ pub fn schema_name(name: &str) -> String {
     }
 }
 
+/// Whether any text part says "json" in any case (OpenAI's condition for
+/// `json_object`), without joining or lowering whole messages.
 fn mentions_json(messages: &[Message]) -> bool {
     messages
         .iter()
-        .any(|m| m.text().to_ascii_lowercase().contains("json"))
+        .flat_map(|message| message.content.iter().filter_map(ContentPart::as_text))
+        .any(|text| {
+            text.as_bytes()
+                .windows(4)
+                .any(|window| window.eq_ignore_ascii_case(b"json"))
+        })
 }
 
 /// The request body for `request`; `stream` adds `stream: true` and
-/// `stream_options.include_usage: true`.
+/// `stream_options.include_usage: true`. Borrows the request's text, schemas and images.
+///
+/// A tool message without its result is [`ErrorKind::InvalidRequest`] (the adapter's
+/// validation refuses it first; this keeps the mapping total).
 pub fn chat_request<'a>(
     request: &'a ProviderRequest,
     options: WireOptions,
     stream: bool,
-) -> ChatRequest<'a> {
+) -> Result<ChatRequest<'a>, ProviderError> {
     let response_format = match &request.response_format {
         ResponseFormat::Text => None,
         ResponseFormat::JsonObject => Some(WireResponseFormat::JsonObject),
@@ -187,33 +507,39 @@ pub fn chat_request<'a>(
     if matches!(response_format, Some(WireResponseFormat::JsonObject))
         && !mentions_json(&request.messages)
     {
-        messages.push(WireMessage {
-            role: "system",
-            content: JSON_INSTRUCTION,
-        });
+        messages.push(WireMessage::text("system", JSON_INSTRUCTION));
     }
-    messages.extend(request.messages.iter().map(|m| WireMessage {
-        role: role_name(m.role),
-        content: m.content.first().and_then(|p| p.as_text()).unwrap_or(""),
-    }));
+    for message in &request.messages {
+        messages.push(WireMessage::of(message)?);
+    }
     let (max_completion_tokens, max_tokens) = if options.max_completion_tokens {
         (request.max_tokens, None)
     } else {
         (None, request.max_tokens)
     };
-    ChatRequest {
+    // OpenAI refuses `tool_choice` and `parallel_tool_calls` without `tools`.
+    let offers_tools = !request.tools.is_empty();
+    Ok(ChatRequest {
         model: &request.model,
         messages,
         temperature: request.temperature,
+        top_p: request.sampling.top_p,
+        seed: request.sampling.seed,
+        user: request.sampling.user.as_deref(),
         max_completion_tokens,
         max_tokens,
         stop: &request.stop,
         response_format,
+        tools: request.tools.tools.iter().map(WireTool::of).collect(),
+        tool_choice: offers_tools
+            .then(|| WireToolChoice::of(&request.tools.choice))
+            .flatten(),
+        parallel_tool_calls: request.tools.parallel_tool_calls.filter(|_| offers_tools),
         stream,
         stream_options: stream.then_some(WireStreamOptions {
             include_usage: true,
         }),
-    }
+    })
 }
 
 /// `usage.prompt_tokens_details` on the wire.
@@ -265,12 +591,103 @@ pub fn map_finish_reason(reason: Option<&str>) -> FinishReason {
     }
 }
 
+/// The finish reason of an answer that did (`has_calls`) or did not call tools: `stop`
+/// with calls is [`FinishReason::ToolUse`] (OpenAI says `stop` when a named tool was
+/// forced), and [`FinishReason::ToolUse`] without any call is malformed (there is nothing
+/// for the caller to run).
+pub fn finish_reason_with_calls(
+    reason: FinishReason,
+    has_calls: bool,
+) -> Result<FinishReason, ProviderError> {
+    match (reason, has_calls) {
+        (FinishReason::Stop, true) => Ok(FinishReason::ToolUse),
+        (FinishReason::ToolUse, false) => Err(malformed(
+            "the answer's finish reason is tool_calls, but it has no tool call",
+        )),
+        (reason, _) => Ok(reason),
+    }
+}
+
+/// Checks a call's arguments: the text of a JSON object, or blank (a tool without input).
+/// Checked without building the value. The message names the call, never its arguments
+/// (they are the tenant's data).
+pub fn check_tool_arguments(
+    index: usize,
+    name: &str,
+    arguments: &str,
+) -> Result<(), ProviderError> {
+    let trimmed = arguments.trim_start();
+    if trimmed.is_empty() {
+        return Ok(());
+    }
+    if !trimmed.starts_with('{') {
+        return Err(malformed(format!(
+            "tool call {index} (`{name}`) has arguments that are not a JSON object"
+        )));
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(arguments)
+        .map(|_| ())
+        .map_err(|error| {
+            malformed(format!(
+                "tool call {index} (`{name}`) has arguments that are not valid JSON: {error}"
+            ))
+        })
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireResponseFunction {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireResponseToolCall {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    function: Option<WireResponseFunction>,
+}
+
+/// One call of an answer as [`ToolCall`], checked (see the module docs).
+fn tool_call_of(index: usize, call: WireResponseToolCall) -> Result<ToolCall, ProviderError> {
+    if let Some(kind) = call.kind.as_deref()
+        && kind != "function"
+    {
+        return Err(malformed(format!(
+            "tool call {index} is of type `{}`, not `function`",
+            crate::error::truncate(kind)
+        )));
+    }
+    let id = call
+        .id
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| malformed(format!("tool call {index} has no id")))?;
+    let function = call.function.unwrap_or_default();
+    let name = function
+        .name
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| malformed(format!("tool call {index} names no function")))?;
+    let arguments = function.arguments.unwrap_or_default();
+    check_tool_arguments(index, &name, &arguments)?;
+    Ok(ToolCall {
+        id,
+        name,
+        arguments,
+    })
+}
+
 #[derive(Debug, Deserialize)]
 struct WireResponseMessage {
     #[serde(default)]
     content: Option<String>,
     #[serde(default)]
     refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireResponseToolCall>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -296,9 +713,10 @@ fn malformed(message: impl Into<String>) -> ProviderError {
 /// Parses a successful (2xx) chat completion body.
 ///
 /// An unparseable body, no choice, or no usage is [`ErrorKind::MalformedResponse`] (a
-/// call without usage cannot be billed); an OpenAI error body sent with a 2xx is classified
-/// like a stream's error frame. A refusal, or an answer the content filter cut
-/// to nothing, is [`ErrorKind::ContentFiltered`].
+/// call without usage cannot be billed), and so is a malformed tool call (see the module
+/// docs); an OpenAI error body sent with a 2xx is classified like a stream's error frame.
+/// A refusal, or an answer the content filter cut to nothing, is
+/// [`ErrorKind::ContentFiltered`].
 pub fn parse_response(
     body: &[u8],
     requested_model: &str,
@@ -324,9 +742,20 @@ pub fn parse_response(
         )
         .with_provider_code("refusal"));
     }
+    let tool_calls = choice
+        .message
+        .tool_calls
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(index, call)| tool_call_of(index, call))
+        .collect::<Result<Vec<_>, _>>()?;
     let content = choice.message.content.unwrap_or_default();
-    let finish_reason = map_finish_reason(choice.finish_reason.as_deref());
-    if finish_reason == FinishReason::ContentFilter && content.is_empty() {
+    let finish_reason = finish_reason_with_calls(
+        map_finish_reason(choice.finish_reason.as_deref()),
+        !tool_calls.is_empty(),
+    )?;
+    if finish_reason == FinishReason::ContentFilter && content.is_empty() && tool_calls.is_empty() {
         return Err(ProviderError::new(
             ErrorKind::ContentFiltered,
             "the content filter withheld the answer",
@@ -342,10 +771,47 @@ pub fn parse_response(
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| requested_model.to_owned()),
         content,
-        tool_calls: Vec::new(),
+        tool_calls,
         finish_reason,
         usage: map_usage(&usage),
     })
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireDeltaFunction {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireDeltaToolCall {
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    function: Option<WireDeltaFunction>,
+}
+
+/// One streamed fragment of a tool call (`choices[0].delta.tool_calls[i]`). OpenAI sends
+/// the id and the name in the first fragment of an `index`, and the arguments in pieces
+/// (the first often empty); the stream mapper assembles them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolCallFragment {
+    /// The wire `index` of the call. OpenAI always sends it; a compatible server that
+    /// leaves it out is read as "a fragment with an id starts a call, one without
+    /// continues the open call".
+    pub index: Option<u32>,
+    /// The call's id (first fragment).
+    pub id: Option<String>,
+    /// The tool called (first fragment).
+    pub name: Option<String>,
+    /// A piece of the arguments.
+    pub arguments: Option<String>,
 }
 
 /// One streamed chunk's choice delta.
@@ -355,6 +821,8 @@ struct WireDelta {
     content: Option<String>,
     #[serde(default)]
     refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireDeltaToolCall>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -382,10 +850,13 @@ struct WireChunk {
 pub enum ChunkEvent {
     /// The `[DONE]` sentinel: the stream is complete.
     Done,
-    /// A chunk: text, a finish reason, usage — any of them may be absent.
+    /// A chunk: text, tool-call fragments, a finish reason, usage — any of them may be
+    /// absent.
     Chunk {
         /// Generated text.
         text: Option<String>,
+        /// Fragments of tool calls, in wire order.
+        tool_calls: Vec<ToolCallFragment>,
         /// The finish reason, on the last content chunk.
         finish_reason: Option<FinishReason>,
         /// The usage, on the final usage chunk (`stream_options.include_usage`).
@@ -396,7 +867,8 @@ pub enum ChunkEvent {
 }
 
 /// Parses one SSE event of a chat completion stream. `event` is the SSE event name
-/// (`message` when absent); an `error` event or an `{"error": …}` payload is an error.
+/// (`message` when absent); an `error` event or an `{"error": …}` payload is an error, and
+/// so is a tool-call fragment of a type other than `function`.
 pub fn parse_chunk(event: &str, data: &str) -> Result<ChunkEvent, ProviderError> {
     let data = data.trim();
     if data == "[DONE]" {
@@ -411,8 +883,11 @@ pub fn parse_chunk(event: &str, data: &str) -> Result<ChunkEvent, ProviderError>
         });
         return Err(crate::error::from_error_object(&api_error, "stream error"));
     }
-    let chunk: WireChunk = serde_json::from_str(data)
-        .map_err(|e| malformed(format!("a stream chunk is not valid JSON: {e}")))?;
+    let chunk: WireChunk = serde_json::from_str(data).map_err(|e| {
+        malformed(format!(
+            "a stream chunk is not a chat completion chunk: {e}"
+        ))
+    })?;
     if chunk.error.as_ref().is_some_and(|e| !e.is_null()) {
         let api_error = crate::error::ApiError::from_body(data.as_bytes()).unwrap_or_default();
         return Err(crate::error::from_error_object(&api_error, "stream error"));
@@ -430,8 +905,31 @@ pub fn parse_chunk(event: &str, data: &str) -> Result<ChunkEvent, ProviderError>
         )
         .with_provider_code("refusal"));
     }
+    let tool_calls = delta
+        .tool_calls
+        .unwrap_or_default()
+        .into_iter()
+        .map(|call| {
+            if let Some(kind) = call.kind.as_deref()
+                && kind != "function"
+            {
+                return Err(malformed(format!(
+                    "a streamed tool call is of type `{}`, not `function`",
+                    crate::error::truncate(kind)
+                )));
+            }
+            let function = call.function.unwrap_or_default();
+            Ok(ToolCallFragment {
+                index: call.index,
+                id: call.id,
+                name: function.name,
+                arguments: function.arguments,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(ChunkEvent::Chunk {
         text: delta.content.filter(|t| !t.is_empty()),
+        tool_calls,
         finish_reason: finish_reason.map(|r| map_finish_reason(Some(&r))),
         usage: chunk.usage.as_ref().map(map_usage),
         model,
@@ -462,7 +960,7 @@ mod tests {
     }
 
     fn body(request: &ProviderRequest, options: WireOptions, stream: bool) -> serde_json::Value {
-        serde_json::to_value(chat_request(request, options, stream)).unwrap()
+        serde_json::to_value(chat_request(request, options, stream).unwrap()).unwrap()
     }
 
     #[test]
@@ -698,6 +1196,7 @@ mod tests {
             parse_chunk("message", role).unwrap(),
             ChunkEvent::Chunk {
                 text: None,
+                tool_calls: Vec::new(),
                 finish_reason: None,
                 usage: None,
                 model: None
@@ -708,6 +1207,7 @@ mod tests {
             parse_chunk("message", text).unwrap(),
             ChunkEvent::Chunk {
                 text: Some("Hel".into()),
+                tool_calls: Vec::new(),
                 finish_reason: None,
                 usage: None,
                 model: Some("gpt-4o-2024-08-06".into())

@@ -13,16 +13,20 @@
 //! no I/O, no clock) that the provider's stream and the property tests both run.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::time::Duration;
 
 use failover_provider::{
     CallDeadlines, ErrorKind, FinishReason, ProviderError, ProviderEvent, ProviderStream,
-    TokenUsage,
+    TokenUsage, ToolCallAssembler,
 };
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
-use crate::mapping::{ChunkEvent, JsonContract, map_finish_reason, parse_chunk};
+use crate::mapping::{
+    ChunkEvent, JsonContract, ToolCallFragment, check_tool_arguments, finish_reason_with_calls,
+    map_finish_reason, parse_chunk,
+};
 
 /// One server-sent event: its name (`message` when the stream gave none) and its data
 /// (the `data:` lines joined by `\n`).
@@ -179,7 +183,32 @@ impl SseDecoder {
     }
 }
 
+/// The tool call being streamed: its number in this answer and its wire `index`.
+#[derive(Debug, Clone, Copy)]
+struct OpenCall {
+    index: u32,
+    wire_index: Option<u32>,
+}
+
 /// Reads decoded events into provider events (pure; no I/O, no clock).
+///
+/// # Tool calls
+///
+/// OpenAI streams a call as fragments of `choices[0].delta.tool_calls` keyed by their
+/// `index`: the first fragment of an index carries the id and the name, the next ones
+/// pieces of the arguments. The mapper turns a new index into
+/// [`ProviderEvent::ToolCallStart`] (ending the open call with
+/// [`ProviderEvent::ToolCallEnd`] first), each argument piece into
+/// [`ProviderEvent::ToolCallDelta`], and ends the open call on the finish reason or at
+/// `[DONE]`, before [`ProviderEvent::Finished`]. Calls are numbered from 0 in the order
+/// they start, whatever their wire index.
+///
+/// The neutral stream has one call open at a time. OpenAI sends parallel calls one after
+/// another (index 0, then 1, …), so that holds; a fragment for a call after a later one
+/// started is refused as [`ErrorKind::MalformedResponse`] rather than reordered. So is a
+/// new call without an id or a name, a call whose arguments are not a JSON object when it
+/// ends, and arguments that, with the kept JSON-mode text, pass `max_text_bytes`. A stream
+/// cut inside a call ends with the cut's error: no end and no `Finished` are made up.
 #[derive(Debug, Clone)]
 pub struct SseMapper {
     got_token: bool,
@@ -190,11 +219,19 @@ pub struct SseMapper {
     contract: Option<JsonContract>,
     text: String,
     max_text_bytes: usize,
+    /// The calls so far, assembled (their arguments are checked when they end).
+    calls: ToolCallAssembler,
+    open: Option<OpenCall>,
+    /// The wire indexes of the calls started, to refuse a fragment for an earlier call.
+    wire_indexes: Vec<u32>,
+    /// Bytes of arguments so far; they count toward `max_text_bytes`.
+    argument_bytes: usize,
 }
 
 impl SseMapper {
-    /// A mapper checking the whole text against `contract` at the end (JSON modes), whose
-    /// kept text may not exceed `max_text_bytes`.
+    /// A mapper checking the whole text against `contract` at the end (JSON modes, unless
+    /// the answer is tool calls), whose kept text and tool-call arguments together may not
+    /// exceed `max_text_bytes`.
     pub fn new(contract: Option<JsonContract>, max_text_bytes: usize) -> Self {
         Self {
             got_token: false,
@@ -204,38 +241,62 @@ impl SseMapper {
             contract,
             text: String::new(),
             max_text_bytes,
+            calls: ToolCallAssembler::new(),
+            open: None,
+            wire_indexes: Vec::new(),
+            argument_bytes: 0,
         }
     }
 
-    /// Whether a token (text, or a finish reason for an empty answer) has arrived.
+    /// Whether a token (text, a tool call, or a finish reason for an empty answer) has
+    /// arrived.
     pub fn got_token(&self) -> bool {
         self.got_token
     }
 
-    fn finish(&mut self) -> Result<ProviderEvent, ProviderError> {
-        if let Some(contract) = &self.contract {
-            contract.check_text(&self.text)?;
-        }
-        Ok(ProviderEvent::Finished {
-            finish_reason: self
-                .finish_reason
-                .take()
-                .unwrap_or_else(|| map_finish_reason(None)),
-            usage: self.usage.take(),
-            model: self.model.take(),
-        })
+    fn kept_bytes(&self) -> usize {
+        self.text.len().saturating_add(self.argument_bytes)
     }
 
-    /// Maps one event: a delta, the terminal [`ProviderEvent::Finished`] (on `[DONE]`),
-    /// nothing for the caller (`None`), or the error that ends the stream.
-    pub fn on_event(&mut self, event: &SseEvent) -> Result<Option<ProviderEvent>, ProviderError> {
+    fn finish(&mut self, out: &mut VecDeque<ProviderEvent>) -> Result<(), ProviderError> {
+        self.end_open_call(out)?;
+        let has_calls = !self.calls.calls().is_empty();
+        let finish_reason = finish_reason_with_calls(
+            self.finish_reason
+                .take()
+                .unwrap_or_else(|| map_finish_reason(None)),
+            has_calls,
+        )?;
+        // Text beside tool calls is a preamble, not the JSON answer.
+        if let Some(contract) = &self.contract
+            && !has_calls
+        {
+            contract.check_text(&self.text)?;
+        }
+        out.push_back(ProviderEvent::Finished {
+            finish_reason,
+            usage: self.usage.take(),
+            model: self.model.take(),
+        });
+        Ok(())
+    }
+
+    /// Maps one event, appending what it yields to `out`: deltas and tool-call items, and
+    /// the terminal [`ProviderEvent::Finished`] on `[DONE]`. An error ends the stream; the
+    /// items appended before it still stand (they came first).
+    pub fn on_event(
+        &mut self,
+        event: &SseEvent,
+        out: &mut VecDeque<ProviderEvent>,
+    ) -> Result<(), ProviderError> {
         if event.data.trim().is_empty() {
-            return Ok(None);
+            return Ok(());
         }
         match parse_chunk(&event.event, &event.data)? {
-            ChunkEvent::Done => self.finish().map(Some),
+            ChunkEvent::Done => self.finish(out),
             ChunkEvent::Chunk {
                 text,
+                tool_calls,
                 finish_reason,
                 usage,
                 model,
@@ -243,30 +304,171 @@ impl SseMapper {
                 if self.model.is_none() {
                     self.model = model;
                 }
-                if let Some(reason) = finish_reason {
-                    self.finish_reason = Some(reason);
-                    self.got_token = true;
-                }
                 if let Some(usage) = usage {
                     self.usage = Some(usage);
                 }
-                let Some(text) = text else {
-                    return Ok(None);
-                };
-                self.got_token = true;
-                if self.contract.is_some() {
-                    if text.len() > self.max_text_bytes.saturating_sub(self.text.len()) {
-                        return Err(malformed(format!(
-                            "the JSON answer is longer than {} bytes",
-                            self.max_text_bytes
-                        )));
-                    }
-                    self.text.push_str(&text);
+                if let Some(text) = text {
+                    self.on_text(text, out)?;
                 }
-                Ok(Some(ProviderEvent::Delta(text)))
+                for fragment in tool_calls {
+                    self.on_fragment(fragment, out)?;
+                }
+                if let Some(reason) = finish_reason {
+                    self.finish_reason = Some(reason);
+                    self.got_token = true;
+                    // The answer is complete: no fragment may follow.
+                    self.end_open_call(out)?;
+                }
+                Ok(())
             }
         }
     }
+
+    fn on_text(
+        &mut self,
+        text: String,
+        out: &mut VecDeque<ProviderEvent>,
+    ) -> Result<(), ProviderError> {
+        self.got_token = true;
+        if self.contract.is_some() {
+            if text.len() > self.max_text_bytes.saturating_sub(self.kept_bytes()) {
+                return Err(malformed(format!(
+                    "the JSON answer is longer than {} bytes",
+                    self.max_text_bytes
+                )));
+            }
+            self.text.push_str(&text);
+        }
+        out.push_back(ProviderEvent::Delta(text));
+        Ok(())
+    }
+
+    fn on_fragment(
+        &mut self,
+        fragment: ToolCallFragment,
+        out: &mut VecDeque<ProviderEvent>,
+    ) -> Result<(), ProviderError> {
+        self.got_token = true;
+        let open = match (self.open, fragment.index) {
+            (Some(open), Some(wire)) if open.wire_index == Some(wire) => Some(open),
+            // Without a wire index, only an id not the open call's starts a new call.
+            (Some(open), None)
+                if fragment
+                    .id
+                    .as_deref()
+                    .is_none_or(|id| id.is_empty() || Some(id) == self.open_id()) =>
+            {
+                Some(open)
+            }
+            _ => None,
+        };
+        let index = match open {
+            Some(open) => {
+                self.check_repeated(open.index, &fragment)?;
+                open.index
+            }
+            None => self.start_call(&fragment, out)?,
+        };
+        let Some(arguments) = fragment.arguments.filter(|a| !a.is_empty()) else {
+            return Ok(());
+        };
+        if arguments.len() > self.max_text_bytes.saturating_sub(self.kept_bytes()) {
+            return Err(malformed(format!(
+                "the tool-call arguments are longer than {} bytes",
+                self.max_text_bytes
+            )));
+        }
+        self.argument_bytes += arguments.len();
+        self.calls.delta(index, &arguments).map_err(order_error)?;
+        out.push_back(ProviderEvent::ToolCallDelta { index, arguments });
+        Ok(())
+    }
+
+    fn open_id(&self) -> Option<&str> {
+        let open = self.open?;
+        self.calls
+            .calls()
+            .get(open.index as usize)
+            .map(|call| call.id.as_str())
+    }
+
+    /// A later fragment may repeat the id and the name (some servers do), not change them.
+    fn check_repeated(&self, index: u32, fragment: &ToolCallFragment) -> Result<(), ProviderError> {
+        let Some(call) = self.calls.calls().get(index as usize) else {
+            return Err(order_error(format!("call {index} is unknown")));
+        };
+        let changed = |new: &Option<String>, old: &str| {
+            new.as_deref()
+                .is_some_and(|new| !new.is_empty() && new != old)
+        };
+        if changed(&fragment.id, &call.id) || changed(&fragment.name, &call.name) {
+            return Err(malformed(format!(
+                "a fragment of tool call {index} changes its id or name"
+            )));
+        }
+        Ok(())
+    }
+
+    fn start_call(
+        &mut self,
+        fragment: &ToolCallFragment,
+        out: &mut VecDeque<ProviderEvent>,
+    ) -> Result<u32, ProviderError> {
+        if let Some(wire) = fragment.index
+            && self.wire_indexes.contains(&wire)
+        {
+            return Err(malformed(format!(
+                "a fragment of tool call index {wire} arrived after a later call started \
+                 (calls are read one at a time)"
+            )));
+        }
+        self.end_open_call(out)?;
+        let wire = fragment
+            .index
+            .map_or_else(|| "without an index".to_owned(), |w| format!("index {w}"));
+        let id = fragment
+            .id
+            .clone()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| malformed(format!("the tool call {wire} starts without an id")))?;
+        let name = fragment
+            .name
+            .clone()
+            .filter(|name| !name.is_empty())
+            .ok_or_else(|| malformed(format!("the tool call {wire} starts without a name")))?;
+        let index = u32::try_from(self.calls.calls().len())
+            .map_err(|_| malformed("the stream has too many tool calls"))?;
+        self.calls.start(index, &id, &name).map_err(order_error)?;
+        if let Some(wire) = fragment.index {
+            self.wire_indexes.push(wire);
+        }
+        self.open = Some(OpenCall {
+            index,
+            wire_index: fragment.index,
+        });
+        out.push_back(ProviderEvent::ToolCallStart { index, id, name });
+        Ok(index)
+    }
+
+    /// Ends the open call, if any, once its arguments are checked.
+    fn end_open_call(&mut self, out: &mut VecDeque<ProviderEvent>) -> Result<(), ProviderError> {
+        let Some(open) = self.open.take() else {
+            return Ok(());
+        };
+        let Some(call) = self.calls.calls().get(open.index as usize) else {
+            return Err(order_error(format!("call {} is unknown", open.index)));
+        };
+        check_tool_arguments(open.index as usize, &call.name, &call.arguments)?;
+        self.calls.end(open.index).map_err(order_error)?;
+        out.push_back(ProviderEvent::ToolCallEnd { index: open.index });
+        Ok(())
+    }
+}
+
+/// The assembler refusing an order the mapper made: a bug here, reported as a malformed
+/// stream rather than a panic.
+fn order_error(detail: impl fmt::Display) -> ProviderError {
+    malformed(format!("tool-call items out of order ({detail})"))
 }
 
 /// Bytes in, provider events out: the decoder and the mapper together, exactly as the
@@ -276,8 +478,14 @@ pub struct SseReader {
     decoder: SseDecoder,
     mapper: SseMapper,
     pending: VecDeque<SseEvent>,
+    /// Provider events mapped, not yet taken.
+    ready: VecDeque<ProviderEvent>,
+    /// The mapper's error, returned once `ready` is drained.
+    mapper_failed: Option<ProviderError>,
     failed: Option<ProviderError>,
     ended: bool,
+    /// A terminal item was returned.
+    over: bool,
     events_seen: u64,
 }
 
@@ -292,8 +500,11 @@ impl SseReader {
             decoder: SseDecoder::new(max_event_bytes),
             mapper: SseMapper::new(contract, max_text_bytes),
             pending: VecDeque::new(),
+            ready: VecDeque::new(),
+            mapper_failed: None,
             failed: None,
             ended: false,
+            over: false,
             events_seen: 0,
         }
     }
@@ -340,22 +551,36 @@ impl SseReader {
         self.mapper.got_token()
     }
 
-    /// The next item the input so far yields: a delta, the terminal event, the error that
-    /// ends the stream (a body that ended without `[DONE]` is a
+    /// The next item the input so far yields: a delta or tool-call item, the terminal
+    /// event, the error that ends the stream (a body that ended without `[DONE]` is a
     /// [`ErrorKind::StreamCut`]), or `None` when more input is needed. After a terminal
-    /// item (`Finished` or an error) the stream is over.
+    /// item (`Finished` or an error) the stream is over and this is always `None`.
     pub fn next_ready(&mut self) -> Option<Result<ProviderEvent, ProviderError>> {
-        while let Some(event) = self.pending.pop_front() {
-            match self.mapper.on_event(&event) {
-                Ok(Some(event)) => return Some(Ok(event)),
-                Ok(None) => {}
-                Err(error) => return Some(Err(error)),
+        if self.over {
+            return None;
+        }
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                self.over = matches!(event, ProviderEvent::Finished { .. });
+                return Some(Ok(event));
+            }
+            if let Some(error) = self.mapper_failed.take() {
+                self.over = true;
+                return Some(Err(error));
+            }
+            let Some(event) = self.pending.pop_front() else {
+                break;
+            };
+            if let Err(error) = self.mapper.on_event(&event, &mut self.ready) {
+                self.mapper_failed = Some(error);
             }
         }
         if let Some(error) = self.failed.take() {
+            self.over = true;
             return Some(Err(error));
         }
         self.ended.then(|| {
+            self.over = true;
             Err(ProviderError::new(
                 ErrorKind::StreamCut,
                 "the stream ended without [DONE]",
@@ -364,8 +589,13 @@ impl SseReader {
     }
 }
 
+/// Whether `item` ends a stream: an error, or [`ProviderEvent::Finished`].
+pub fn is_terminal(item: &Result<ProviderEvent, ProviderError>) -> bool {
+    matches!(item, Err(_) | Ok(ProviderEvent::Finished { .. }))
+}
+
 /// Reads a whole body given as `chunks`, as the provider's stream would, up to and
-/// including its terminal item. For the property tests; no clock.
+/// including its terminal item. For the property tests and benches; no clock.
 #[doc(hidden)]
 pub fn read_sse_body(
     chunks: &[&[u8]],
@@ -379,7 +609,7 @@ pub fn read_sse_body(
     loop {
         match reader.next_ready() {
             Some(item) => {
-                let terminal = !matches!(item, Ok(ProviderEvent::Delta(_)));
+                let terminal = is_terminal(&item);
                 items.push(item);
                 if terminal {
                     return items;
@@ -475,7 +705,7 @@ impl SseState {
         let result = self.read().await.map_err(|error| {
             crate::error::scrub(error, self.scrub.as_ref().map(|k| k.expose_secret()))
         });
-        if !matches!(result, Ok(ProviderEvent::Delta(_))) {
+        if is_terminal(&result) {
             self.done = true;
         }
         if let Err(error) = &result {

@@ -2,8 +2,8 @@
 //! implementation.
 
 use failover_provider::{
-    Capabilities, ErrorKind, JsonModeSupport, Provider, ProviderError, ProviderRequest,
-    ProviderResponse, ProviderStream,
+    Capabilities, ErrorKind, ImageLimits, JsonModeSupport, MediaTypeSet, Provider, ProviderError,
+    ProviderRequest, ProviderResponse, ProviderStream, ToolLimits,
 };
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
@@ -15,6 +15,28 @@ use crate::error;
 use crate::mapping::{JsonContract, WireOptions, chat_request, parse_response};
 use crate::retry::{Decision, decide};
 use crate::stream::{StreamLimits, provider_stream};
+
+/// What OpenAI's chat completions take of tool calling: at most 128 tools a request
+/// (the API reference of `tools`: "A max of 128 functions are supported", as OpenAI's
+/// OpenAPI spec and the SDKs generated from it say), and `parallel_tool_calls`.
+pub const OPENAI_TOOL_LIMITS: ToolLimits = ToolLimits {
+    max_tools: 128,
+    parallel_tool_calls: true,
+};
+
+/// What OpenAI's chat completions take of images, from the "Images and vision" guide's
+/// input requirements: PNG, JPEG, WebP and non-animated GIF, "up to 20MB per image", "up
+/// to 500 individual images per request" and "up to 50 MB image bytes per request".
+///
+/// The guide does not say whether "MB" is 10^6 or 2^20 bytes; 20 MiB is taken, as the
+/// neutral [`Capabilities::FULL`] does. Neither the 50 MB total nor "non-animated" GIF can
+/// be declared in an [`ImageLimits`]: a request past them reaches OpenAI and gets its 400
+/// (`invalid_request`, the caller's mistake, not a failover).
+pub const OPENAI_IMAGE_LIMITS: ImageLimits = ImageLimits {
+    max_bytes: 20 * 1024 * 1024,
+    max_images: 500,
+    media_types: MediaTypeSet::ALL,
+};
 
 /// The OpenAI chat completions provider, for OpenAI and any OpenAI-compatible server.
 ///
@@ -283,7 +305,7 @@ impl OpenAiProvider {
     }
 
     fn body(&self, request: &ProviderRequest, streaming: bool) -> Result<Vec<u8>, ProviderError> {
-        serde_json::to_vec(&chat_request(request, self.options, streaming)).map_err(|e| {
+        serde_json::to_vec(&chat_request(request, self.options, streaming)?).map_err(|e| {
             ProviderError::new(
                 ErrorKind::InvalidRequest,
                 format!("the request cannot be encoded: {e}"),
@@ -326,7 +348,11 @@ impl Provider for OpenAiProvider {
         } else {
             JsonModeSupport::Emulated
         };
-        Capabilities::FULL.with_json_schema(schema)
+        Capabilities::FULL
+            .with_json_schema(schema)
+            .with_tools(self.config.tools.then_some(OPENAI_TOOL_LIMITS))
+            .with_images(self.config.vision.then_some(OPENAI_IMAGE_LIMITS))
+            .with_sampling(true, true, true)
     }
 
     async fn complete(&self, request: ProviderRequest) -> Result<ProviderResponse, ProviderError> {
@@ -337,7 +363,9 @@ impl Provider for OpenAiProvider {
                 self.complete_once(&body, &request.model)
             })
             .await?;
-        if let Some(contract) = &contract {
+        // An answer of tool calls is not the JSON answer: its text (often empty) is a
+        // preamble, and the calls' arguments were checked as JSON objects.
+        if let Some(contract) = contract.as_ref().filter(|_| response.tool_calls.is_empty()) {
             contract.check_text(&response.content).map_err(|error| {
                 tracing::debug!(provider = %self.config.name, request_id = %request.request_id, %error, "JSON mode content refused");
                 error

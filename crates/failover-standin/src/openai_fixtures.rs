@@ -72,6 +72,57 @@ pub fn chat_completion_cached(
     })
 }
 
+/// A tool call to script into a fixture: the fields OpenAI sends for one call.
+/// (The stand-ins do not depend on `failover-provider`; build one from a
+/// `failover_provider::ToolCall` with `FixtureToolCall::new(&call.id, &call.name,
+/// &call.arguments)`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixtureToolCall<'a> {
+    /// The call's id (`call_…` on OpenAI).
+    pub id: &'a str,
+    /// The function called.
+    pub name: &'a str,
+    /// The arguments: JSON text, sent as the string OpenAI sends.
+    pub arguments: &'a str,
+}
+
+impl<'a> FixtureToolCall<'a> {
+    /// A call.
+    pub fn new(id: &'a str, name: &'a str, arguments: &'a str) -> Self {
+        Self {
+            id,
+            name,
+            arguments,
+        }
+    }
+
+    fn to_json(self) -> Value {
+        json!({
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments}
+        })
+    }
+}
+
+/// A `chat.completion` body whose answer calls `calls`, as OpenAI sends it: `content` is
+/// `text` or `null`, `message.tool_calls` lists the calls (`{"id", "type": "function",
+/// "function": {"name", "arguments"}}`), and `finish_reason` is `tool_calls`.
+pub fn tool_calls_response(
+    model: &str,
+    text: Option<&str>,
+    calls: &[FixtureToolCall<'_>],
+    prompt_tokens: u64,
+    completion_tokens: u64,
+) -> Value {
+    let mut body = chat_completion(model, "", prompt_tokens, completion_tokens);
+    body["choices"][0]["message"]["content"] = text.map_or(Value::Null, |text| json!(text));
+    body["choices"][0]["message"]["tool_calls"] =
+        Value::Array(calls.iter().map(|call| call.to_json()).collect());
+    body["choices"][0]["finish_reason"] = json!("tool_calls");
+    body
+}
+
 /// An OpenAI error body.
 pub fn error_body(
     message: &str,
@@ -248,6 +299,85 @@ pub fn sse_text_chunk(text: &str) -> String {
 /// The chunk with the finish reason (empty delta).
 pub fn sse_finish_chunk(finish_reason: &str) -> String {
     sse_event(&chunk(json!({}), Some(finish_reason)).to_string())
+}
+
+/// The chunk that starts the tool call `index`: the first fragment of an index carries
+/// the id, `type: "function"`, the name and empty arguments. The first call's (index 0)
+/// also carries `role: "assistant"` and `content: null`, as OpenAI's first chunk of a
+/// tool-calling answer does.
+pub fn sse_tool_call_start_chunk(index: u32, id: &str, name: &str) -> String {
+    let call = json!({
+        "index": index,
+        "id": id,
+        "type": "function",
+        "function": {"name": name, "arguments": ""}
+    });
+    let delta = if index == 0 {
+        json!({"role": "assistant", "content": null, "tool_calls": [call], "refusal": null})
+    } else {
+        json!({"tool_calls": [call]})
+    };
+    sse_event(&chunk(delta, None).to_string())
+}
+
+/// A chunk with a piece of the arguments of the tool call `index` (no id, no name).
+pub fn sse_tool_call_arguments_chunk(index: u32, fragment: &str) -> String {
+    sse_event(
+        &chunk(
+            json!({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]}),
+            None,
+        )
+        .to_string(),
+    )
+}
+
+/// The chunk that ends a tool-calling answer: an empty delta, `finish_reason:
+/// "tool_calls"`.
+pub fn sse_tool_calls_finish_chunk() -> String {
+    sse_finish_chunk("tool_calls")
+}
+
+/// The events of a complete stream that calls `calls` one after another (index 0, 1, …):
+/// each call's start chunk and its arguments in pieces of at most `fragment_bytes` bytes
+/// (cut on character boundaries; at least one character a piece), the `tool_calls` finish
+/// chunk, the usage chunk when `usage` is `(prompt, cached, completion)`, and `[DONE]`.
+pub fn sse_tool_call_events(
+    calls: &[FixtureToolCall<'_>],
+    fragment_bytes: usize,
+    usage: Option<(u64, u64, u64)>,
+) -> Vec<String> {
+    let mut events = Vec::new();
+    for (index, call) in (0_u32..).zip(calls) {
+        events.push(sse_tool_call_start_chunk(index, call.id, call.name));
+        events.extend(
+            fragments(call.arguments, fragment_bytes)
+                .map(|piece| sse_tool_call_arguments_chunk(index, piece)),
+        );
+    }
+    events.push(sse_tool_calls_finish_chunk());
+    if let Some((prompt, cached, completion)) = usage {
+        events.push(sse_usage_chunk(prompt, cached, completion));
+    }
+    events.push(sse_done());
+    events
+}
+
+/// `text` in pieces of at most `max_bytes` bytes, cut on character boundaries (a piece
+/// holds at least one character, so a wider character than `max_bytes` is a piece alone).
+fn fragments(text: &str, max_bytes: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = max_bytes.max(1).min(rest.len());
+        while !rest.is_char_boundary(end) {
+            end += 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(piece)
+    })
 }
 
 /// The final usage chunk (`stream_options.include_usage`): no choices.
