@@ -140,6 +140,12 @@ impl StreamMapper {
         id: String,
         name: String,
     ) -> Result<Mapped, ProviderError> {
+        // The answer is complete at messageStop: a call after it could never be answered.
+        if self.stopped() {
+            return Err(Self::malformed(format!(
+                "Bedrock started a tool block ({block}) after messageStop"
+            )));
+        }
         if let Some((open, index)) = self.open_call {
             return Err(Self::malformed(format!(
                 "Bedrock started a tool block ({block}) inside tool call {index} (block {open})"
