@@ -142,13 +142,20 @@ fn converse_image(image: &ImagePart) -> Result<ImageBlock, ProviderError> {
 /// their JSON text (empty arguments are `{}`); arguments that are not a JSON object are the
 /// caller's mistake.
 pub fn tool_use_block(call: &ToolCall) -> Result<ContentBlock, ProviderError> {
-    let arguments = call.arguments_json().map_err(|error| {
-        invalid(format!(
-            "the arguments of tool call `{}` ({}) are not valid JSON: {error}",
-            call.id, call.name
-        ))
-    })?;
-    if !arguments.is_object() {
+    // Parsed straight into a document: one pass, no intermediate `serde_json::Value`.
+    let arguments = if call.arguments.trim().is_empty() {
+        Document::Object(HashMap::new())
+    } else {
+        serde_json::from_str::<JsonDocument>(&call.arguments)
+            .map_err(|error| {
+                invalid(format!(
+                    "the arguments of tool call `{}` ({}) are not valid JSON: {error}",
+                    call.id, call.name
+                ))
+            })?
+            .0
+    };
+    if !matches!(arguments, Document::Object(_)) {
         return Err(invalid(format!(
             "the arguments of tool call `{}` ({}) must be a JSON object",
             call.id, call.name
@@ -157,7 +164,7 @@ pub fn tool_use_block(call: &ToolCall) -> Result<ContentBlock, ProviderError> {
     ToolUseBlock::builder()
         .tool_use_id(&call.id)
         .name(&call.name)
-        .input(json_to_document(&arguments))
+        .input(arguments)
         .build()
         .map(ContentBlock::ToolUse)
         .map_err(|error| build_error("tool use block", error))
@@ -788,6 +795,76 @@ pub fn from_converse(
         finish_reason: map_stop_reason(&response.stop_reason, plan),
         usage,
     })
+}
+
+/// JSON text parsed straight into a Smithy document, numbers read as [`json_to_document`]
+/// reads them (non-negative integers `PosInt`, negative `NegInt`, the rest `Float`).
+struct JsonDocument(Document);
+
+impl<'de> serde::Deserialize<'de> for JsonDocument {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(DocumentVisitor)
+            .map(JsonDocument)
+    }
+}
+
+struct DocumentVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DocumentVisitor {
+    type Value = Document;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Document, E> {
+        Ok(Document::Null)
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Document, E> {
+        Ok(Document::Bool(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Document, E> {
+        Ok(Document::Number(Number::PosInt(value)))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Document, E> {
+        // serde_json hands non-negative integers to `visit_u64`; be exact anyway.
+        Ok(Document::Number(match u64::try_from(value) {
+            Ok(value) => Number::PosInt(value),
+            Err(_) => Number::NegInt(value),
+        }))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Document, E> {
+        Ok(Document::Number(Number::Float(value)))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Document, E> {
+        Ok(Document::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Document, E> {
+        Ok(Document::String(value))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Document, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(JsonDocument(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Document::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
+        let mut entries = HashMap::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some((key, JsonDocument(value))) = map.next_entry::<String, JsonDocument>()? {
+            entries.insert(key, value);
+        }
+        Ok(Document::Object(entries))
+    }
 }
 
 /// A JSON value as a Smithy document.
@@ -1485,11 +1562,24 @@ mod tests {
         }
     }
 
+    fn parsed_json(document: &JsonDocument) -> serde_json::Value {
+        document_to_json(&document.0)
+    }
+
     #[test]
     fn documents_and_json_round_trip() {
         let value = serde_json::json!({
             "s": "x", "n": -3, "u": 7, "f": 1.5, "b": true, "z": null, "a": [1, {"k": []}]
         });
         assert_eq!(document_to_json(&json_to_document(&value)), value);
+        // Call arguments are parsed straight into a document, with the same numbers.
+        let parsed: JsonDocument = serde_json::from_str(&value.to_string()).unwrap();
+        assert_eq!(parsed.0, json_to_document(&value));
+        let big: JsonDocument =
+            serde_json::from_str("[18446744073709551615, -9223372036854775808, -0.0]").unwrap();
+        assert_eq!(
+            parsed_json(&big),
+            serde_json::json!([18446744073709551615_u64, i64::MIN, -0.0])
+        );
     }
 }
