@@ -12,21 +12,32 @@
 //!   unmarshalling) plus our mapping, reading a whole ConverseStream body. The difference
 //!   between the two sizes is the per-event cost of decoding and mapping; the 4-event run
 //!   is the fixed cost of one call.
+//! - `bedrock/map_agent_request`: an agent loop's request → Converse shapes: 20 turns (10
+//!   user questions, 10 assistant turns each calling 2 tools, and their 20 results) with 10
+//!   tools offered.
+//! - `bedrock/parse_tool_call_stream`: [`StreamMapper`] over pre-decoded ConverseStream
+//!   events of an answer with 5 tool calls, each start, 6 input fragments and stop (plus
+//!   `messageStop`, `metadata`: 42 events), to provider events: the same layer as
+//!   `stream_mapping`.
 //! - Sizes count event-stream frames.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
 use aws_sdk_bedrockruntime::types::{
-    ContentBlockDelta, ContentBlockDeltaEvent, ConverseStreamMetadataEvent, ConverseStreamOutput,
-    MessageStopEvent, StopReason, TokenUsage,
+    ContentBlockDelta, ContentBlockDeltaEvent, ContentBlockStart, ContentBlockStartEvent,
+    ContentBlockStopEvent, ConverseStreamMetadataEvent, ConverseStreamOutput, MessageStopEvent,
+    StopReason, TokenUsage, ToolUseBlockDelta, ToolUseBlockStart,
 };
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use failover_bedrock::mapping::{JsonPlan, to_converse};
-use failover_bedrock::stream::StreamMapper;
+use failover_bedrock::stream::{Mapped, StreamMapper};
 use failover_bedrock::{BedrockConfig, BedrockProvider, JsonModeConfig, StaticCredentials};
-use failover_provider::{Message, Provider, ProviderRequest, RequestId, ResponseFormat};
+use failover_provider::{
+    Message, Provider, ProviderEvent, ProviderRequest, RequestId, ResponseFormat, ToolCall,
+    ToolCallAssembler, ToolDefinition, ToolResultContent,
+};
 use failover_standin::eventstream::ConverseStreamBody;
 use futures::StreamExt;
 use wiremock::matchers::method;
@@ -56,6 +67,141 @@ fn request(format: ResponseFormat) -> ProviderRequest {
         deadline: None,
         attempt_deadline: None,
     }
+}
+
+fn agent_request() -> ProviderRequest {
+    let tools: Vec<ToolDefinition> = (0..10)
+        .map(|i| {
+            ToolDefinition::new(
+                format!("tool_{i}"),
+                format!("Tool number {i}: looks something up."),
+                serde_json::json!({
+                    "type": "object",
+                    "properties": {
+                        "query": {"type": "string"},
+                        "limit": {"type": "integer", "minimum": 1}
+                    },
+                    "required": ["query"]
+                }),
+            )
+        })
+        .collect();
+    let mut messages = vec![Message::system("You are an agent. Use the tools.")];
+    for turn in 0..10 {
+        messages.push(Message::user(format!("Step {turn}: find what you need.")));
+        let calls: Vec<ToolCall> = (0..2)
+            .map(|k| {
+                ToolCall::new(
+                    format!("tooluse_{turn}_{k}"),
+                    format!("tool_{}", (turn + k) % 10),
+                    format!(r#"{{"query":"item {turn}-{k}","limit":{}}}"#, k + 1),
+                )
+            })
+            .collect();
+        messages.push(Message::assistant_with_calls("Looking it up.", calls));
+        for k in 0..2 {
+            messages.push(Message::tool_result(
+                format!("tooluse_{turn}_{k}"),
+                ToolResultContent::Json(serde_json::json!({"found": [turn, k], "ok": true})),
+            ));
+        }
+    }
+    let mut request = request(ResponseFormat::Text);
+    request.messages = messages;
+    request.tools.tools = tools;
+    request
+}
+
+fn tool_call_events(calls: i32, fragments: usize) -> Vec<ConverseStreamOutput> {
+    let mut events = Vec::new();
+    for call in 0..calls {
+        events.push(ConverseStreamOutput::ContentBlockStart(
+            ContentBlockStartEvent::builder()
+                .content_block_index(call)
+                .start(ContentBlockStart::ToolUse(
+                    ToolUseBlockStart::builder()
+                        .tool_use_id(format!("tooluse_{call}"))
+                        .name(format!("tool_{call}"))
+                        .build()
+                        .unwrap(),
+                ))
+                .build()
+                .unwrap(),
+        ));
+        let arguments = format!(r#"{{"query": "the item number {call}", "limit": 10}}"#);
+        let step = arguments.len().div_ceil(fragments);
+        for piece in arguments.as_bytes().chunks(step) {
+            events.push(ConverseStreamOutput::ContentBlockDelta(
+                ContentBlockDeltaEvent::builder()
+                    .content_block_index(call)
+                    .delta(ContentBlockDelta::ToolUse(
+                        ToolUseBlockDelta::builder()
+                            .input(String::from_utf8(piece.to_vec()).unwrap())
+                            .build()
+                            .unwrap(),
+                    ))
+                    .build()
+                    .unwrap(),
+            ));
+        }
+        events.push(ConverseStreamOutput::ContentBlockStop(
+            ContentBlockStopEvent::builder()
+                .content_block_index(call)
+                .build()
+                .unwrap(),
+        ));
+    }
+    let mut end = decoded_events(0);
+    if let Some(ConverseStreamOutput::MessageStop(_)) = end.first() {
+        end[0] = ConverseStreamOutput::MessageStop(
+            MessageStopEvent::builder()
+                .stop_reason(StopReason::ToolUse)
+                .build()
+                .unwrap(),
+        );
+    }
+    events.extend(end);
+    events
+}
+
+fn tools(c: &mut Criterion) {
+    let json = JsonModeConfig::default();
+    let agent = agent_request();
+    let mut group = c.benchmark_group("bedrock");
+    group.bench_function("map_agent_request", |b| {
+        b.iter(|| to_converse(black_box(&agent), &json).unwrap())
+    });
+    let events = tool_call_events(5, 6);
+    assert_eq!(events.len(), 42);
+    group.bench_function("parse_tool_call_stream", |b| {
+        b.iter_batched(
+            || events.clone(),
+            |events| {
+                let mut mapper = StreamMapper::new(JsonPlan::Text);
+                let mut calls = ToolCallAssembler::new();
+                for event in events {
+                    match mapper.on_event(event).unwrap() {
+                        Mapped::Event(ProviderEvent::ToolCallStart { index, id, name }) => {
+                            calls.start(index, &id, &name).unwrap()
+                        }
+                        Mapped::Event(ProviderEvent::ToolCallDelta { index, arguments }) => {
+                            calls.delta(index, &arguments).unwrap()
+                        }
+                        Mapped::Event(ProviderEvent::ToolCallEnd { index }) => {
+                            calls.end(index).unwrap()
+                        }
+                        _ => {}
+                    }
+                }
+                assert!(mapper.finished());
+                let calls = calls.finish().unwrap();
+                assert_eq!(calls.len(), 5);
+                calls
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
 }
 
 fn decoded_events(deltas: usize) -> Vec<ConverseStreamOutput> {
@@ -126,7 +272,7 @@ fn mapping(c: &mut Criterion) {
                 let mut mapper = StreamMapper::new(JsonPlan::Text);
                 let mut out = 0_usize;
                 for event in events {
-                    if let Ok(failover_bedrock::stream::Mapped::Event(_)) = mapper.on_event(event) {
+                    if let Ok(Mapped::Event(_)) = mapper.on_event(event) {
                         out += 1;
                     }
                 }
@@ -205,5 +351,5 @@ fn end_to_end(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, mapping, decode, end_to_end);
+criterion_group!(benches, mapping, tools, decode, end_to_end);
 criterion_main!(benches);

@@ -15,6 +15,12 @@ pub const DEFAULT_NAME: &str = "bedrock";
 /// at its end): 8 MiB.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
+/// The default most tools in one request. Bedrock documents no limit of its own for
+/// Converse (the models behind it have theirs); 128 is OpenAI's documented limit, so a
+/// request that fits one provider fits the other. Configurable
+/// ([`BedrockConfig::max_tools`]).
+pub const DEFAULT_MAX_TOOLS: usize = 128;
+
 /// Time limits of one Bedrock call: `connect` and `attempt` are enforced by the SDK (its
 /// `connect_timeout` and `operation_attempt_timeout`), `first_token` and `stall` by this
 /// crate's stream reader; the call's deadline
@@ -159,6 +165,10 @@ pub struct BedrockConfig {
     /// [`BedrockProvider::from_client`](crate::BedrockProvider::from_client) keeps its own
     /// interceptors: only the stream limit applies.)
     pub max_response_bytes: usize,
+    /// The most tools a request may offer (default [`DEFAULT_MAX_TOOLS`]), declared in the
+    /// provider's capabilities: a request with more skips this provider. `0` declares no
+    /// tool support at all.
+    pub max_tools: usize,
 }
 
 impl Default for BedrockConfig {
@@ -174,6 +184,7 @@ impl Default for BedrockConfig {
             json: JsonModeConfig::default(),
             max_retry_after: retry_hint::DEFAULT_MAX_RETRY_AFTER,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_tools: DEFAULT_MAX_TOOLS,
         }
     }
 }
@@ -191,6 +202,7 @@ impl fmt::Debug for BedrockConfig {
             .field("json", &self.json)
             .field("max_retry_after", &self.max_retry_after)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_tools", &self.max_tools)
             .finish()
     }
 }
@@ -343,6 +355,12 @@ impl BedrockConfigBuilder {
         self
     }
 
+    /// Sets the most tools a request may offer ([`BedrockConfig::max_tools`]).
+    pub fn max_tools(mut self, max_tools: usize) -> Self {
+        self.config.max_tools = max_tools;
+        self
+    }
+
     /// Routes `model` (an exact id, or a prefix ending in `*`) to native structured output.
     pub fn native_json_model(mut self, model: impl Into<String>) -> Self {
         self.config.json.native_structured_output.push(model.into());
@@ -421,6 +439,8 @@ mod tests {
         let config: BedrockConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(config.max_retry_after, Duration::from_secs(300));
         assert_eq!(config.max_response_bytes, DEFAULT_MAX_RESPONSE_BYTES);
+        assert_eq!(config.max_tools, DEFAULT_MAX_TOOLS);
+        assert_eq!(BedrockConfig::builder().max_tools(3).build().max_tools, 3);
         assert!(config.validate().is_ok());
         let too_long = r#"{"max_retry_after": {"secs": 601, "nanos": 0}}"#;
         assert!(serde_json::from_str::<BedrockConfig>(too_long).is_err());

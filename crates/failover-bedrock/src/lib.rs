@@ -7,7 +7,7 @@ pub mod stream;
 mod transport;
 
 pub use config::{
-    BedrockConfig, BedrockConfigBuilder, BedrockTimeouts, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_NAME,
-    JsonModeConfig, RetrySettings, StaticCredentials,
+    BedrockConfig, BedrockConfigBuilder, BedrockTimeouts, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MAX_TOOLS, DEFAULT_NAME, JsonModeConfig, RetrySettings, StaticCredentials,
 };
-pub use transport::{BedrockProvider, CAPABILITIES};
+pub use transport::{BedrockProvider, CAPABILITIES, IMAGE_LIMITS};

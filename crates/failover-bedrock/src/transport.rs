@@ -12,8 +12,8 @@ use aws_sdk_bedrockruntime::config::{
     ConfigBag, Intercept, Region, RuntimeComponents, StalledStreamProtectionConfig,
 };
 use failover_provider::{
-    Capabilities, ErrorKind, JsonModeSupport, Provider, ProviderError, ProviderRequest,
-    ProviderResponse, ProviderStream,
+    Capabilities, ErrorKind, ImageLimits, JsonModeSupport, MediaTypeSet, Provider, ProviderError,
+    ProviderRequest, ProviderResponse, ProviderStream, ToolLimits,
 };
 use tokio::time::Instant;
 
@@ -22,12 +22,38 @@ use crate::error::from_operation_error;
 use crate::mapping::{from_converse, to_converse};
 use crate::stream::{StreamLimits, StreamMapper, event_stream};
 
-/// What the Bedrock provider declares: streaming with usage; JSON object and JSON schema
-/// modes emulated with a forced tool (native structured output only for configured models),
-/// with every JSON answer validated here before it is returned.
+/// What Converse takes of images, from the Converse API reference (`Message.content`:
+/// "You can include up to 20 images. Each image's size, height, and width must be no more
+/// than 3.75 MB, 8000 px, and 8000 px, respectively";
+/// <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Message.html>), in
+/// PNG, JPEG, GIF or WebP (`ImageFormat`). "3.75 MB" is read as 3 750 000 bytes, the
+/// smaller of the decimal and binary readings, so an image declared acceptable is never
+/// refused for its size. The pixel limits are not checked here (that would mean decoding
+/// the image).
+pub const IMAGE_LIMITS: ImageLimits = ImageLimits {
+    max_bytes: 3_750_000,
+    max_images: 20,
+    media_types: MediaTypeSet::ALL,
+};
+
+/// What the Bedrock provider declares by default ([`BedrockProvider::capabilities`] puts
+/// in the configured [`BedrockConfig::max_tools`]): streaming with usage; JSON object and
+/// JSON schema modes emulated with a forced tool (native structured output only for
+/// configured models), with every JSON answer validated here before it is returned; tools
+/// ([`DEFAULT_MAX_TOOLS`](crate::DEFAULT_MAX_TOOLS), and no `parallel_tool_calls`: Converse
+/// has no such switch); images ([`IMAGE_LIMITS`]); `top_p`. Converse has no sampling seed,
+/// and the end user's id is not passed on: Converse's only per-request free-form field,
+/// `requestMetadata`, tags invocation logs (for cost attribution), which is not what the
+/// id is given for, and a value outside its character set would fail the call.
 pub const CAPABILITIES: Capabilities = Capabilities::FULL
     .with_json_object(JsonModeSupport::Emulated)
-    .with_json_schema(JsonModeSupport::Emulated);
+    .with_json_schema(JsonModeSupport::Emulated)
+    .with_tools(Some(ToolLimits {
+        max_tools: crate::config::DEFAULT_MAX_TOOLS,
+        parallel_tool_calls: false,
+    }))
+    .with_images(Some(IMAGE_LIMITS))
+    .with_sampling(true, false, false);
 
 /// Amazon Bedrock through the Converse API: one request shape for every model family.
 ///
@@ -177,7 +203,11 @@ impl Provider for BedrockProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        CAPABILITIES
+        // `max_tools = 0` turns tool support off.
+        CAPABILITIES.with_tools((self.config.max_tools > 0).then_some(ToolLimits {
+            max_tools: self.config.max_tools,
+            parallel_tool_calls: false,
+        }))
     }
 
     async fn complete(&self, request: ProviderRequest) -> Result<ProviderResponse, ProviderError> {
@@ -199,7 +229,7 @@ impl Provider for BedrockProvider {
         Ok(ProviderResponse {
             model: mapped.model_id,
             content: answer.content,
-            tool_calls: Vec::new(),
+            tool_calls: answer.tool_calls,
             finish_reason: answer.finish_reason,
             usage: answer.usage,
         })

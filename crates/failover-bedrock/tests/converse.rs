@@ -193,10 +193,10 @@ async fn a_json_answer_breaking_the_schema_is_malformed_and_fails_over() {
     Mock::given(method("POST"))
         .and(path(converse_path(GPT4_MODEL)))
         .and(body_partial_json(json!({
-            "toolConfig": {"toolChoice": {"tool": {"name": "answer"}}}
+            "toolConfig": {"toolChoice": {"tool": {"name": "json_response"}}}
         })))
         .respond_with(converse_response(converse_tool_use(
-            "answer",
+            "json_response",
             json!({"answer": "four"}),
             25,
             9,

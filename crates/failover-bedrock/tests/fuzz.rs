@@ -17,8 +17,9 @@ use aws_sdk_bedrockruntime::error::SdkError;
 use aws_sdk_bedrockruntime::operation::converse::ConverseError;
 use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 use aws_sdk_bedrockruntime::types::{
-    ContentBlockDelta, ContentBlockDeltaEvent, ConverseStreamMetadataEvent, ConverseStreamOutput,
-    MessageStopEvent, StopReason, ToolUseBlockDelta,
+    ContentBlockDelta, ContentBlockDeltaEvent, ContentBlockStart, ContentBlockStartEvent,
+    ContentBlockStopEvent, ConverseStreamMetadataEvent, ConverseStreamOutput, MessageStopEvent,
+    StopReason, ToolUseBlockDelta, ToolUseBlockStart,
 };
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_runtime_api::client::http::{
@@ -36,7 +37,7 @@ use failover_bedrock::stream::{Mapped, StreamMapper};
 use failover_bedrock::{BedrockConfig, BedrockProvider};
 use failover_provider::{
     ErrorKind, JsonContract, Message as ChatMessage, Provider, ProviderEvent, ProviderRequest,
-    RequestId, ResponseFormat,
+    RequestId, ResponseFormat, ToolCallAssembler,
 };
 use failover_standin::eventstream::{event_frame, exception_frame};
 use futures::StreamExt;
@@ -192,20 +193,43 @@ proptest! {
             _ => JsonPlan::Native { contract: JsonContract::object() },
         };
         let mut mapper = StreamMapper::with_limit(plan, 64);
+        // Whatever the events, the tool-call items the mapper emits are in order, and it
+        // never finishes with a call open.
+        let mut calls = ToolCallAssembler::new();
+        let mut check = |item: &Result<Mapped, failover_provider::ProviderError>| -> Result<bool, TestCaseError> {
+            match item {
+                Ok(Mapped::Event(ProviderEvent::ToolCallStart { index, id, name })) => {
+                    prop_assert!(calls.start(*index, id, name).is_ok());
+                }
+                Ok(Mapped::Event(ProviderEvent::ToolCallDelta { index, arguments })) => {
+                    prop_assert!(calls.delta(*index, arguments).is_ok());
+                }
+                Ok(Mapped::Event(ProviderEvent::ToolCallEnd { index })) => {
+                    prop_assert!(calls.end(*index).is_ok());
+                }
+                Ok(Mapped::Event(ProviderEvent::Finished { .. })) => {
+                    prop_assert!(!calls.is_open(), "finished inside a call");
+                    return Ok(true);
+                }
+                Ok(_) => {}
+                Err(_) => return Ok(true),
+            }
+            Ok(false)
+        };
         let mut finished = false;
         for event in events {
-            match mapper.on_event(event) {
-                Ok(Mapped::Event(ProviderEvent::Finished { .. })) => { finished = true; break; }
-                Ok(_) => {}
-                Err(_) => { finished = true; break; }
+            if check(&mapper.on_event(event))? {
+                finished = true;
+                break;
             }
         }
         if !finished {
-            let _ = if end == 0 {
+            let last = if end == 0 {
                 mapper.on_end()
             } else {
                 mapper.on_error(failover_provider::ProviderError::new(ErrorKind::StreamCut, "cut"))
             };
+            check(&last)?;
         }
     }
 }
@@ -264,6 +288,41 @@ fn event() -> impl Strategy<Value = ConverseStreamOutput> {
         Just(ConverseStreamOutput::MessageStart(
             aws_sdk_bedrockruntime::types::MessageStartEvent::builder()
                 .role(aws_sdk_bedrockruntime::types::ConversationRole::Assistant)
+                .build()
+                .unwrap()
+        )),
+        // Tool blocks at a few indices, the JSON tool's name among the names, so starts,
+        // fragments and stops meet in every order.
+        (
+            0_i32..3,
+            text(),
+            prop::sample::select(&[JSON_TOOL_NAME, "get_weather", ""][..])
+        )
+            .prop_map(|(index, id, name)| ConverseStreamOutput::ContentBlockStart(
+                ContentBlockStartEvent::builder()
+                    .content_block_index(index)
+                    .start(ContentBlockStart::ToolUse(
+                        ToolUseBlockStart::builder()
+                            .tool_use_id(id)
+                            .name(name)
+                            .build()
+                            .unwrap()
+                    ))
+                    .build()
+                    .unwrap()
+            )),
+        (0_i32..3, text()).prop_map(|(index, input)| ConverseStreamOutput::ContentBlockDelta(
+            ContentBlockDeltaEvent::builder()
+                .content_block_index(index)
+                .delta(ContentBlockDelta::ToolUse(
+                    ToolUseBlockDelta::builder().input(input).build().unwrap()
+                ))
+                .build()
+                .unwrap()
+        )),
+        (0_i32..3).prop_map(|index| ConverseStreamOutput::ContentBlockStop(
+            ContentBlockStopEvent::builder()
+                .content_block_index(index)
                 .build()
                 .unwrap()
         )),

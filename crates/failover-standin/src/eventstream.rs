@@ -75,6 +75,57 @@ impl ConverseStreamBody {
             .metadata(input_tokens, output_tokens)
     }
 
+    /// A tool-calling answer, as Bedrock streams one: `messageStart`, a text block of
+    /// `text` (left out when `text` is empty), then for each call of `calls` (`(toolUseId,
+    /// name, input fragments)`) a tool-use block ([`tool_call`](Self::tool_call)), then
+    /// `messageStop` (`tool_use`) and `metadata`. The fragments of a call concatenate to its
+    /// JSON input; Bedrock cuts them anywhere, mid-token included.
+    ///
+    /// ```
+    /// use failover_standin::eventstream::ConverseStreamBody;
+    /// let body = ConverseStreamBody::tool_calls_reply(
+    ///     &["Let me check."],
+    ///     &[
+    ///         ("tooluse_1", "get_weather", &["{\"city\":", "\"Paris\"}"]),
+    ///         ("tooluse_2", "get_time", &["{}"]),
+    ///     ],
+    ///     40,
+    ///     25,
+    /// );
+    /// // messageStart; text delta, stop; 2 × (start, deltas, stop); messageStop, metadata
+    /// assert_eq!(body.frames().len(), 1 + 2 + 4 + 3 + 2);
+    /// ```
+    pub fn tool_calls_reply(
+        text: &[&str],
+        calls: &[(&str, &str, &[&str])],
+        input_tokens: u32,
+        output_tokens: u32,
+    ) -> Self {
+        let mut body = Self::new().message_start();
+        if !text.is_empty() {
+            for chunk in text {
+                body = body.text(chunk);
+            }
+            body = body.block_stop();
+        }
+        for (id, name, fragments) in calls {
+            body = body.tool_call(id, name, fragments);
+        }
+        body.message_stop("tool_use")
+            .metadata(input_tokens, output_tokens)
+    }
+
+    /// One whole tool-use block in the next content block: `contentBlockStart`
+    /// (`start.toolUse{toolUseId, name}`), a `contentBlockDelta` (`delta.toolUse.input`)
+    /// per fragment of the JSON input, and `contentBlockStop`.
+    pub fn tool_call(self, tool_use_id: &str, name: &str, fragments: &[&str]) -> Self {
+        let mut body = self.tool_use_start(tool_use_id, name);
+        for fragment in fragments {
+            body = body.tool_input(fragment);
+        }
+        body.block_stop()
+    }
+
     /// Appends a raw frame.
     pub fn frame(mut self, frame: Vec<u8>) -> Self {
         self.frames.push(frame);
@@ -91,7 +142,8 @@ impl ConverseStreamBody {
         self.event("messageStart", json!({ "role": "assistant" }))
     }
 
-    /// `contentBlockStart` of a tool-use block.
+    /// `contentBlockStart` of a tool-use block in the current block:
+    /// `{"contentBlockIndex": n, "start": {"toolUse": {"toolUseId": …, "name": …}}}`.
     pub fn tool_use_start(self, tool_use_id: &str, name: &str) -> Self {
         let index = self.block;
         self.event(
@@ -112,7 +164,8 @@ impl ConverseStreamBody {
         )
     }
 
-    /// A tool-input `contentBlockDelta` (a piece of the tool's JSON input).
+    /// A tool-input `contentBlockDelta` in the current block (a piece of the tool's JSON
+    /// input): `{"contentBlockIndex": n, "delta": {"toolUse": {"input": "…"}}}`.
     pub fn tool_input(self, partial_json: &str) -> Self {
         let index = self.block;
         self.event(
@@ -264,6 +317,48 @@ pub fn converse_tool_use(
     })
 }
 
+/// A `Converse` answer body where the model called tools: an optional text block, then a
+/// `toolUse` block per call of `calls` (`(toolUseId, name, input)`), `stopReason`
+/// `tool_use`. Unlike [`converse_tool_use`] every call has its own id.
+///
+/// ```
+/// use failover_standin::eventstream::converse_tool_calls;
+/// use serde_json::json;
+/// let body = converse_tool_calls(
+///     Some("Checking both."),
+///     &[
+///         ("tooluse_1", "get_weather", json!({"city": "Paris"})),
+///         ("tooluse_2", "get_time", json!({"zone": "CET"})),
+///     ],
+///     40,
+///     25,
+/// );
+/// let content = &body["output"]["message"]["content"];
+/// assert_eq!(content[0]["text"], "Checking both.");
+/// assert_eq!(content[2]["toolUse"]["toolUseId"], "tooluse_2");
+/// assert_eq!(body["stopReason"], "tool_use");
+/// ```
+pub fn converse_tool_calls(
+    text: Option<&str>,
+    calls: &[(&str, &str, Value)],
+    input_tokens: u32,
+    output_tokens: u32,
+) -> Value {
+    let mut content: Vec<Value> = text
+        .map(|text| json!({ "text": text }))
+        .into_iter()
+        .collect();
+    content.extend(calls.iter().map(
+        |(id, name, input)| json!({ "toolUse": { "toolUseId": id, "name": name, "input": input } }),
+    ));
+    json!({
+        "output": { "message": { "role": "assistant", "content": content } },
+        "stopReason": "tool_use",
+        "usage": usage_json(input_tokens, output_tokens),
+        "metrics": { "latencyMs": 120 }
+    })
+}
+
 /// A wiremock response for a `Converse` answer body.
 pub fn converse_response(body: Value) -> wiremock::ResponseTemplate {
     wiremock::ResponseTemplate::new(200).set_body_json(body)
@@ -378,6 +473,35 @@ mod tests {
             header(&second, ":exception-type").as_deref(),
             Some("throttlingException")
         );
+    }
+
+    #[test]
+    fn tool_call_frames_have_bedrocks_wire_shapes() {
+        let body = ConverseStreamBody::tool_calls_reply(
+            &[],
+            &[("tooluse_a", "lookup", &["{\"q\":", "1}"])],
+            3,
+            4,
+        );
+        let payloads: Vec<Value> = body
+            .frames()
+            .iter()
+            .map(|frame| {
+                let message = read_message_from(&frame[..]).unwrap();
+                serde_json::from_slice(message.payload()).unwrap()
+            })
+            .collect();
+        assert_eq!(payloads.len(), 7);
+        assert_eq!(
+            payloads[1],
+            json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "tooluse_a", "name": "lookup"}}})
+        );
+        assert_eq!(
+            payloads[3],
+            json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": "1}"}}})
+        );
+        assert_eq!(payloads[4], json!({"contentBlockIndex": 0}));
+        assert_eq!(payloads[5], json!({"stopReason": "tool_use"}));
     }
 
     #[test]
