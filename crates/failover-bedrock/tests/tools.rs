@@ -626,3 +626,10 @@ async fn tool_calls_through_the_adapter_plain_and_streamed() {
     );
     assert_eq!(world.openai.call_count(), 0);
 }
+
+#[test]
+fn the_stand_in_knows_the_json_tool_by_its_reserved_name() {
+    // The stand-ins answer a JSON-mode request through the tool of this name; they do not
+    // depend on this crate, so the two names are pinned together here.
+    assert_eq!(failover_standin::BEDROCK_JSON_TOOL, JSON_TOOL_NAME);
+}

@@ -12,4 +12,6 @@ mod standin;
 
 #[cfg(feature = "clients")]
 pub use clients::STANDIN_OPENAI_KEY;
-pub use standin::{BEDROCK_REPLY, Fault, JSON_REPLY, OPENAI_REPLY, StandIns, Vendor};
+pub use standin::{
+    BEDROCK_JSON_TOOL, BEDROCK_REPLY, Fault, JSON_REPLY, OPENAI_REPLY, Reply, StandIns, Vendor,
+};

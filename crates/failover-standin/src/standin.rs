@@ -15,10 +15,13 @@
 //! Each test scripts faults on top ([`StandIns::inject`]): the next N requests fail with a
 //! 503, are throttled (429 with a retry hint), get a stream cut before its end, or are
 //! answered after a delay. Faults take precedence over the default answer and are used up
-//! in the order they were injected.
+//! in the order they were injected. A test also scripts answers ([`StandIns::reply`]):
+//! text or tool calls, typed ([`Reply`]), sent plain or streamed as the request asks, in
+//! the vendor's wire format; faults win over scripted answers, which win over the default.
 
 use std::time::Duration;
 
+use failover_provider::ToolCall;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -36,10 +39,44 @@ pub const OPENAI_REPLY: &str = "Four, as computed by the OpenAI stand-in.";
 /// The JSON object both stand-ins answer JSON-mode requests with.
 pub const JSON_REPLY: &str = r#"{"answer":"4"}"#;
 
+/// The name of the tool the Bedrock provider forces for JSON mode
+/// (`failover_bedrock::mapping::JSON_TOOL_NAME`, reserved there; the stand-ins do not
+/// depend on the provider crates, and the Bedrock crate's tests pin the two together).
+pub const BEDROCK_JSON_TOOL: &str = "json_response";
+
 /// Priority of the default answers (wiremock: lower numbers win; the default is 5).
 const DEFAULT_PRIORITY: u8 = 10;
 /// Priority of injected faults: they win over the default answer.
 const FAULT_PRIORITY: u8 = 1;
+/// Priority of scripted answers: below faults, above the default answer.
+const REPLY_PRIORITY: u8 = 5;
+
+/// An answer a test scripts a stand-in to give ([`StandIns::reply`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// Text. To a Bedrock JSON-mode request it is the forced JSON tool's input, so it must
+    /// be a JSON object there.
+    Text(String),
+    /// Tool calls, after some text (or none).
+    ToolCalls {
+        /// Text before the calls.
+        text: Option<String>,
+        /// The calls, in order.
+        calls: Vec<ToolCall>,
+    },
+}
+
+impl Reply {
+    /// A text answer.
+    pub fn text(text: impl Into<String>) -> Self {
+        Reply::Text(text.into())
+    }
+
+    /// An answer that only calls tools.
+    pub fn tool_calls(calls: Vec<ToolCall>) -> Self {
+        Reply::ToolCalls { text: None, calls }
+    }
+}
 
 /// Which stand-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -131,6 +168,22 @@ impl StandIns {
             .await;
     }
 
+    /// Answers the next `times` requests of `vendor` with `reply` (plain or streamed, as each
+    /// request asks), in the order scripted; faults injected meanwhile still win.
+    pub async fn reply(&self, vendor: Vendor, reply: Reply, times: u64) {
+        let route = match vendor {
+            Vendor::Bedrock => r"^/model/[^/]+/converse(-stream)?$",
+            Vendor::OpenAi => r"^/v1/chat/completions$",
+        };
+        Mock::given(method("POST"))
+            .and(path_regex(route))
+            .respond_with(Scripted { vendor, reply })
+            .up_to_n_times(times)
+            .with_priority(REPLY_PRIORITY)
+            .mount(self.server(vendor))
+            .await;
+    }
+
     /// Every request `vendor`'s server received, in order.
     pub async fn requests(&self, vendor: Vendor) -> Vec<Request> {
         self.server(vendor)
@@ -189,8 +242,12 @@ impl Asked {
         match vendor {
             Vendor::Bedrock => Self {
                 streaming: request.url.path().ends_with("/converse-stream"),
-                json_tool: body["toolConfig"]["tools"][0]["toolSpec"]["name"]
-                    .as_str()
+                json_tool: body["toolConfig"]["tools"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|tool| tool["toolSpec"]["name"].as_str())
+                    .find(|name| *name == BEDROCK_JSON_TOOL)
                     .map(str::to_owned),
                 json_format: false,
                 input_tokens,
@@ -329,6 +386,161 @@ fn openai_answer(asked: &Asked, whole: bool) -> ResponseTemplate {
         events.push(sse_text_chunk(&pieces[0]));
     }
     openai_fixtures::sse_response(&events)
+}
+
+/// Serves one scripted [`Reply`].
+struct Scripted {
+    vendor: Vendor,
+    reply: Reply,
+}
+
+impl Respond for Scripted {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let asked = Asked::read(self.vendor, request);
+        let (text, calls) = match &self.reply {
+            Reply::Text(text) => (Some(text.as_str()), &[][..]),
+            Reply::ToolCalls { text, calls } => (text.as_deref(), calls.as_slice()),
+        };
+        match self.vendor {
+            Vendor::Bedrock => scripted_bedrock(&asked, text, calls),
+            Vendor::OpenAi => scripted_openai(&asked, text, calls),
+        }
+    }
+}
+
+/// A scripted Bedrock answer. Text in JSON mode is the forced JSON tool's input; tool
+/// calls are toolUse blocks (stop reason `tool_use`).
+fn scripted_bedrock(asked: &Asked, text: Option<&str>, calls: &[ToolCall]) -> ResponseTemplate {
+    let output = output_tokens(text.unwrap_or_default()) + calls_tokens(calls);
+    let json_answer = asked.json_tool.as_deref().filter(|_| calls.is_empty());
+    if !asked.streaming {
+        let body = match (json_answer, text) {
+            (Some(tool), Some(text)) => crate::eventstream::converse_tool_use(
+                tool,
+                serde_json::from_str(text).unwrap_or(Value::Null),
+                asked.input_tokens,
+                output,
+            ),
+            _ if calls.is_empty() => crate::eventstream::converse_text(
+                text.unwrap_or_default(),
+                "end_turn",
+                asked.input_tokens,
+                output,
+            ),
+            _ => {
+                let calls: Vec<_> = calls
+                    .iter()
+                    .map(|call| {
+                        let input =
+                            serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({}));
+                        (call.id.as_str(), call.name.as_str(), input)
+                    })
+                    .collect();
+                crate::eventstream::converse_tool_calls(text, &calls, asked.input_tokens, output)
+            }
+        };
+        return crate::eventstream::converse_response(body);
+    }
+    let mut stream = ConverseStreamBody::new().message_start();
+    let mut stop_reason = "end_turn";
+    match (json_answer, text) {
+        (Some(tool), Some(text)) => {
+            stream = stream.tool_use_start("tooluse_standin_json", tool);
+            for piece in words(text) {
+                stream = stream.tool_input(&piece);
+            }
+            stream = stream.block_stop();
+            stop_reason = "tool_use";
+        }
+        (_, Some(text)) => {
+            for piece in words(text) {
+                stream = stream.text(&piece);
+            }
+            stream = stream.block_stop();
+        }
+        (_, None) => {}
+    }
+    for call in calls {
+        stream = stream.tool_use_start(&call.id, &call.name);
+        for fragment in halves(&call.arguments) {
+            stream = stream.tool_input(fragment);
+        }
+        stream = stream.block_stop();
+        stop_reason = "tool_use";
+    }
+    let stream = stream
+        .message_stop(stop_reason)
+        .metadata(asked.input_tokens, output);
+    ResponseTemplate::new(200).set_body_raw(stream.to_bytes(), EVENT_STREAM_CONTENT_TYPE)
+}
+
+/// A scripted OpenAI answer; tool calls come with finish reason `tool_calls`.
+fn scripted_openai(asked: &Asked, text: Option<&str>, calls: &[ToolCall]) -> ResponseTemplate {
+    let output = u64::from(output_tokens(text.unwrap_or_default()) + calls_tokens(calls));
+    let input = u64::from(asked.input_tokens);
+    if !asked.streaming {
+        let body = if calls.is_empty() {
+            openai_fixtures::chat_completion("gpt-4-0613", text.unwrap_or_default(), input, output)
+        } else {
+            openai_fixtures::tool_calls_response(
+                "gpt-4-0613",
+                text,
+                &fixture_calls(calls),
+                input,
+                output,
+            )
+        };
+        return json_response(200, &body);
+    }
+    let mut events = vec![sse_role_chunk()];
+    events.extend(
+        words(text.unwrap_or_default())
+            .iter()
+            .filter(|piece| !piece.is_empty())
+            .map(|piece| sse_text_chunk(piece)),
+    );
+    for (index, call) in (0u32..).zip(calls) {
+        events.push(openai_fixtures::sse_tool_call_start_chunk(
+            index, &call.id, &call.name,
+        ));
+        for fragment in halves(&call.arguments) {
+            events.push(openai_fixtures::sse_tool_call_arguments_chunk(
+                index, fragment,
+            ));
+        }
+    }
+    events.push(sse_finish_chunk(if calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    }));
+    events.push(sse_usage_chunk(input, 0, output));
+    events.push(sse_done());
+    openai_fixtures::sse_response(&events)
+}
+
+fn fixture_calls(calls: &[ToolCall]) -> Vec<openai_fixtures::FixtureToolCall<'_>> {
+    calls
+        .iter()
+        .map(|call| openai_fixtures::FixtureToolCall::new(&call.id, &call.name, &call.arguments))
+        .collect()
+}
+
+/// `text` in two fragments split on a character boundary (empty fragments left out): a
+/// call's arguments arrive in pieces, as the providers send them.
+fn halves(text: &str) -> impl Iterator<Item = &str> {
+    let middle = (0..=text.len() / 2)
+        .rev()
+        .find(|at| text.is_char_boundary(*at))
+        .unwrap_or(0);
+    let (head, tail) = text.split_at(middle);
+    [head, tail].into_iter().filter(|piece| !piece.is_empty())
+}
+
+/// Output tokens of tool calls: a word's worth per four bytes of name and arguments.
+fn calls_tokens(calls: &[ToolCall]) -> u32 {
+    let bytes: usize = calls.iter().map(|c| c.name.len() + c.arguments.len()).sum();
+    u32::try_from(bytes / 4).unwrap_or(u32::MAX)
 }
 
 /// Serves one [`Fault`].

@@ -10,6 +10,7 @@
 //! live"). Filter by class as with the seed's pytest classes:
 //! `cargo test -p failover-scenarios --test suite -- caching::`.
 
+mod agents;
 mod basic_adapter;
 mod bedrock_integration;
 mod caching;
@@ -25,6 +26,7 @@ fn main() -> std::process::ExitCode {
     failover_scenarios::runner::main(
         [
             basic_adapter::tests(),
+            agents::tests(),
             bedrock_integration::tests(),
             caching::tests(),
             circuit_breaker_failover::tests(),
