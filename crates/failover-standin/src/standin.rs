@@ -18,6 +18,9 @@
 //! in the order they were injected. A test also scripts answers ([`StandIns::reply`]):
 //! text or tool calls, typed ([`Reply`]), sent plain or streamed as the request asks, in
 //! the vendor's wire format; faults win over scripted answers, which win over the default.
+//! Both refuse, with the real services' 400s, what a tool-calling mapping could get wrong:
+//! Bedrock `toolUse`/`toolResult` blocks without a `toolConfig`; an OpenAI `tool` message
+//! that answers no earlier `tool_calls` id, or `parallel_tool_calls` without `tools`.
 
 use std::time::Duration;
 
@@ -304,7 +307,69 @@ impl Answer {
 
 impl Respond for Answer {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        self.complete(request)
+        refusal(self.vendor, request).unwrap_or_else(|| self.complete(request))
+    }
+}
+
+/// The 400 the real service answers a request shaped in a way it refuses — the mistakes a
+/// tool-calling mapping can make — so such a mistake fails a test instead of passing
+/// against a lenient stand-in. The messages are the services' own.
+fn refusal(vendor: Vendor, request: &Request) -> Option<ResponseTemplate> {
+    let body = body_json(request);
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    match vendor {
+        Vendor::Bedrock => {
+            let tool_blocks = messages.iter().any(|message| {
+                message["content"].as_array().is_some_and(|blocks| {
+                    blocks.iter().any(|block| {
+                        block.get("toolUse").is_some() || block.get("toolResult").is_some()
+                    })
+                })
+            });
+            (tool_blocks && body.get("toolConfig").is_none()).then(|| {
+                bedrock_error(
+                    400,
+                    "ValidationException",
+                    "The toolConfig field must be defined when using toolUse and toolResult content blocks.",
+                )
+            })
+        }
+        Vendor::OpenAi => {
+            let refused = |message: &str, param: &str| {
+                json_response(
+                    400,
+                    &openai_fixtures::error_body(
+                        message,
+                        "invalid_request_error",
+                        Some(param),
+                        None,
+                    ),
+                )
+            };
+            if body.get("parallel_tool_calls").is_some() && body.get("tools").is_none() {
+                return Some(refused(
+                    "Invalid value for 'parallel_tool_calls': 'parallel_tool_calls' is only allowed when 'tools' are specified.",
+                    "parallel_tool_calls",
+                ));
+            }
+            let mut called: Vec<&str> = Vec::new();
+            for message in &messages {
+                if let Some(calls) = message["tool_calls"].as_array() {
+                    called.extend(calls.iter().filter_map(|call| call["id"].as_str()));
+                }
+                if message["role"] == "tool"
+                    && !message["tool_call_id"]
+                        .as_str()
+                        .is_some_and(|id| called.contains(&id))
+                {
+                    return Some(refused(
+                        "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.",
+                        "messages.[].role",
+                    ));
+                }
+            }
+            None
+        }
     }
 }
 
@@ -396,6 +461,9 @@ struct Scripted {
 
 impl Respond for Scripted {
     fn respond(&self, request: &Request) -> ResponseTemplate {
+        if let Some(refused) = refusal(self.vendor, request) {
+            return refused;
+        }
         let asked = Asked::read(self.vendor, request);
         let (text, calls) = match &self.reply {
             Reply::Text(text) => (Some(text.as_str()), &[][..]),
@@ -595,6 +663,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_stand_ins_refuse_tool_blocks_without_a_tool_config_and_orphan_tool_messages() {
+        let standins = StandIns::start().await;
+        let orphan = r#"{"model":"gpt-4","messages":[{"role":"user","content":"hi"},{"role":"tool","tool_call_id":"c1","content":"x"}]}"#;
+        let answered = r#"{"model":"gpt-4","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"t","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"x"}],"tools":[{"type":"function","function":{"name":"t","parameters":{"type":"object"}}}]}"#;
+        let openai = standins.openai_base_url();
+        assert_eq!(raw_post(&openai, "/v1/chat/completions", orphan).await, 400);
+        assert_eq!(
+            raw_post(&openai, "/v1/chat/completions", answered).await,
+            200
+        );
+        let bedrock = standins.bedrock_endpoint();
+        let no_config = r#"{"messages":[{"role":"user","content":[{"toolResult":{"toolUseId":"c1","content":[{"text":"x"}]}}]}]}"#;
+        assert_eq!(
+            raw_post(&bedrock, "/model/m/converse", no_config).await,
+            400
+        );
+    }
+
+    #[tokio::test]
     async fn faults_are_used_up_before_the_default_answer_returns() {
         let standins = StandIns::start().await;
         standins.inject(Vendor::OpenAi, Fault::Unavailable, 1).await;
@@ -605,25 +692,28 @@ mod tests {
 
     /// Two POSTs with a raw TCP client (the testkit has no HTTP client dependency).
     async fn two_raw_posts(base_url: &str) -> (u16, u16) {
+        let body = r#"{"model":"gpt-4","messages":[{"role":"user","content":"hi"}]}"#;
+        (
+            raw_post(base_url, "/v1/chat/completions", body).await,
+            raw_post(base_url, "/v1/chat/completions", body).await,
+        )
+    }
+
+    /// One POST of `body` to `path` on the server at `base_url`; its status.
+    async fn raw_post(base_url: &str, path: &str, body: &str) -> u16 {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let authority = base_url
             .trim_start_matches("http://")
             .trim_end_matches("/v1")
             .to_owned();
-        let mut statuses = Vec::new();
-        for _ in 0..2 {
-            let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
-            let body = r#"{"model":"gpt-4","messages":[{"role":"user","content":"hi"}]}"#;
-            let request = format!(
-                "POST /v1/chat/completions HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            stream.write_all(request.as_bytes()).await.unwrap();
-            let mut response = String::new();
-            stream.read_to_string(&mut response).await.unwrap();
-            let status: u16 = response[9..12].parse().unwrap();
-            statuses.push(status);
-        }
-        (statuses[0], statuses[1])
+        let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response[9..12].parse().unwrap()
     }
 }
