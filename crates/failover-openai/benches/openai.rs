@@ -1,20 +1,26 @@
-//! What this provider adds per call and per streamed chunk: request mapping, response and
-//! chunk parsing, JSON-schema validation, and a whole completion / 200-chunk stream over
-//! loopback HTTP (wiremock), which bounds the provider's own overhead from above.
+//! What this provider adds per call and per streamed chunk: request mapping (a plain one,
+//! and an agent's with tools and tool history), response and chunk parsing, a streamed
+//! answer of tool calls, JSON-schema validation, and a whole completion / 200-chunk stream
+//! over loopback HTTP (wiremock), which bounds the provider's own overhead from above.
 
 #![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use failover_openai::mapping::{
     JsonContract, WireOptions, chat_request, parse_chunk, parse_response,
 };
+use failover_openai::stream::read_sse_body;
 use failover_openai::{OpenAiConfig, OpenAiProvider};
-use failover_provider::{Message, Provider, ProviderRequest, RequestId, ResponseFormat};
+use failover_provider::{
+    Message, Provider, ProviderEvent, ProviderRequest, RequestId, ResponseFormat, ToolCall,
+    ToolConfig, ToolDefinition, ToolResultContent,
+};
 use failover_standin::openai_fixtures::{
-    base_url, chat_completion_cached, json_response, mount_chat, sse_events, sse_response,
+    FixtureToolCall, base_url, chat_completion_cached, json_response, mount_chat, sse_events,
+    sse_response, sse_tool_call_events,
 };
 use futures::StreamExt;
 use serde_json::json;
@@ -39,15 +45,102 @@ fn request() -> ProviderRequest {
     }
 }
 
+/// An agent's request: a system prompt and 20 turns of history (5 rounds of a user
+/// question, an assistant turn calling two tools, and the two results, JSON and text),
+/// offering 10 tools with realistic schemas.
+fn agent_request() -> ProviderRequest {
+    let tools: Vec<ToolDefinition> = (0..10)
+        .map(|i| {
+            ToolDefinition::new(
+                format!("tool_{i}_lookup"),
+                format!("Looks up record kind {i} by id and returns its fields and history."),
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "description": "The record's id."},
+                        "fields": {"type": "array", "items": {"type": "string"}},
+                        "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+                        "include_history": {"type": "boolean"}
+                    },
+                    "required": ["id"],
+                    "additionalProperties": false
+                }),
+            )
+        })
+        .collect();
+    let mut messages = vec![Message::system(
+        "You are a support agent. Use the tools to look records up before answering.",
+    )];
+    for round in 0..5 {
+        messages.push(Message::user(format!(
+            "Customer {round} asks about order 10{round}42 and their last invoice."
+        )));
+        let calls = vec![
+            ToolCall::new(
+                format!("call_{round}a7Hq2kLmN0pQrStUvWxYz01"),
+                format!("tool_{}_lookup", round * 2),
+                format!(r#"{{"id":"ord_10{round}42","fields":["status","eta"],"limit":5}}"#),
+            ),
+            ToolCall::new(
+                format!("call_{round}b7Hq2kLmN0pQrStUvWxYz02"),
+                format!("tool_{}_lookup", round * 2 + 1),
+                format!(r#"{{"id":"inv_{round}","include_history":true}}"#),
+            ),
+        ];
+        messages.push(Message::assistant_with_calls("", calls.clone()));
+        messages.push(Message::tool_result(
+            calls[0].id.clone(),
+            ToolResultContent::Json(json!({
+                "status": "shipped", "eta": "2026-12-04", "carrier": "UPS",
+                "events": [{"at": "2026-12-01T10:00:00Z", "what": "picked"}, {"at": "2026-12-02T08:30:00Z", "what": "shipped"}]
+            })),
+        ));
+        messages.push(Message::tool_result(
+            calls[1].id.clone(),
+            ToolResultContent::Text(format!(
+                "Invoice inv_{round}: 3 lines, total 129.90 EUR, paid on 2026-11-28."
+            )),
+        ));
+    }
+    ProviderRequest {
+        messages,
+        tools: ToolConfig {
+            tools,
+            parallel_tool_calls: Some(true),
+            ..ToolConfig::default()
+        },
+        ..request()
+    }
+}
+
+/// A streamed answer of 5 tool calls, their arguments in fragments of 6 bytes (a few
+/// tokens, as OpenAI sends them), with the usage chunk and `[DONE]`.
+fn tool_call_stream() -> String {
+    let calls: Vec<(String, String, String)> = (0..5)
+        .map(|i| {
+            (
+                format!("call_{i}Zx81kLmN0pQrStUvWxYz0{i}"),
+                format!("tool_{i}_lookup"),
+                format!(
+                    r#"{{"id":"ord_{i}0042","fields":["status","eta","carrier"],"limit":10,"include_history":true}}"#
+                ),
+            )
+        })
+        .collect();
+    let calls: Vec<FixtureToolCall<'_>> = calls
+        .iter()
+        .map(|(id, name, arguments)| FixtureToolCall::new(id, name, arguments))
+        .collect();
+    sse_tool_call_events(&calls, 6, Some((900, 0, 120))).concat()
+}
+
 fn mapping(c: &mut Criterion) {
     let request = request();
     c.bench_function("mapping/chat_request_to_json", |b| {
         b.iter(|| {
-            serde_json::to_vec(&chat_request(
-                black_box(&request),
-                WireOptions::default(),
-                true,
-            ))
+            serde_json::to_vec(
+                &chat_request(black_box(&request), WireOptions::default(), true).unwrap(),
+            )
             .unwrap()
         })
     });
@@ -59,6 +152,30 @@ fn mapping(c: &mut Criterion) {
     c.bench_function("mapping/parse_chunk", |b| {
         b.iter(|| parse_chunk("message", black_box(chunk)).unwrap())
     });
+    let agent = agent_request();
+    let mut openai = c.benchmark_group("openai");
+    openai.bench_function("map_agent_request", |b| {
+        b.iter(|| {
+            serde_json::to_vec(
+                &chat_request(black_box(&agent), WireOptions::default(), true).unwrap(),
+            )
+            .unwrap()
+        })
+    });
+    let stream = tool_call_stream();
+    let items = read_sse_body(&[stream.as_bytes()], None, 1 << 20, 1 << 20);
+    assert!(matches!(
+        items.last(),
+        Some(Ok(ProviderEvent::Finished { .. }))
+    ));
+    // Per SSE event, as well as per body: the body's cost is its events' count times this.
+    openai.throughput(Throughput::Elements(
+        stream.matches("\n\n").count().try_into().unwrap(),
+    ));
+    openai.bench_function("parse_tool_call_stream", |b| {
+        b.iter(|| read_sse_body(&[black_box(stream.as_bytes())], None, 1 << 20, 1 << 20))
+    });
+    openai.finish();
     let format = ResponseFormat::JsonSchema {
         name: "answer".into(),
         schema: json!({"type": "object", "properties": {"answer": {"type": "integer"}, "why": {"type": "string"}}, "required": ["answer"]}),

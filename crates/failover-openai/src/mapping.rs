@@ -778,98 +778,127 @@ pub fn parse_response(
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct WireDeltaFunction {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    arguments: Option<String>,
+struct WireDeltaFunction<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    arguments: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Deserialize)]
-struct WireDeltaToolCall {
+struct WireDeltaToolCall<'a> {
     #[serde(default)]
     index: Option<u32>,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default, rename = "type")]
-    kind: Option<String>,
-    #[serde(default)]
-    function: Option<WireDeltaFunction>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    function: Option<WireDeltaFunction<'a>>,
 }
 
-/// One streamed fragment of a tool call (`choices[0].delta.tool_calls[i]`). OpenAI sends
-/// the id and the name in the first fragment of an `index`, and the arguments in pieces
-/// (the first often empty); the stream mapper assembles them.
+/// One streamed fragment of a tool call (`choices[0].delta.tool_calls[i]`), borrowing the
+/// chunk's text where it has no escapes. OpenAI sends the id and the name in the first
+/// fragment of an `index`, and the arguments in pieces (the first often empty); the stream
+/// mapper assembles them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ToolCallFragment {
+pub struct ToolCallFragment<'a> {
     /// The wire `index` of the call. OpenAI always sends it; a compatible server that
     /// leaves it out is read as "a fragment with an id starts a call, one without
     /// continues the open call".
     pub index: Option<u32>,
     /// The call's id (first fragment).
-    pub id: Option<String>,
+    pub id: Option<Cow<'a, str>>,
     /// The tool called (first fragment).
-    pub name: Option<String>,
+    pub name: Option<Cow<'a, str>>,
     /// A piece of the arguments.
-    pub arguments: Option<String>,
+    pub arguments: Option<Cow<'a, str>>,
 }
 
 /// One streamed chunk's choice delta.
 #[derive(Debug, Default, Deserialize)]
-struct WireDelta {
-    #[serde(default)]
-    content: Option<String>,
-    #[serde(default)]
-    refusal: Option<String>,
-    #[serde(default)]
-    tool_calls: Option<Vec<WireDeltaToolCall>>,
+struct WireDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<WireDeltaToolCall<'a>>>,
 }
 
 #[derive(Debug, Deserialize)]
-struct WireChunkChoice {
-    #[serde(default)]
-    delta: Option<WireDelta>,
-    #[serde(default)]
-    finish_reason: Option<String>,
+struct WireChunkChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<WireDelta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+/// The first of a chunk's `choices` (one is asked for; any other is skipped unread),
+/// without a vector per chunk.
+#[derive(Debug, Default)]
+struct FirstChoice<'a>(Option<WireChunkChoice<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for FirstChoice<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct First<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for First<'a> {
+            type Value = FirstChoice<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of choices")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let first = seq.next_element::<WireChunkChoice<'a>>()?;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(FirstChoice(first))
+            }
+        }
+        deserializer.deserialize_seq(First(std::marker::PhantomData))
+    }
 }
 
 #[derive(Debug, Deserialize)]
-struct WireChunk {
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    choices: Vec<WireChunkChoice>,
+struct WireChunk<'a> {
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    choices: FirstChoice<'a>,
     #[serde(default)]
     usage: Option<WireUsage>,
+    /// Only whether it is there (and not null) matters; the body is parsed again to
+    /// classify it.
     #[serde(default)]
-    error: Option<serde_json::Value>,
+    error: Option<serde::de::IgnoredAny>,
 }
 
-/// What one SSE `data:` payload says.
+/// What one SSE `data:` payload says, borrowing its text where it has no escapes.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ChunkEvent {
+pub enum ChunkEvent<'a> {
     /// The `[DONE]` sentinel: the stream is complete.
     Done,
     /// A chunk: text, tool-call fragments, a finish reason, usage — any of them may be
     /// absent.
     Chunk {
         /// Generated text.
-        text: Option<String>,
+        text: Option<Cow<'a, str>>,
         /// Fragments of tool calls, in wire order.
-        tool_calls: Vec<ToolCallFragment>,
+        tool_calls: Vec<ToolCallFragment<'a>>,
         /// The finish reason, on the last content chunk.
         finish_reason: Option<FinishReason>,
         /// The usage, on the final usage chunk (`stream_options.include_usage`).
         usage: Option<TokenUsage>,
         /// The model that served the stream, as every chunk names it.
-        model: Option<String>,
+        model: Option<Cow<'a, str>>,
     },
 }
 
 /// Parses one SSE event of a chat completion stream. `event` is the SSE event name
 /// (`message` when absent); an `error` event or an `{"error": …}` payload is an error, and
 /// so is a tool-call fragment of a type other than `function`.
-pub fn parse_chunk(event: &str, data: &str) -> Result<ChunkEvent, ProviderError> {
+pub fn parse_chunk<'a>(event: &str, data: &'a str) -> Result<ChunkEvent<'a>, ProviderError> {
     let data = data.trim();
     if data == "[DONE]" {
         return Ok(ChunkEvent::Done);
@@ -883,18 +912,17 @@ pub fn parse_chunk(event: &str, data: &str) -> Result<ChunkEvent, ProviderError>
         });
         return Err(crate::error::from_error_object(&api_error, "stream error"));
     }
-    let chunk: WireChunk = serde_json::from_str(data).map_err(|e| {
+    let chunk: WireChunk<'a> = serde_json::from_str(data).map_err(|e| {
         malformed(format!(
             "a stream chunk is not a chat completion chunk: {e}"
         ))
     })?;
-    if chunk.error.as_ref().is_some_and(|e| !e.is_null()) {
+    if chunk.error.is_some() {
         let api_error = crate::error::ApiError::from_body(data.as_bytes()).unwrap_or_default();
         return Err(crate::error::from_error_object(&api_error, "stream error"));
     }
     let model = chunk.model.filter(|model| !model.is_empty());
-    let choice = chunk.choices.into_iter().next();
-    let (delta, finish_reason) = match choice {
+    let (delta, finish_reason) = match chunk.choices.0 {
         Some(choice) => (choice.delta.unwrap_or_default(), choice.finish_reason),
         None => (WireDelta::default(), None),
     };

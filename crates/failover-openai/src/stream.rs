@@ -12,6 +12,7 @@
 //! [`ErrorKind::MalformedResponse`]. [`SseReader`] is the pure part (bytes in, events out,
 //! no I/O, no clock) that the provider's stream and the property tests both run.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
@@ -91,10 +92,21 @@ impl SseDecoder {
             match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
                 Some(end) => {
                     let (content, tail) = rest.split_at(end);
-                    self.extend_line(content)?;
                     self.after_cr = tail.first() == Some(&b'\r');
                     rest = tail.get(1..).unwrap_or_default();
-                    self.end_line(out)?;
+                    if self.line.is_empty() {
+                        // The whole line is in this chunk (the usual case): read it in place.
+                        self.check_line(content.len())?;
+                        self.end_line(content, out)?;
+                    } else {
+                        self.extend_line(content)?;
+                        // The buffer goes back afterwards, emptied, so its capacity is kept.
+                        let line = std::mem::take(&mut self.line);
+                        let ended = self.end_line(&line, out);
+                        self.line = line;
+                        self.line.clear();
+                        ended?;
+                    }
                 }
                 None => {
                     self.extend_line(rest)?;
@@ -115,13 +127,19 @@ impl SseDecoder {
         Ok(())
     }
 
-    fn extend_line(&mut self, bytes: &[u8]) -> Result<(), ProviderError> {
-        if bytes.len() > self.max_event_bytes.saturating_sub(self.line.len()) {
+    /// Refuses a line that would grow past `max_event_bytes` by `more` bytes.
+    fn check_line(&self, more: usize) -> Result<(), ProviderError> {
+        if more > self.max_event_bytes.saturating_sub(self.line.len()) {
             return Err(malformed(format!(
                 "a stream line is longer than {} bytes",
                 self.max_event_bytes
             )));
         }
+        Ok(())
+    }
+
+    fn extend_line(&mut self, bytes: &[u8]) -> Result<(), ProviderError> {
+        self.check_line(bytes.len())?;
         self.line.extend_from_slice(bytes);
         Ok(())
     }
@@ -141,10 +159,13 @@ impl SseDecoder {
         }
     }
 
-    fn end_line(&mut self, out: &mut VecDeque<SseEvent>) -> Result<(), ProviderError> {
-        let bytes = std::mem::take(&mut self.line);
+    fn end_line(
+        &mut self,
+        bytes: &[u8],
+        out: &mut VecDeque<SseEvent>,
+    ) -> Result<(), ProviderError> {
         let line =
-            std::str::from_utf8(&bytes).map_err(|_| malformed("the stream is not valid UTF-8"))?;
+            std::str::from_utf8(bytes).map_err(|_| malformed("the stream is not valid UTF-8"))?;
         let line = if std::mem::take(&mut self.first_line) {
             line.strip_prefix('\u{feff}').unwrap_or(line)
         } else {
@@ -302,13 +323,13 @@ impl SseMapper {
                 model,
             } => {
                 if self.model.is_none() {
-                    self.model = model;
+                    self.model = model.map(Cow::into_owned);
                 }
                 if let Some(usage) = usage {
                     self.usage = Some(usage);
                 }
                 if let Some(text) = text {
-                    self.on_text(text, out)?;
+                    self.on_text(text.into_owned(), out)?;
                 }
                 for fragment in tool_calls {
                     self.on_fragment(fragment, out)?;
@@ -345,7 +366,7 @@ impl SseMapper {
 
     fn on_fragment(
         &mut self,
-        fragment: ToolCallFragment,
+        fragment: ToolCallFragment<'_>,
         out: &mut VecDeque<ProviderEvent>,
     ) -> Result<(), ProviderError> {
         self.got_token = true;
@@ -380,7 +401,10 @@ impl SseMapper {
         }
         self.argument_bytes += arguments.len();
         self.calls.delta(index, &arguments).map_err(order_error)?;
-        out.push_back(ProviderEvent::ToolCallDelta { index, arguments });
+        out.push_back(ProviderEvent::ToolCallDelta {
+            index,
+            arguments: arguments.into_owned(),
+        });
         Ok(())
     }
 
@@ -393,11 +417,15 @@ impl SseMapper {
     }
 
     /// A later fragment may repeat the id and the name (some servers do), not change them.
-    fn check_repeated(&self, index: u32, fragment: &ToolCallFragment) -> Result<(), ProviderError> {
+    fn check_repeated(
+        &self,
+        index: u32,
+        fragment: &ToolCallFragment<'_>,
+    ) -> Result<(), ProviderError> {
         let Some(call) = self.calls.calls().get(index as usize) else {
             return Err(order_error(format!("call {index} is unknown")));
         };
-        let changed = |new: &Option<String>, old: &str| {
+        let changed = |new: &Option<Cow<'_, str>>, old: &str| {
             new.as_deref()
                 .is_some_and(|new| !new.is_empty() && new != old)
         };
@@ -411,7 +439,7 @@ impl SseMapper {
 
     fn start_call(
         &mut self,
-        fragment: &ToolCallFragment,
+        fragment: &ToolCallFragment<'_>,
         out: &mut VecDeque<ProviderEvent>,
     ) -> Result<u32, ProviderError> {
         if let Some(wire) = fragment.index
@@ -428,14 +456,16 @@ impl SseMapper {
             .map_or_else(|| "without an index".to_owned(), |w| format!("index {w}"));
         let id = fragment
             .id
-            .clone()
+            .as_deref()
             .filter(|id| !id.is_empty())
-            .ok_or_else(|| malformed(format!("the tool call {wire} starts without an id")))?;
+            .ok_or_else(|| malformed(format!("the tool call {wire} starts without an id")))?
+            .to_owned();
         let name = fragment
             .name
-            .clone()
+            .as_deref()
             .filter(|name| !name.is_empty())
-            .ok_or_else(|| malformed(format!("the tool call {wire} starts without a name")))?;
+            .ok_or_else(|| malformed(format!("the tool call {wire} starts without a name")))?
+            .to_owned();
         let index = u32::try_from(self.calls.calls().len())
             .map_err(|_| malformed("the stream has too many tool calls"))?;
         self.calls.start(index, &id, &name).map_err(order_error)?;

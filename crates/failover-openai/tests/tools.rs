@@ -11,7 +11,8 @@ use failover_openai::{OPENAI_IMAGE_LIMITS, OPENAI_TOOL_LIMITS, OpenAiProvider};
 use failover_provider::{
     ContentPart, ErrorKind, FinishReason, ImageMediaType, ImagePart, JsonContract, MediaTypeSet,
     Message, Provider, ProviderError, ProviderEvent, ProviderRequest, ResponseFormat, TokenUsage,
-    ToolCall, ToolCallAssembler, ToolChoice, ToolConfig, ToolDefinition, ToolResultContent,
+    ToolCall, ToolCallAssembler, ToolChoice, ToolConfig, ToolDefinition, ToolLimits,
+    ToolResultContent,
 };
 use failover_standin::bedrock_server::{ChunkedServer, Part};
 use failover_standin::openai_fixtures::{
@@ -318,8 +319,13 @@ async fn top_p_seed_and_user_are_sent_when_set() {
 fn capabilities_declare_openai_limits_and_the_switches_turn_them_off() {
     let full = provider("http://127.0.0.1:9/v1").capabilities();
     assert_eq!(full.tools, Some(OPENAI_TOOL_LIMITS));
-    assert_eq!(OPENAI_TOOL_LIMITS.max_tools, 128);
-    assert!(OPENAI_TOOL_LIMITS.parallel_tool_calls);
+    assert_eq!(
+        full.tools,
+        Some(ToolLimits {
+            max_tools: 128,
+            parallel_tool_calls: true
+        })
+    );
     let images = full.images.unwrap();
     assert_eq!(images, OPENAI_IMAGE_LIMITS);
     assert_eq!(
