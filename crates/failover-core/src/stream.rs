@@ -1,8 +1,8 @@
 //! Streaming completions with failover up to the commit point.
 //!
-//! The commit point is the first non-empty text delta or the start of a tool call. Before it, a failing provider is
-//! skipped exactly as in a plain completion (the same chain walk, the same layers): nothing
-//! has reached the caller yet. After it, a failure ends the stream with a
+//! The commit point is the first non-empty text delta or the start of a tool call. Before
+//! it, a failing provider is skipped exactly as in a plain completion (the same chain walk,
+//! the same layers): nothing has reached the caller yet. After it, a failure ends the stream with a
 //! [`FailoverError::StreamInterrupted`] item: never a silent clean end, never a second
 //! provider's text spliced onto the first's.
 //!
