@@ -24,48 +24,54 @@ pub(crate) enum Lookup {
     Missed { leader: Option<Leader> },
 }
 
-/// Looks the request up in the cache, then joins the flight for its key: an identical
-/// request of the same tenant already in flight answers this one too.
+/// Joins the flight for the request's key, then — as the flight's leader — looks it up in
+/// the cache: an identical request of the same tenant already in flight answers this one.
+///
+/// The order matters. Reading the cache first lets a request miss it just before a leader
+/// stores its answer and then find the flight gone, paying for a second provider call. A
+/// leader stores its answer before it leaves the flight, so whoever leads next finds it.
 pub(crate) async fn lookup(engine: &Engine, prepared: &mut Prepared) -> Lookup {
     let (Some(cache), Some(key)) = (&engine.cache, &prepared.cache_key) else {
         return Lookup::Missed { leader: None };
     };
-    match cache.lookup(key).await {
-        Ok(Some(hit)) => {
-            record_cache_hit(engine, prepared, &hit);
-            return Lookup::Answered(hit);
-        }
-        Ok(None) => {}
-        Err(CacheUnavailable) => prepared.cache_usable = false,
-    }
     // Waiting for a leader and re-forming the flight when it ends without an answer: the
     // first follower to come back leads the next try and the rest follow it, so a failed
     // leader never releases all of them onto a provider that just failed.
-    loop {
-        let flight = match engine.flights.join(key) {
-            Role::Leader(leader) => {
-                return Lookup::Missed {
-                    leader: Some(leader),
-                };
-            }
+    let leader = loop {
+        match engine.flights.join(key) {
+            Role::Leader(leader) => break Some(leader),
             // A stream follows nobody: waiting would make its time to first token the
-            // leader's whole generation. It calls the providers itself.
-            Role::Follower(_) if prepared.context.streamed => {
-                return Lookup::Missed { leader: None };
+            // leader's whole generation. It reads the cache and calls the providers itself.
+            Role::Follower(_) if prepared.context.streamed => break None,
+            Role::Follower(flight) => {
+                match deadline::within(prepared.deadline, follow(flight)).await {
+                    Some(Some(answer)) => {
+                        cache.count_coalesced();
+                        let answer = Arc::unwrap_or_clone(answer);
+                        record_cache_hit(engine, prepared, &answer);
+                        return Lookup::Answered(answer);
+                    }
+                    // The leader ended without an answer: join again.
+                    Some(None) => continue,
+                    // Our deadline came first: the walk will report it.
+                    None => return Lookup::Missed { leader: None },
+                }
             }
-            Role::Follower(flight) => flight,
-        };
-        match deadline::within(prepared.deadline, follow(flight)).await {
-            Some(Some(answer)) => {
-                cache.count_coalesced();
-                let answer = Arc::unwrap_or_clone(answer);
-                record_cache_hit(engine, prepared, &answer);
-                return Lookup::Answered(answer);
+        }
+    };
+    match cache.lookup(key).await {
+        Ok(Some(hit)) => {
+            record_cache_hit(engine, prepared, &hit);
+            // The followers that joined while we read get the hit too.
+            if let Some(leader) = leader {
+                leader.publish(hit.clone());
             }
-            // The leader ended without an answer: join again.
-            Some(None) => continue,
-            // Our deadline came first: the walk will report it.
-            None => return Lookup::Missed { leader: None },
+            Lookup::Answered(hit)
+        }
+        Ok(None) => Lookup::Missed { leader },
+        Err(CacheUnavailable) => {
+            prepared.cache_usable = false;
+            Lookup::Missed { leader }
         }
     }
 }
