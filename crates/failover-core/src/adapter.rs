@@ -13,7 +13,8 @@ use crate::cache::TimeBoxedCache;
 use crate::engine::Engine;
 use crate::error::FailoverError;
 use crate::health::{HealthReport, ProviderHealth};
-use crate::stream::CompletionStream;
+use crate::routing::Router;
+use crate::stream::{CompletionStream, OpenedStream};
 
 /// Resilient, cost-aware access to an ordered chain of LLM providers.
 ///
@@ -59,6 +60,16 @@ impl FailoverAdapter {
         &self,
         request: CompletionRequest,
     ) -> Result<CompletionStream, FailoverError> {
+        Ok(self.open_stream(request).await?.chunks)
+    }
+
+    /// [`stream_completion`](Self::stream_completion), with what is known at the commit
+    /// point: the request id, the streaming provider, whether it is a cache replay and the
+    /// attempts so far — what a server sends as headers before the first chunk.
+    pub async fn open_stream(
+        &self,
+        request: CompletionRequest,
+    ) -> Result<OpenedStream, FailoverError> {
         crate::stream::stream(&self.engine, request).await
     }
 
@@ -127,6 +138,12 @@ impl FailoverAdapter {
             Some(cache) => cache.purge_tenant(tenant_id).await,
             None => Ok(0),
         }
+    }
+
+    /// The routing table: the logical models callers may name, and what each provider
+    /// serves them with.
+    pub fn router(&self) -> &Router {
+        &self.engine.router
     }
 
     /// The names of the providers, in chain order.

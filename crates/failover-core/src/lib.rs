@@ -34,5 +34,5 @@ pub use error::FailoverError;
 pub use health::{HealthReport, HealthStatus, ProviderHealth};
 pub use needs::{Unserved, Unsupported};
 pub use routing::{Route, Router, RoutingError};
-pub use stream::CompletionStream;
+pub use stream::{CompletionStream, OpenedStream};
 pub use validate::{Limits, MAX_USER_LEN, TEMPERATURE_RANGE, ValidationError, validate};

@@ -168,6 +168,18 @@ impl Router {
             .is_some_and(|targets| !targets.is_empty())
     }
 
+    /// The logical models some provider serves, sorted.
+    pub fn logical_models(&self) -> Vec<&str> {
+        let mut models: Vec<&str> = self
+            .routes
+            .iter()
+            .filter(|(_, targets)| !targets.is_empty())
+            .map(|(logical, _)| logical.as_str())
+            .collect();
+        models.sort_unstable();
+        models
+    }
+
     /// Every (logical, provider, model) triple, sorted.
     pub fn entries(&self) -> Vec<(&str, &str, &str)> {
         let mut entries: Vec<_> = self

@@ -49,6 +49,33 @@ async fn next_event(stream: &mut ProviderStream) -> Result<Option<ProviderEvent>
     stream.next().await.transpose()
 }
 
+/// A stream past its commit point, with what is known of it there: who answers, and how
+/// many providers were tried or skipped to get there. A server in front sends these as
+/// response headers before the first chunk.
+pub struct OpenedStream {
+    /// The request's id.
+    pub request_id: RequestId,
+    /// The provider streaming the answer (the one that answered, for a cache hit).
+    pub provider: String,
+    /// Whether the stream replays a cached answer.
+    pub cached: bool,
+    /// The attempts so far, the streaming provider's included (0 for a cache hit).
+    pub attempts: usize,
+    /// The chunks.
+    pub chunks: CompletionStream,
+}
+
+impl std::fmt::Debug for OpenedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedStream")
+            .field("request_id", &self.request_id)
+            .field("provider", &self.provider)
+            .field("cached", &self.cached)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Chunks a committed stream's driver may hold for a caller that is not reading yet.
 const STREAM_BUFFER: usize = 32;
 
@@ -57,7 +84,7 @@ const STREAM_BUFFER: usize = 32;
 pub(crate) async fn stream(
     engine: &Arc<Engine>,
     request: CompletionRequest,
-) -> Result<CompletionStream, FailoverError> {
+) -> Result<OpenedStream, FailoverError> {
     let id = request.request_id.clone().unwrap_or_else(RequestId::random);
     let trace = RequestTrace::start(&engine.metrics, &RequestFacts::of(&request, &id, true));
     let span = trace.span().clone();
@@ -83,7 +110,7 @@ async fn open(
     request: CompletionRequest,
     id: RequestId,
     trace: &mut Option<RequestTrace>,
-) -> Result<CompletionStream, FailoverError> {
+) -> Result<OpenedStream, FailoverError> {
     let mut prepared = prepare(engine, request, id, true)?;
     let mut scope = RequestScope::enter(engine, &prepared).await?;
     let leader = match reuse::lookup(engine, &mut prepared).await {
@@ -94,7 +121,13 @@ async fn open(
             if let Some(mut trace) = trace.take() {
                 trace.finish(RequestEnd::Cached, Some((&summary.provider, 0)));
             }
-            return Ok(replay(content, summary));
+            return Ok(OpenedStream {
+                request_id: summary.request_id.clone(),
+                provider: summary.provider.clone(),
+                cached: true,
+                attempts: 0,
+                chunks: replay(content, summary),
+            });
         }
         Lookup::Missed { leader } => leader,
     };
@@ -120,6 +153,8 @@ async fn open(
     } = scope.finish_on_error(walked)?;
     attempt.commit();
     attempt.first_chunk(time_to_first);
+    let provider = attempt.provider().to_owned();
+    let attempts_so_far = attempts.len() + 1;
     let span = attempt.span().clone();
     let ending = Arc::new(Mutex::new(Ending {
         attempt: Some(attempt),
@@ -127,6 +162,7 @@ async fn open(
         trace: trace.take(),
     }));
     let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+    let prepared_id = prepared.request_id().clone();
     let driver = Driver {
         engine: Arc::clone(engine),
         prepared,
@@ -144,12 +180,18 @@ async fn open(
     };
     // The driver reads the provider within the attempt's span (itself in the request's).
     let driver = tokio::spawn(driver.run().instrument(span));
-    Ok(Box::pin(Delivered {
-        receiver,
-        ending,
-        driver,
-        ended: false,
-    }))
+    Ok(OpenedStream {
+        request_id: prepared_id,
+        provider,
+        cached: false,
+        attempts: attempts_so_far,
+        chunks: Box::pin(Delivered {
+            receiver,
+            ending,
+            driver,
+            ended: false,
+        }),
+    })
 }
 
 /// A provider stream whose panic is a failed item (after which it ends: `catch_unwind`
