@@ -13,8 +13,10 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   test       every test of the workspace with the servers they need: finds or installs
              redis-server, redis-cli and openssl (Debian) and moto_server (PyPI, in a
-             virtualenv under target/), then runs `cargo test --workspace` with
-             FAILOVER_REQUIRE_SERVICES=1, so a test that cannot reach its server fails.
+             virtualenv under target/), installs the openai Python SDK into that
+             virtualenv, then runs `cargo test --workspace` with
+             FAILOVER_REQUIRE_SERVICES=1, so a test that cannot reach its server fails,
+             and FAILOVER_SDK_PYTHON set to the virtualenv's python.
              Extra arguments after -- go to cargo test (e.g. -- --no-fail-fast)
   ci         cargo fmt --check, clippy (-D warnings), then `test`, as CI runs them
   bench      run every criterion bench (pass extra criterion arguments after --)
@@ -46,20 +48,25 @@ fn cargo(args: &[&str]) -> Result<(), String> {
     run(cargo_command(args), &format!("cargo {}", args.join(" ")))
 }
 
-/// `cargo test --workspace` (and `extra`) with every service binary on `PATH` and
-/// services required.
+/// `cargo test --workspace` (and `extra`) with every service binary on `PATH`, services
+/// required, and the Python that has the `openai` SDK named.
 fn test(extra: &[String]) -> Result<(), String> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .ok_or("xtask is not inside the workspace")?;
-    let path = services::prepare(workspace)?;
+    let prepared = services::prepare(workspace)?;
     let mut command = cargo_command(&["test", "--workspace"]);
     command.args(extra);
-    command.env("PATH", path).env(REQUIRE_SERVICES_ENV, "1");
+    command
+        .env("PATH", prepared.path)
+        .env(REQUIRE_SERVICES_ENV, "1")
+        .env(services::SDK_PYTHON_ENV, &prepared.sdk_python);
     run(
         command,
         &format!(
-            "{REQUIRE_SERVICES_ENV}=1 cargo test --workspace {}",
+            "{REQUIRE_SERVICES_ENV}=1 {}={} cargo test --workspace {}",
+            services::SDK_PYTHON_ENV,
+            prepared.sdk_python.display(),
             extra.join(" ")
         ),
     )

@@ -1,9 +1,11 @@
 //! What `cargo xtask test` prepares before it runs the tests: the server binaries the tests
 //! spawn on free ports of their own (`redis-server` and `redis-cli` from Debian, the
-//! `openssl` CLI for the TLS test's private CA, `moto_server` from PyPI). It finds each on
+//! `openssl` CLI for the TLS test's private CA, `moto_server` from PyPI), and the official
+//! `openai` Python SDK that the gateway's SDK tests drive it with. It finds each binary on
 //! `PATH`, else installs it — Debian packages with `apt-get` (as root, or through
-//! `sudo -n`), moto into a virtualenv under `target/` (never into the system Python) — and
-//! says exactly what it could not do. It starts no server: each test binary starts its own.
+//! `sudo -n`), Python packages into a virtualenv under `target/` (never into the system
+//! Python) — and says exactly what it could not do. It starts no server: each test binary
+//! starts its own.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -21,9 +23,30 @@ const DEBIAN: [(&str, &[&str]); 2] = [
 /// The moto release the tests are checked against (5.x: transactions, TTL, GSIs).
 const MOTO_REQUIREMENT: &str = "moto[server]>=5.1,<6";
 
-/// Makes sure every binary the tests spawn is on the returned `PATH` (the process's own,
-/// with the moto virtualenv's `bin` in front when moto came from there).
-pub(crate) fn prepare(workspace: &Path) -> Result<OsString, String> {
+/// The oldest `openai` release (major, minor) the SDK tests are checked against: 3.x is the
+/// current major (its HTTP client is `httpx2`, which the tests reach only through
+/// `openai.DefaultHttpxClient`).
+const OPENAI_OLDEST: (u32, u32) = (3, 50);
+
+/// The first `openai` major the tests are not checked against: a new major may change the
+/// exception classes or the retry rules they assert.
+const OPENAI_BELOW_MAJOR: u32 = 4;
+
+/// The variable that tells the SDK tests which Python has `openai` installed.
+pub(crate) const SDK_PYTHON_ENV: &str = "FAILOVER_SDK_PYTHON";
+
+/// What the test run needs from [`prepare`].
+pub(crate) struct Prepared {
+    /// The process's own `PATH`, with the virtualenv's `bin` in front when moto came from
+    /// there.
+    pub(crate) path: OsString,
+    /// The virtualenv's `python` (absolute), with `openai` installed: [`SDK_PYTHON_ENV`].
+    pub(crate) sdk_python: PathBuf,
+}
+
+/// Makes sure every binary the tests spawn is on the returned `PATH`, and that the
+/// virtualenv at `target/xtask-venv` has the `openai` SDK.
+pub(crate) fn prepare(workspace: &Path) -> Result<Prepared, String> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let missing: Vec<&str> = DEBIAN
         .iter()
@@ -44,13 +67,20 @@ pub(crate) fn prepare(workspace: &Path) -> Result<OsString, String> {
             }
         }
     }
+    // Absolute, because the tests run with their own crate as working directory; not
+    // canonical, because the venv's `python` is a symlink to the base interpreter and
+    // only the link's own path finds the venv's packages.
+    let venv = std::path::absolute(workspace.join("target").join("xtask-venv"))
+        .map_err(|e| format!("cannot make the virtualenv path absolute: {e}"))?;
+    let sdk_python = openai_venv(&venv)?;
     if find_binary(MOTO_BINARY, Some(&path)).is_some() {
-        return Ok(path);
+        return Ok(Prepared { path, sdk_python });
     }
-    let venv_bin = moto_venv(&workspace.join("target").join("xtask-venv"))?;
+    let venv_bin = moto_venv(&venv)?;
     let mut dirs = vec![venv_bin];
     dirs.extend(std::env::split_paths(&path));
-    std::env::join_paths(dirs).map_err(|e| format!("cannot extend PATH: {e}"))
+    let path = std::env::join_paths(dirs).map_err(|e| format!("cannot extend PATH: {e}"))?;
+    Ok(Prepared { path, sdk_python })
 }
 
 /// Runs `apt-get install -y` for `packages`, as root or through `sudo -n`.
@@ -95,53 +125,104 @@ fn is_root() -> bool {
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
 
-/// A virtualenv at `venv` with moto installed (made, or completed, when needed); returns
-/// its `bin` directory.
+/// The virtualenv at `venv` (made when it is not there); returns its `python`.
+fn venv_python(venv: &Path) -> Result<PathBuf, String> {
+    let venv_python = venv.join("bin").join("python");
+    if venv_python.is_file() {
+        return Ok(venv_python);
+    }
+    let python = find_binary("python3", std::env::var_os("PATH").as_deref())
+        .ok_or("python3 is not on PATH to make the virtualenv for moto and the openai SDK")?;
+    eprintln!("xtask: creating a virtualenv at {}", venv.display());
+    let make = || {
+        Command::new(&python)
+            .args(["-m", "venv"])
+            .arg(venv)
+            .status()
+            .map_err(|e| format!("cannot run python3 -m venv: {e}"))
+    };
+    let made = make()?;
+    if !made.success() {
+        // Debian ships the venv module separately.
+        apt_install(&["python3-venv"])?;
+        let _ = std::fs::remove_dir_all(venv);
+        let again = make()?;
+        if !again.success() {
+            return Err(format!(
+                "python3 -m venv {} failed ({again})",
+                venv.display()
+            ));
+        }
+    }
+    if !venv_python.is_file() {
+        return Err(format!(
+            "python3 -m venv {} made no bin/python",
+            venv.display()
+        ));
+    }
+    Ok(venv_python)
+}
+
+/// Runs `pip install requirement` with the virtualenv's `python`.
+fn pip_install(python: &Path, requirement: &str) -> Result<(), String> {
+    eprintln!("xtask: installing {requirement} with {}", python.display());
+    let installed = Command::new(python)
+        .args(["-m", "pip", "install", "--quiet", requirement])
+        .status()
+        .map_err(|e| format!("cannot run {} -m pip: {e}", python.display()))?;
+    if installed.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "pip install {requirement} with {} failed ({installed})",
+            python.display()
+        ))
+    }
+}
+
+/// The virtualenv at `venv` with an `openai` release the tests are checked against
+/// (installed when the one there is missing or out of range); returns its `python`.
+fn openai_venv(venv: &Path) -> Result<PathBuf, String> {
+    let python = venv_python(venv)?;
+    let (major, minor) = OPENAI_OLDEST;
+    let requirement = format!("openai>={major}.{minor},<{OPENAI_BELOW_MAJOR}");
+    // Importing is the check, not `pip install` every run: it is what the tests do, it
+    // takes about a second, and pip would ask the index each time.
+    let check = format!(
+        "import openai, sys; v = tuple(int(p) for p in openai.__version__.split('.')[:2]); \
+         sys.exit(0 if ({major}, {minor}) <= v < ({OPENAI_BELOW_MAJOR}, 0) else 1)"
+    );
+    let in_range = || {
+        Command::new(&python)
+            .args(["-c", &check])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if in_range() {
+        return Ok(python);
+    }
+    pip_install(&python, &requirement)?;
+    if !in_range() {
+        return Err(format!(
+            "{} still cannot import {requirement} after pip install (openai {major}.x needs Python 3.10 or newer)",
+            python.display()
+        ));
+    }
+    Ok(python)
+}
+
+/// The virtualenv at `venv` with moto installed (installed when needed); returns its `bin`
+/// directory.
 fn moto_venv(venv: &Path) -> Result<PathBuf, String> {
     let bin = venv.join("bin");
     if bin.join(MOTO_BINARY).is_file() {
         return Ok(bin);
     }
-    let python = find_binary("python3", std::env::var_os("PATH").as_deref())
-        .ok_or("`moto_server` is missing and python3 is not on PATH to install it")?;
-    if !bin.join("python").is_file() {
-        eprintln!(
-            "xtask: creating a virtualenv for moto at {}",
-            venv.display()
-        );
-        let made = Command::new(&python)
-            .args(["-m", "venv"])
-            .arg(venv)
-            .status()
-            .map_err(|e| format!("cannot run python3 -m venv: {e}"))?;
-        if !made.success() {
-            // Debian ships the venv module separately.
-            apt_install(&["python3-venv"])?;
-            let _ = std::fs::remove_dir_all(venv);
-            let again = Command::new(&python)
-                .args(["-m", "venv"])
-                .arg(venv)
-                .status()
-                .map_err(|e| format!("cannot run python3 -m venv: {e}"))?;
-            if !again.success() {
-                return Err(format!(
-                    "python3 -m venv {} failed ({again})",
-                    venv.display()
-                ));
-            }
-        }
-    }
-    eprintln!(
-        "xtask: installing {MOTO_REQUIREMENT} into {}",
-        venv.display()
-    );
-    let installed = Command::new(bin.join("python"))
-        .args(["-m", "pip", "install", "--quiet", MOTO_REQUIREMENT])
-        .status()
-        .map_err(|e| format!("cannot run pip: {e}"))?;
-    if !installed.success() || !bin.join(MOTO_BINARY).is_file() {
+    pip_install(&venv_python(venv)?, MOTO_REQUIREMENT)?;
+    if !bin.join(MOTO_BINARY).is_file() {
         return Err(format!(
-            "pip install {MOTO_REQUIREMENT} into {} failed ({installed})",
+            "pip install {MOTO_REQUIREMENT} into {} made no {MOTO_BINARY}",
             venv.display()
         ));
     }
