@@ -137,9 +137,9 @@ impl Keys {
     /// The grant of the request's bearer key: 401 without a known key.
     pub(crate) fn grant(&self, headers: &HeaderMap) -> Result<&KeyGrant, ApiError> {
         let key = bearer(headers)?;
-        self.by_hash.get(&KeyHash::of(key)).ok_or_else(|| {
-            ApiError::unauthorized("the API key is not known to this gateway")
-        })
+        self.by_hash
+            .get(&KeyHash::of(key))
+            .ok_or_else(|| ApiError::unauthorized("the API key is not known to this gateway"))
     }
 
     /// Who is calling: the key's tenant (or, for a service key, the asserted one) and the
@@ -265,7 +265,10 @@ mod tests {
             .unwrap();
         assert_eq!(caller.tenant_id, "acme");
         let asserted = keys
-            .caller(&headers(&[("authorization", "Bearer sk-acme"), (TENANT_HEADER, "globex")]))
+            .caller(&headers(&[
+                ("authorization", "Bearer sk-acme"),
+                (TENANT_HEADER, "globex"),
+            ]))
             .unwrap_err();
         assert_eq!(asserted.status(), http::StatusCode::FORBIDDEN);
         let unknown = keys
@@ -280,7 +283,10 @@ mod tests {
         service.assert_tenant = true;
         let keys = Keys::new(vec![service]).unwrap();
         let (caller, grant) = keys
-            .caller(&headers(&[("authorization", "Bearer sk-svc"), (TENANT_HEADER, "globex")]))
+            .caller(&headers(&[
+                ("authorization", "Bearer sk-svc"),
+                (TENANT_HEADER, "globex"),
+            ]))
             .unwrap();
         assert_eq!(caller.tenant_id, "globex");
         assert!(grant.check_model("gpt-4").is_err());

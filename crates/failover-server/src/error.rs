@@ -48,7 +48,12 @@ struct Body<'a> {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, code: Option<&'static str>, message: String) -> Self {
+    fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: Option<&'static str>,
+        message: String,
+    ) -> Self {
         Self {
             status,
             kind,
@@ -66,7 +71,12 @@ impl ApiError {
     }
 
     pub(crate) fn invalid_request_owned(message: String, param: Option<String>) -> Self {
-        let mut error = Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", None, message);
+        let mut error = Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            None,
+            message,
+        );
         error.param = param;
         error
     }
@@ -95,7 +105,12 @@ impl ApiError {
 
     /// 404: an unknown model or route.
     pub fn not_found(message: impl Into<String>, code: &'static str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", Some(code), message.into())
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some(code),
+            message.into(),
+        )
     }
 
     /// 413: the body is over the configured limit.
@@ -115,7 +130,10 @@ impl ApiError {
             StatusCode::REQUEST_TIMEOUT,
             "invalid_request_error",
             Some("request_timeout"),
-            format!("the request body did not arrive within {} ms", limit.as_millis()),
+            format!(
+                "the request body did not arrive within {} ms",
+                limit.as_millis()
+            ),
         )
         .no_retry()
     }
@@ -146,7 +164,12 @@ impl ApiError {
 
     /// 500: a fault of the gateway itself.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, message.into())
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            None,
+            message.into(),
+        )
     }
 
     /// The engine's error, with the status an SDK acts on correctly.
@@ -161,8 +184,12 @@ impl ApiError {
             }
             FailoverError::ShutDown => Self::draining(),
             FailoverError::Rejected { retry_after, .. } => {
-                let mut rejected =
-                    Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", Some("rate_limit_exceeded"), message);
+                let mut rejected = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    Some("rate_limit_exceeded"),
+                    message,
+                );
                 rejected.retry_after = *retry_after;
                 rejected
             }
@@ -199,9 +226,12 @@ impl ApiError {
                     Some("context_length_exceeded"),
                     message,
                 ),
-                ErrorKind::InvalidRequest => {
-                    Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", None, message)
-                }
+                ErrorKind::InvalidRequest => Self::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    None,
+                    message,
+                ),
                 // The provider could not make sense of a request we validated: the
                 // content, not the syntax, is what it refused.
                 _ => Self::new(
@@ -304,9 +334,8 @@ fn param_of(error: &ValidationError) -> Option<&'static str> {
         | ValidationError::ToolName { .. }
         | ValidationError::ToolSchema { .. }
         | ValidationError::TooManyTools { .. } => "tools",
-        ValidationError::ToolChoiceUnknown { .. } | ValidationError::ToolChoiceWithoutTools { .. } => {
-            "tool_choice"
-        }
+        ValidationError::ToolChoiceUnknown { .. }
+        | ValidationError::ToolChoiceWithoutTools { .. } => "tool_choice",
         ValidationError::EmptyId { .. }
         | ValidationError::IdTooLong { .. }
         | ValidationError::IdCharacter { .. } => "user",
@@ -318,13 +347,19 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
             self.status,
-            [(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             self.body(),
         )
             .into_response();
         let headers = response.headers_mut();
         if let Some(wait) = self.retry_after {
-            headers.insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after_secs(wait)));
+            headers.insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(wait)),
+            );
             let millis = u64::try_from(wait.min(MAX_RETRY_AFTER).as_millis()).unwrap_or(u64::MAX);
             headers.insert("retry-after-ms", HeaderValue::from(millis.max(1)));
         }

@@ -69,13 +69,7 @@ impl Gateway {
                 "no [[keys]]: nobody could call the gateway".to_owned(),
             ));
         }
-        let state = AppState::new(
-            adapter,
-            keys,
-            config.admin_key_hash,
-            config.limits,
-            metrics,
-        );
+        let state = AppState::new(adapter, keys, config.admin_key_hash, config.limits, metrics);
         Ok(Self {
             state: Arc::new(state),
             listen: config.listen,

@@ -4,6 +4,12 @@
 //! needs: a header-read time-out (a slow-loris client is dropped), and a graceful shutdown
 //! that lets requests in flight finish up to a deadline and then tells open streams,
 //! instead of cutting them silently.
+//!
+//! The drain: `/readyz` and new chat requests answer 503 at once (the listener stays open
+//! so a load balancer reads that); each open connection finishes the request it is
+//! serving and closes; once no request is in flight — or at the drain deadline, after the
+//! open streams have sent their error frame — the listener closes and the ledger is
+//! flushed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,10 +17,10 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::state::AppState;
 
@@ -35,8 +41,9 @@ pub struct DrainReport {
     pub ledger: Result<(), String>,
 }
 
-/// Starts a drain: `/readyz` turns 503 at once, the listener closes, requests in flight
-/// finish up to the drain deadline. Cheap to clone.
+/// Starts a drain: `/readyz` and new requests answer 503 at once, requests in flight
+/// finish up to the drain deadline, then the listener closes and the ledger is flushed.
+/// Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
     state: Arc<AppState>,
@@ -61,13 +68,20 @@ pub(crate) async fn accept_loop(
     state: Arc<AppState>,
     stop: CancellationToken,
 ) -> DrainReport {
-    let graceful = GracefulShutdown::new();
-    let mut builder = http1::Builder::new();
-    builder
+    let connections = TaskTracker::new();
+    let mut serving = http1::Builder::new();
+    serving
         .timer(TokioTimer::new())
         .header_read_timeout(state.limits.header_timeout())
         .keep_alive(true);
-    loop {
+    // While draining, the listener stays open, so a load balancer's probe reads the 503 of
+    // `/readyz` and a late request its 503 with `Retry-After`; each such connection closes
+    // after one answer.
+    let mut draining = serving.clone();
+    draining.keep_alive(false);
+    let drained = drained(&state, &stop);
+    tokio::pin!(drained);
+    let cut = loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
@@ -75,10 +89,21 @@ pub(crate) async fn accept_loop(
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::debug!(%peer, %error, "TCP_NODELAY not set");
                     }
+                    let builder = if stop.is_cancelled() { &draining } else { &serving };
                     let service = TowerToHyperService::new(router.clone());
-                    let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                    tokio::spawn(async move {
-                        if let Err(error) = connection.await {
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    let stop = stop.clone();
+                    connections.spawn(async move {
+                        tokio::pin!(connection);
+                        let ended = tokio::select! {
+                            ended = connection.as_mut() => ended,
+                            // Finish the request in progress, then close.
+                            () = stop.cancelled() => {
+                                connection.as_mut().graceful_shutdown();
+                                connection.await
+                            }
+                        };
+                        if let Err(error) = ended {
                             tracing::debug!(%peer, %error, "connection ended with an error");
                         }
                     });
@@ -90,22 +115,14 @@ pub(crate) async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             },
-            () = stop.cancelled() => break,
+            cut = &mut drained => break cut,
         }
-    }
+    };
     drop(listener);
-    let closed = graceful.shutdown();
-    tokio::pin!(closed);
-    let mut cut = false;
-    let mut all_closed = true;
-    tokio::select! {
-        () = &mut closed => {}
-        () = tokio::time::sleep(state.limits.drain_timeout()) => {
-            cut = true;
-            state.drain.cut_now();
-            all_closed = tokio::time::timeout(CUT_GRACE, &mut closed).await.is_ok();
-        }
-    }
+    connections.close();
+    let all_closed = tokio::time::timeout(CUT_GRACE, connections.wait())
+        .await
+        .is_ok();
     let ledger = state
         .adapter
         .shutdown()
@@ -115,6 +132,22 @@ pub(crate) async fn accept_loop(
         cut,
         all_closed,
         ledger,
+    }
+}
+
+/// Resolves once a drain has begun and every request in flight has been answered — or,
+/// at the drain deadline, once the rest have been told (streams their error frame, waiting
+/// requests their 503). Its value: whether the deadline came first.
+async fn drained(state: &AppState, stop: &CancellationToken) -> bool {
+    stop.cancelled().await;
+    tokio::select! {
+        () = state.idle() => false,
+        () = tokio::time::sleep(state.limits.drain_timeout()) => {
+            state.drain.cut_now();
+            // Told, they end at once; the bound covers a client that stopped reading.
+            let _ = tokio::time::timeout(CUT_GRACE, state.idle()).await;
+            true
+        }
     }
 }
 

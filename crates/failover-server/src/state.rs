@@ -52,6 +52,14 @@ impl AppState {
             .map_err(|_| ApiError::overloaded(self.limits.max_in_flight))
     }
 
+    /// Resolves once no request is being answered (every slot is back). Only meaningful
+    /// while draining, when no new request takes a slot.
+    pub(crate) async fn idle(&self) {
+        let all = u32::try_from(self.limits.max_in_flight).unwrap_or(u32::MAX);
+        // The semaphore is never closed, so acquiring can only wait.
+        let _ = self.in_flight.acquire_many(all).await;
+    }
+
     /// Requests being answered now.
     pub(crate) fn in_flight(&self) -> usize {
         self.limits.max_in_flight - self.in_flight.available_permits()

@@ -44,8 +44,11 @@ pub(crate) async fn breaker(
         return error.into_response();
     }
     let Some(breaker) = state.adapter.breaker(&provider) else {
-        return ApiError::not_found(format!("no provider named {provider:?}"), "unknown_provider")
-            .into_response();
+        return ApiError::not_found(
+            format!("no provider named {provider:?}"),
+            "unknown_provider",
+        )
+        .into_response();
     };
     match action.as_str() {
         "force-open" => breaker.force_open(),
@@ -78,8 +81,9 @@ pub(crate) async fn usage(
     }
     match state.adapter.usage_stats(&UsageQuery::tenant(tenant)).await {
         Ok(stats) => Json(stats).into_response(),
-        Err(error) => ApiError::internal(format!("usage statistics unavailable: {error}"))
-            .into_response(),
+        Err(error) => {
+            ApiError::internal(format!("usage statistics unavailable: {error}")).into_response()
+        }
     }
 }
 

@@ -79,15 +79,30 @@ async fn answer(
         drop(permit);
         let mut response = (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             completion_body(&completion, created),
         )
             .into_response();
         let extras = response.headers_mut();
         insert(extras, PROVIDER_HEADER, &completion.provider);
-        insert(extras, CACHED_HEADER, if completion.cached { "true" } else { "false" });
-        insert(extras, COST_HEADER, &completion.estimated_cost.to_string().replace('$', ""));
-        insert(extras, ATTEMPTS_HEADER, &completion.attempts.len().to_string());
+        insert(
+            extras,
+            CACHED_HEADER,
+            if completion.cached { "true" } else { "false" },
+        );
+        insert(
+            extras,
+            COST_HEADER,
+            &completion.estimated_cost.to_string().replace('$', ""),
+        );
+        insert(
+            extras,
+            ATTEMPTS_HEADER,
+            &completion.attempts.len().to_string(),
+        );
         return Ok(response);
     }
     let opened = tokio::select! {
@@ -100,10 +115,17 @@ async fn answer(
     let body = SseBody::new(opened.chunks, encoder, state.drain.cut(), permit);
     let mut response = Response::new(Body::from_stream(body));
     let extras = response.headers_mut();
-    extras.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    extras.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     extras.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     insert(extras, PROVIDER_HEADER, &opened.provider);
-    insert(extras, CACHED_HEADER, if opened.cached { "true" } else { "false" });
+    insert(
+        extras,
+        CACHED_HEADER,
+        if opened.cached { "true" } else { "false" },
+    );
     insert(extras, ATTEMPTS_HEADER, &opened.attempts.to_string());
     Ok(response)
 }
@@ -122,9 +144,14 @@ async fn read_body(state: &AppState, body: Body) -> Result<bytes::Bytes, ApiErro
         let mut seen = 0usize;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|error| {
-                ApiError::invalid_request(format!("the request body could not be read: {error}"), None)
+                ApiError::invalid_request(
+                    format!("the request body could not be read: {error}"),
+                    None,
+                )
             })?;
-            let Ok(data) = frame.into_data() else { continue };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
             seen = seen.saturating_add(data.len());
             if seen > discard_up_to {
                 break;

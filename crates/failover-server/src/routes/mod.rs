@@ -25,9 +25,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/admin/breakers/{provider}/{action}", post(admin::breaker))
         .route("/admin/tenants/{tenant}/usage", get(admin::usage))
-        .route("/admin/tenants/{tenant}/cache/purge", post(admin::purge_cache))
-        .fallback(|| async {
-            ApiError::not_found("no such route on this gateway", "unknown_url")
-        })
+        .route(
+            "/admin/tenants/{tenant}/cache/purge",
+            post(admin::purge_cache),
+        )
+        .fallback(|| async { ApiError::not_found("no such route on this gateway", "unknown_url") })
         .with_state(state)
 }

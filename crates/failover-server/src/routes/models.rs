@@ -64,8 +64,11 @@ pub(crate) async fn retrieve(
         Err(error) => return error.into_response(),
     };
     if !state.adapter.router().knows(&id) {
-        return ApiError::not_found(format!("the model {id:?} does not exist"), "model_not_found")
-            .into_response();
+        return ApiError::not_found(
+            format!("the model {id:?} does not exist"),
+            "model_not_found",
+        )
+        .into_response();
     }
     if let Err(error) = grant.check_model(&id) {
         return error.into_response();

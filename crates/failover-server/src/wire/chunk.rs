@@ -138,7 +138,11 @@ impl ChunkEncoder {
     }
 
     fn done(&self, summary: &StreamSummary, out: &mut Vec<u8>) {
-        self.write(out, Delta::default(), Some(finish_reason(&summary.finish_reason)));
+        self.write(
+            out,
+            Delta::default(),
+            Some(finish_reason(&summary.finish_reason)),
+        );
         if self.include_usage {
             self.frame(out, &[], Some(Some(summary.usage.into())));
         }
@@ -156,7 +160,12 @@ impl ChunkEncoder {
         self.frame(out, &choices, usage);
     }
 
-    fn frame(&self, out: &mut Vec<u8>, choices: &[ChunkChoice<'_>], usage: Option<Option<WireUsage>>) {
+    fn frame(
+        &self,
+        out: &mut Vec<u8>,
+        choices: &[ChunkChoice<'_>],
+        usage: Option<Option<WireUsage>>,
+    ) {
         out.extend_from_slice(b"data: ");
         let chunk = Chunk {
             id: &self.id,
@@ -194,9 +203,19 @@ mod tests {
         let mut out = Vec::new();
         encoder.opening(&mut out);
         for chunk in [
-            StreamChunk::ToolCallStart { index: 0, id: "call_1".into(), name: "get_weather".into() },
-            StreamChunk::ToolCallDelta { index: 0, arguments: "{\"city\":".into() },
-            StreamChunk::ToolCallDelta { index: 0, arguments: "\"Paris\"}".into() },
+            StreamChunk::ToolCallStart {
+                index: 0,
+                id: "call_1".into(),
+                name: "get_weather".into(),
+            },
+            StreamChunk::ToolCallDelta {
+                index: 0,
+                arguments: "{\"city\":".into(),
+            },
+            StreamChunk::ToolCallDelta {
+                index: 0,
+                arguments: "\"Paris\"}".into(),
+            },
             StreamChunk::ToolCallEnd { index: 0 },
             StreamChunk::Done(StreamSummary {
                 request_id: RequestId::new("r1"),
@@ -204,7 +223,11 @@ mod tests {
                 model: "m".into(),
                 tool_calls: Vec::new(),
                 finish_reason: FinishReason::ToolUse,
-                usage: TokenUsage { input_tokens: 3, output_tokens: 4, ..TokenUsage::default() },
+                usage: TokenUsage {
+                    input_tokens: 3,
+                    output_tokens: 4,
+                    ..TokenUsage::default()
+                },
                 estimated_cost: failover_provider::Usd::ZERO,
                 cached: false,
                 latency: std::time::Duration::ZERO,
@@ -216,11 +239,25 @@ mod tests {
         assert!(out.ends_with(b"data: [DONE]\n\n"));
         let events = events(&out);
         assert_eq!(events.len(), 6);
-        assert!(events.iter().all(|e| e["id"] == "chatcmpl-r1" && e["object"] == "chat.completion.chunk"));
+        assert!(
+            events
+                .iter()
+                .all(|e| e["id"] == "chatcmpl-r1" && e["object"] == "chat.completion.chunk")
+        );
         assert_eq!(events[0]["choices"][0]["delta"]["role"], "assistant");
-        assert_eq!(events[1]["choices"][0]["delta"]["tool_calls"][0]["function"]["name"], "get_weather");
-        assert_eq!(events[2]["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"], "{\"city\":");
-        assert!(events[2]["choices"][0]["delta"]["tool_calls"][0].get("id").is_none());
+        assert_eq!(
+            events[1]["choices"][0]["delta"]["tool_calls"][0]["function"]["name"],
+            "get_weather"
+        );
+        assert_eq!(
+            events[2]["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"],
+            "{\"city\":"
+        );
+        assert!(
+            events[2]["choices"][0]["delta"]["tool_calls"][0]
+                .get("id")
+                .is_none()
+        );
         assert_eq!(events[4]["choices"][0]["finish_reason"], "tool_calls");
         assert!(events[3]["usage"].is_null());
         assert_eq!(events[5]["choices"], serde_json::json!([]));

@@ -172,7 +172,10 @@ impl ChatRequest {
     /// Parses a body; a malformed one is a 400 with serde's words (field, line, column).
     pub(crate) fn parse(body: &[u8]) -> Result<Self, ApiError> {
         serde_json::from_slice(body).map_err(|error| {
-            ApiError::invalid_request(format!("the request body is not a valid chat completion request: {error}"), None)
+            ApiError::invalid_request(
+                format!("the request body is not a valid chat completion request: {error}"),
+                None,
+            )
         })
     }
 
@@ -280,7 +283,11 @@ impl ChatRequest {
         if self.presence_penalty.is_some_and(|p| p != 0.0) {
             return refuse("presence_penalty", "presence_penalty");
         }
-        if self.logit_bias.as_ref().is_some_and(|bias| !bias.is_empty()) {
+        if self
+            .logit_bias
+            .as_ref()
+            .is_some_and(|bias| !bias.is_empty())
+        {
             return refuse("logit_bias", "logit_bias");
         }
         Ok(())
@@ -386,7 +393,10 @@ mod tests {
         let chat = ChatRequest::parse(body.to_string().as_bytes()).unwrap();
         assert!(chat.stream && chat.include_usage());
         let request = chat.into_completion(addressee()).unwrap();
-        assert_eq!((request.tenant_id.as_str(), request.agent_id.as_str()), ("acme", "support"));
+        assert_eq!(
+            (request.tenant_id.as_str(), request.agent_id.as_str()),
+            ("acme", "support")
+        );
         assert_eq!(request.max_tokens, Some(64));
         assert_eq!(request.stop, vec!["END".to_owned()]);
         assert_eq!(request.sampling.seed, Some(7));
@@ -402,8 +412,13 @@ mod tests {
 
     #[test]
     fn unknown_and_unsupported_fields_are_refused_by_name() {
-        let unknown = ChatRequest::parse(br#"{"model":"m","messages":[],"best_of":2}"#).unwrap_err();
-        assert!(unknown.message().contains("best_of"), "{}", unknown.message());
+        let unknown =
+            ChatRequest::parse(br#"{"model":"m","messages":[],"best_of":2}"#).unwrap_err();
+        assert!(
+            unknown.message().contains("best_of"),
+            "{}",
+            unknown.message()
+        );
         let n = ChatRequest::parse(br#"{"model":"m","messages":[],"n":2}"#)
             .unwrap()
             .into_completion(addressee())
@@ -419,6 +434,10 @@ mod tests {
             .into_completion(addressee())
             .unwrap_err();
         assert_eq!(error.param(), Some("messages[0].content[0].image_url"));
-        assert!(error.message().contains("fetches nothing"), "{}", error.message());
+        assert!(
+            error.message().contains("fetches nothing"),
+            "{}",
+            error.message()
+        );
     }
 }

@@ -114,7 +114,11 @@ pub(crate) fn completion_body(completion: &Completion, created: u64) -> Vec<u8> 
             message: AssistantMessage {
                 role: "assistant",
                 content,
-                tool_calls: completion.tool_calls.iter().map(WireToolCall::from).collect(),
+                tool_calls: completion
+                    .tool_calls
+                    .iter()
+                    .map(WireToolCall::from)
+                    .collect(),
                 refusal: None,
             },
             logprobs: None,
