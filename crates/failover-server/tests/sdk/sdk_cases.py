@@ -407,6 +407,14 @@ def case_error_503():
     )
 
 
+def wait_for_driver():
+    """Tells the driver this process is ready (its imports done) and waits for its go:
+    the driver then opens the breakers, so their short open period starts now rather than
+    before the interpreter had started."""
+    print("ready", flush=True)
+    sys.stdin.readline()
+
+
 def case_retry_503():
     """The SDK's own retries get through a short outage: with max_retries=3 it retries
     the 503 (waiting its Retry-After) until the breakers let a call through, and
@@ -417,7 +425,9 @@ def case_retry_503():
         seen.append((response.status_code, response.headers.get("retry-after")))
 
     http_client = openai.DefaultHttpxClient(event_hooks={"response": [record]})
-    completion = client(max_retries=3, http_client=http_client).chat.completions.create(
+    sdk = client(max_retries=3, http_client=http_client)
+    wait_for_driver()
+    completion = sdk.chat.completions.create(
         model=model(), messages=ask("What is 2+2?")
     )
     statuses = [status for status, _ in seen]
