@@ -31,6 +31,8 @@ pub struct ApiError {
     param: Option<String>,
     retry_after: Option<Duration>,
     should_retry: Option<bool>,
+    /// Close the connection after this answer (a draining gateway's).
+    close: bool,
 }
 
 #[derive(Serialize)]
@@ -62,6 +64,7 @@ impl ApiError {
             param: None,
             retry_after: None,
             should_retry: None,
+            close: false,
         }
     }
 
@@ -159,6 +162,7 @@ impl ApiError {
             "the gateway is shutting down; retry on another replica".to_owned(),
         );
         error.retry_after = Some(Duration::from_secs(1));
+        error.close = true;
         error
     }
 
@@ -362,6 +366,9 @@ impl IntoResponse for ApiError {
             );
             let millis = u64::try_from(wait.min(MAX_RETRY_AFTER).as_millis()).unwrap_or(u64::MAX);
             headers.insert("retry-after-ms", HeaderValue::from(millis.max(1)));
+        }
+        if self.close {
+            headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
         if let Some(retry) = self.should_retry {
             headers.insert(

@@ -5,11 +5,11 @@
 //! that lets requests in flight finish up to a deadline and then tells open streams,
 //! instead of cutting them silently.
 //!
-//! The drain: `/readyz` and new chat requests answer 503 at once (the listener stays open
-//! so a load balancer reads that); each open connection finishes the request it is
-//! serving and closes; once no request is in flight — or at the drain deadline, after the
-//! open streams have sent their error frame — the listener closes and the ledger is
-//! flushed.
+//! The drain: `/readyz` and new chat requests answer 503 at once (the listener and the
+//! open connections stay open so a load balancer and a pooled client read that; a 503 of
+//! the drain closes its connection); once no request is in flight — or at the drain
+//! deadline, after the open streams have sent their error frame — the listener and the
+//! idle connections close and the ledger is flushed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,6 +79,10 @@ pub(crate) async fn accept_loop(
     // after one answer.
     let mut draining = serving.clone();
     draining.keep_alive(false);
+    // Open connections stay open through the drain: a request on one is answered (a 503
+    // that closes the connection while draining), where closing it under the client would
+    // be a connection error. Once drained, the idle ones are closed.
+    let closing = CancellationToken::new();
     let drained = drained(&state, &stop);
     tokio::pin!(drained);
     let cut = loop {
@@ -92,13 +96,13 @@ pub(crate) async fn accept_loop(
                     let builder = if stop.is_cancelled() { &draining } else { &serving };
                     let service = TowerToHyperService::new(router.clone());
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    let stop = stop.clone();
+                    let closing = closing.clone();
                     connections.spawn(async move {
                         tokio::pin!(connection);
                         let ended = tokio::select! {
                             ended = connection.as_mut() => ended,
                             // Finish the request in progress, then close.
-                            () = stop.cancelled() => {
+                            () = closing.cancelled() => {
                                 connection.as_mut().graceful_shutdown();
                                 connection.await
                             }
@@ -119,6 +123,7 @@ pub(crate) async fn accept_loop(
         }
     };
     drop(listener);
+    closing.cancel();
     connections.close();
     let all_closed = tokio::time::timeout(CUT_GRACE, connections.wait())
         .await
