@@ -1,6 +1,7 @@
 //! `failover`: the llm-failover command line.
 
 mod demo;
+mod serve;
 mod telemetry;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,16 @@ enum Command {
     /// when DYNAMODB_ENDPOINT is set (else memory). No cloud account is needed: the
     /// providers' servers are stand-ins on 127.0.0.1.
     Demo(demo::DemoArgs),
+    /// Serves an OpenAI-compatible gateway (`/v1/chat/completions`, `/v1/models`,
+    /// health, metrics, admin) in front of the engine: from `--config FILE`, or with
+    /// `--standins` in front of local stand-ins (no cloud account needed).
+    ///
+    /// SIGTERM or Ctrl-C drains it: `/readyz` turns 503, requests in flight finish up to
+    /// the drain deadline, open streams then end with an error frame, the ledger is flushed.
+    Serve(serve::ServeArgs),
+    /// Prints the hash of the API key on standard input, for a `[[keys]]` entry (keys are
+    /// never kept in clear).
+    HashKey,
 }
 
 #[tokio::main]
@@ -30,6 +41,9 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let prometheus = match &cli.command {
         Command::Demo(args) => args.metrics,
+        // `/metrics` renders what the engine records.
+        Command::Serve(_) => true,
+        Command::HashKey => false,
     };
     let telemetry = match telemetry::Telemetry::init(prometheus) {
         Ok(telemetry) => telemetry,
@@ -40,6 +54,8 @@ async fn main() -> std::process::ExitCode {
     };
     let result = match cli.command {
         Command::Demo(args) => demo::run(args, telemetry.prometheus()).await,
+        Command::Serve(args) => serve::run(args, telemetry.prometheus()).await,
+        Command::HashKey => serve::hash_key(),
     };
     // Spans and metrics of the run reach the collector before the process exits.
     if let Err(error) = telemetry.shutdown().await {

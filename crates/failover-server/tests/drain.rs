@@ -36,7 +36,11 @@ async fn a_drain_with_streams_and_plain_requests_in_flight_cuts_nothing_silently
             .unwrap();
     let standins = StandIns::start().await;
     standins
-        .inject(Vendor::OpenAi, Fault::Slow(Duration::from_millis(500)), PLAIN as u64)
+        .inject(
+            Vendor::OpenAi,
+            Fault::Slow(Duration::from_millis(500)),
+            PLAIN as u64,
+        )
         .await;
     let bedrock = BedrockProvider::new(
         standins
@@ -52,7 +56,11 @@ async fn a_drain_with_streams_and_plain_requests_in_flight_cuts_nothing_silently
         .provider(Arc::new(openai), BreakerConfig::default())
         .router(
             Router::empty()
-                .route("claude", "bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0")
+                .route(
+                    "claude",
+                    "bedrock",
+                    "anthropic.claude-3-5-sonnet-20240620-v1:0",
+                )
                 .route("gpt-4", "openai", "gpt-4"),
         )
         .usage_sink(sink.clone())
@@ -132,7 +140,10 @@ async fn a_drain_with_streams_and_plain_requests_in_flight_cuts_nothing_silently
         while let Some(bytes) = body.next().await {
             text.push_str(std::str::from_utf8(&bytes.unwrap()).unwrap());
         }
-        assert!(!text.contains("[DONE]"), "a cut stream never says it is complete");
+        assert!(
+            !text.contains("[DONE]"),
+            "a cut stream never says it is complete"
+        );
         let last = text
             .split("\n\n")
             .filter(|event| !event.is_empty())
@@ -146,7 +157,11 @@ async fn a_drain_with_streams_and_plain_requests_in_flight_cuts_nothing_silently
     assert!(report.all_closed);
     report.ledger.unwrap();
     let records = sink.records();
-    assert_eq!(records.len(), STREAMS + PLAIN, "every call is in the ledger");
+    assert_eq!(
+        records.len(),
+        STREAMS + PLAIN,
+        "every call is in the ledger"
+    );
     assert_eq!(bedrock_server.requests().len(), STREAMS);
     held.open();
 }
