@@ -236,15 +236,22 @@ impl ApiError {
                     None,
                     message,
                 ),
-                // The provider could not make sense of a request we validated: the
-                // content, not the syntax, is what it refused.
-                _ => Self::new(
+                // The model itself failed on this input: the content, not the syntax,
+                // is what it could not process; another try would fail the same way.
+                ErrorKind::ModelError => Self::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_request_error",
                     Some("provider_refused"),
                     message,
                 )
                 .no_retry(),
+                // Anything else the provider refused is not the caller's fault.
+                _ => Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "server_error",
+                    Some("upstream_error"),
+                    message,
+                ),
             },
             FailoverError::DeadlineExceeded { .. } => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
