@@ -4,104 +4,43 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use failover_bedrock::BedrockProvider;
-use failover_breaker::BreakerConfig;
-use failover_core::{FailoverAdapter, Router};
-use failover_openai::OpenAiProvider;
-use failover_server::{Gateway, Limits};
-use failover_standin::bedrock_server::{ChunkedResponse, ChunkedServer, Gate};
-use failover_standin::eventstream::ConverseStreamBody;
-use failover_standin::{Fault, StandIns, Vendor};
-use failover_usage::MemoryUsageSink;
+use failover_server::Limits;
+use failover_standin::{Fault, Vendor};
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const STREAMS: usize = 50;
 const PLAIN: usize = 200;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_with_streams_and_plain_requests_in_flight_cuts_nothing_silently() {
-    // Streams go to Bedrock, whose answer stops after its first text delta (a gate that
-    // never opens): they are committed and open when the drain begins. Plain requests go
-    // to OpenAI, which answers after a pause shorter than the drain deadline.
-    let held = Gate::new();
-    let frames = ConverseStreamBody::text_reply(&["Hel", "lo"], 10, 2);
-    let bedrock_server =
-        ChunkedServer::start(ChunkedResponse::event_stream(frames.frames()).hold_before(2, &held))
-            .await
-            .unwrap();
-    let standins = StandIns::start().await;
-    standins
+    // Streams go to Bedrock, whose answer stops after its first text delta: they are
+    // committed and open when the drain begins. Plain requests go to OpenAI, which answers
+    // after a pause shorter than the drain deadline.
+    let limits = Limits {
+        drain_timeout_ms: 3_000,
+        ..Limits::default()
+    };
+    let mut setup = StalledStreams::start(limits).await;
+    setup
+        .standins
         .inject(
             Vendor::OpenAi,
             Fault::Slow(Duration::from_millis(500)),
             PLAIN as u64,
         )
         .await;
-    let bedrock = BedrockProvider::new(
-        standins
-            .bedrock_config()
-            .endpoint_url(bedrock_server.uri())
-            .build(),
-    )
-    .await;
-    let openai = OpenAiProvider::new(standins.openai_config().build()).unwrap();
-    let sink = Arc::new(MemoryUsageSink::default());
-    let adapter = FailoverAdapter::builder()
-        .provider(Arc::new(bedrock), BreakerConfig::default())
-        .provider(Arc::new(openai), BreakerConfig::default())
-        .router(
-            Router::empty()
-                .route(
-                    "claude",
-                    "bedrock",
-                    "anthropic.claude-3-5-sonnet-20240620-v1:0",
-                )
-                .route("gpt-4", "openai", "gpt-4"),
-        )
-        .usage_sink(sink.clone())
-        .build()
-        .unwrap();
-    let limits = Limits {
-        drain_timeout_ms: 3_000,
-        ..Limits::default()
-    };
-    let running = Gateway::new(adapter, config(limits), None)
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    let base = format!("http://{}", running.local_addr());
+    let base = setup.base.clone();
     let http = reqwest::Client::new();
 
-    // Each stream is read until its first text has arrived, then handed on still open.
     let mut streams = Vec::new();
     for index in 0..STREAMS {
-        let request = http
-            .post(format!("{base}/v1/chat/completions"))
-            .bearer_auth(ACME_KEY)
-            .json(&json!({"model": "claude", "stream": true,
-                "messages": [{"role": "user", "content": format!("stream {index}")}]}));
-        streams.push(tokio::spawn(async move {
-            let response = request.send().await.unwrap();
-            assert_eq!(response.status(), 200);
-            let mut body = response.bytes_stream();
-            let mut text = String::new();
-            while !text.contains("Hel") {
-                let bytes = body.next().await.expect("the first text arrives").unwrap();
-                text.push_str(std::str::from_utf8(&bytes).unwrap());
-            }
-            (text, body)
-        }));
+        streams.push(setup.open_stream(&http, format!("stream {index}")));
     }
-    let mut opened = Vec::new();
-    for stream in streams {
-        opened.push(stream.await.unwrap());
-    }
+    let opened = futures::future::join_all(streams).await;
     let plain: Vec<_> = (0..PLAIN)
         .map(|index| {
             let request = http
@@ -112,11 +51,10 @@ async fn a_drain_with_streams_and_plain_requests_in_flight_cuts_nothing_silently
         })
         .collect();
     // Every plain request has reached the provider: all 250 are in flight.
-    while standins.calls(Vendor::OpenAi).await < PLAIN {
+    while setup.standins.calls(Vendor::OpenAi).await < PLAIN {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let shutdown = running.shutdown_handle();
-    shutdown.drain();
+    setup.drain();
     // Draining: a new request is refused at once with a retryable 503, and /readyz says so.
     let late = http
         .post(format!("{base}/v1/chat/completions"))
@@ -152,16 +90,14 @@ async fn a_drain_with_streams_and_plain_requests_in_flight_cuts_nothing_silently
         let error: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
         assert_eq!(error["error"]["code"], "shutting_down", "{text}");
     }
-    let report = running.wait().await;
+    assert_eq!(setup.bedrock.requests().len(), STREAMS);
+    let report = setup.wait().await;
     assert!(report.cut, "the streams were still open at the deadline");
     assert!(report.all_closed);
     report.ledger.unwrap();
-    let records = sink.records();
     assert_eq!(
-        records.len(),
+        setup.sink.records().len(),
         STREAMS + PLAIN,
         "every call is in the ledger"
     );
-    assert_eq!(bedrock_server.requests().len(), STREAMS);
-    held.open();
 }

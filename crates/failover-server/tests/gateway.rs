@@ -376,3 +376,29 @@ async fn over_the_in_flight_bound_requests_are_shed_with_503_and_retry_after() {
     assert_eq!(json_of(shed).await["error"]["code"], "overloaded");
     assert_eq!(slow.await.unwrap(), 200);
 }
+
+#[tokio::test]
+async fn a_client_that_disconnects_cancels_the_upstream_call_and_its_usage_is_recorded() {
+    let setup = StalledStreams::start(Limits::default()).await;
+    let http = reqwest::Client::new();
+    let (received, body) = setup.open_stream(&http, "I will hang up".to_owned()).await;
+    assert!(received.contains("Hel"));
+    assert!(
+        setup.sink.records().is_empty(),
+        "nothing is settled while it streams"
+    );
+    drop(body);
+    // The gateway sees the connection go, drops the engine's stream, and the engine
+    // settles the call as cancelled: wait for that record (the bound only stops a hang).
+    let waited = tokio::time::timeout(Duration::from_secs(20), async {
+        while setup.sink.records().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "no usage record after the client went away");
+    let records = setup.sink.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].outcome, failover_usage::UsageOutcome::Cancelled);
+    assert_eq!(records[0].tenant_id, "acme");
+}

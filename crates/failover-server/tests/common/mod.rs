@@ -13,6 +13,8 @@ use failover_core::{FailoverAdapter, Router};
 use failover_openai::OpenAiProvider;
 use failover_server::{Gateway, GatewayConfig, KeyGrant, KeyHash, Limits, RunningGateway};
 use failover_standin::StandIns;
+use failover_standin::bedrock_server::{ChunkedResponse, ChunkedServer, Gate};
+use failover_standin::eventstream::ConverseStreamBody;
 use failover_usage::MemoryUsageSink;
 
 /// The key of tenant `acme`, allowed every model.
@@ -120,6 +122,116 @@ impl TestGateway {
             .send()
             .await
             .unwrap()
+    }
+}
+
+/// A gateway whose Bedrock answers every stream with one text delta (`Hel`) and then holds
+/// it open (a gate that never opens), routed as model `claude`; plain requests go to
+/// OpenAI's stand-in as model `gpt-4`.
+pub struct StalledStreams {
+    gateway: Option<RunningGateway>,
+    pub base: String,
+    pub sink: Arc<MemoryUsageSink>,
+    pub bedrock: ChunkedServer,
+    pub standins: StandIns,
+    held: Gate,
+}
+
+impl StalledStreams {
+    pub async fn start(limits: Limits) -> Self {
+        let held = Gate::new();
+        let frames = ConverseStreamBody::text_reply(&["Hel", "lo"], 10, 2);
+        let bedrock = ChunkedServer::start(
+            ChunkedResponse::event_stream(frames.frames()).hold_before(2, &held),
+        )
+        .await
+        .unwrap();
+        let standins = StandIns::start().await;
+        let bedrock_provider = BedrockProvider::new(
+            standins
+                .bedrock_config()
+                .endpoint_url(bedrock.uri())
+                .build(),
+        )
+        .await;
+        let openai = OpenAiProvider::new(standins.openai_config().build()).unwrap();
+        let sink = Arc::new(MemoryUsageSink::default());
+        let adapter = FailoverAdapter::builder()
+            .provider(Arc::new(bedrock_provider), BreakerConfig::default())
+            .provider(Arc::new(openai), BreakerConfig::default())
+            .router(
+                Router::empty()
+                    .route(
+                        "claude",
+                        "bedrock",
+                        "anthropic.claude-3-5-sonnet-20240620-v1:0",
+                    )
+                    .route("gpt-4", "openai", "gpt-4"),
+            )
+            .usage_sink(sink.clone())
+            .build()
+            .unwrap();
+        let gateway = Gateway::new(adapter, config(limits), None)
+            .unwrap()
+            .start()
+            .await
+            .unwrap();
+        let base = format!("http://{}", gateway.local_addr());
+        Self {
+            gateway: Some(gateway),
+            base,
+            sink,
+            bedrock,
+            standins,
+            held,
+        }
+    }
+
+    /// Begins the drain.
+    pub fn drain(&self) {
+        if let Some(gateway) = &self.gateway {
+            gateway.shutdown_handle().drain();
+        }
+    }
+
+    /// Waits for the drain to end.
+    pub async fn wait(&mut self) -> failover_server::DrainReport {
+        self.gateway.take().expect("waited once").wait().await
+    }
+
+    /// A stream of model `claude`, read until its first text has arrived and handed on
+    /// still open.
+    pub async fn open_stream(
+        &self,
+        http: &reqwest::Client,
+        text: String,
+    ) -> (
+        String,
+        impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + use<>,
+    ) {
+        use futures::StreamExt;
+        let response = http
+            .post(format!("{}/v1/chat/completions", self.base))
+            .bearer_auth(ACME_KEY)
+            .json(&serde_json::json!({"model": "claude", "stream": true,
+                "messages": [{"role": "user", "content": text}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.bytes_stream();
+        let mut received = String::new();
+        while !received.contains("Hel") {
+            let bytes = body.next().await.expect("the first text arrives").unwrap();
+            received.push_str(std::str::from_utf8(&bytes).unwrap());
+        }
+        (received, body)
+    }
+}
+
+impl Drop for StalledStreams {
+    fn drop(&mut self) {
+        self.held.open();
     }
 }
 
