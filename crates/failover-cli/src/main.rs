@@ -1,6 +1,7 @@
 //! `failover`: the llm-failover command line.
 
 mod demo;
+mod secrets;
 mod serve;
 mod telemetry;
 

@@ -347,9 +347,8 @@ fn param_of(error: &ValidationError) -> Option<&'static str> {
         | ValidationError::TooManyTools { .. } => "tools",
         ValidationError::ToolChoiceUnknown { .. }
         | ValidationError::ToolChoiceWithoutTools { .. } => "tool_choice",
-        ValidationError::EmptyId { .. }
-        | ValidationError::IdTooLong { .. }
-        | ValidationError::IdCharacter { .. } => "user",
+        // The tenant and the agent come from the key and its headers, not the body.
+        ValidationError::IdTooLong { field, .. } if *field == "user" => "user",
         _ => return None,
     })
 }

@@ -51,7 +51,8 @@ pub struct Limits {
     pub body_bytes: usize,
     /// Requests answered at once; more are shed with a 503 and `Retry-After`.
     pub max_in_flight: usize,
-    /// A client must send a request's headers within this (slow-loris defence).
+    /// A connection must send a request's headers within this, whether it is new or idle
+    /// between requests: the idle time-out and the slow-loris defence in one.
     pub header_timeout_ms: u64,
     /// A client must send a request's body within this (408 beyond).
     pub body_timeout_ms: u64,

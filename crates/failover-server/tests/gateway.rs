@@ -402,3 +402,24 @@ async fn a_client_that_disconnects_cancels_the_upstream_call_and_its_usage_is_re
     assert_eq!(records[0].outcome, failover_usage::UsageOutcome::Cancelled);
     assert_eq!(records[0].tenant_id, "acme");
 }
+
+#[tokio::test]
+async fn a_request_past_its_deadline_is_504() {
+    let limits = Limits {
+        request_timeout_ms: 300,
+        ..Limits::default()
+    };
+    let gateway = TestGateway::with(limits, Default::default()).await;
+    for vendor in [Vendor::Bedrock, Vendor::OpenAi] {
+        gateway
+            .standins
+            .inject(vendor, Fault::Slow(Duration::from_secs(5)), 1)
+            .await;
+    }
+    let response = gateway.chat(ACME_KEY, ask("gpt-4", "slow")).await;
+    assert_eq!(response.status(), 504);
+    assert_eq!(
+        json_of(response).await["error"]["code"],
+        "deadline_exceeded"
+    );
+}

@@ -77,7 +77,7 @@ impl Backends {
         };
         Ok(Self {
             cache,
-            key_deriver: KeyDeriver::from_env()?.unwrap_or_else(run_key_deriver),
+            key_deriver: KeyDeriver::from_env()?.unwrap_or_else(crate::secrets::random_key_deriver),
             sink,
             cache_label,
             sink_label,
@@ -201,12 +201,4 @@ async fn dynamodb_sink(
 /// records).
 fn spill_path(run: &str) -> PathBuf {
     std::env::temp_dir().join(format!("failover-demo-{run}.spill"))
-}
-
-/// A cache key deriver with a secret drawn for this run.
-fn run_key_deriver() -> KeyDeriver {
-    let mut secret = [0u8; 32];
-    secret[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    secret[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    KeyDeriver::new(secret)
 }

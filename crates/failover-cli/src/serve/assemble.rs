@@ -100,7 +100,7 @@ pub(crate) async fn engine(
     {
         builder = builder.key_deriver(deriver);
     } else if config.cache.backend == CacheBackend::Memory {
-        builder = builder.key_deriver(random_key_deriver());
+        builder = builder.key_deriver(crate::secrets::random_key_deriver());
     }
     let sink: Arc<dyn UsageSink> = match config.ledger.backend {
         LedgerBackend::Memory => {
@@ -125,12 +125,4 @@ pub(crate) async fn engine(
         .build()
         .map_err(|error| format!("engine: {error}"))?;
     Ok(Engine { adapter, parts })
-}
-
-/// A per-process secret for a cache nobody else reads.
-fn random_key_deriver() -> KeyDeriver {
-    let mut secret = [0u8; 32];
-    secret[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    secret[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    KeyDeriver::new(secret)
 }

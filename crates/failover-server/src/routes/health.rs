@@ -2,7 +2,7 @@
 //! (what every part is doing) and `GET /metrics` (Prometheus). None makes a paid call.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::State;
@@ -56,6 +56,8 @@ struct ProviderView<'a> {
     reason: Option<&'a str>,
     /// Milliseconds until the breaker lets a probe through, when open.
     open_for_ms: Option<u64>,
+    /// When that is, in Unix milliseconds.
+    open_until_unix_ms: Option<u64>,
     needs_operator: bool,
     successes: u64,
     failures: u64,
@@ -66,6 +68,11 @@ struct ProviderView<'a> {
 pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
     let report: HealthReport = state.adapter.health();
     let now = Instant::now();
+    let unix_now_ms = millis(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default(),
+    );
     let providers = report
         .providers
         .iter()
@@ -77,14 +84,16 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
                 BreakerState::Closed => None,
                 _ => breaker.needs_operator_kind.or(breaker.last_error_kind),
             };
+            let open_for_ms = breaker
+                .next_probe_at
+                .filter(|_| breaker.state == BreakerState::Open)
+                .map(|at| millis(at.saturating_duration_since(now)));
             ProviderView {
                 name: &provider.name,
                 state: breaker.state,
                 reason,
-                open_for_ms: breaker
-                    .next_probe_at
-                    .filter(|_| breaker.state == BreakerState::Open)
-                    .map(|at| millis(at.saturating_duration_since(now))),
+                open_for_ms,
+                open_until_unix_ms: open_for_ms.map(|wait| unix_now_ms.saturating_add(wait)),
                 needs_operator: breaker.needs_operator,
                 successes: breaker.successes,
                 failures: breaker.failures,
