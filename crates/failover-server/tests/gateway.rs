@@ -423,3 +423,21 @@ async fn a_request_past_its_deadline_is_504() {
         "deadline_exceeded"
     );
 }
+
+#[tokio::test]
+async fn a_stream_fails_over_before_its_first_byte() {
+    let gateway = TestGateway::start().await;
+    gateway
+        .standins
+        .inject(Vendor::Bedrock, Fault::Unavailable, 1)
+        .await;
+    let mut body = ask("gpt-4", "Say hello");
+    body["stream"] = json!(true);
+    let response = gateway.chat(ACME_KEY, body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-failover-provider"), "openai");
+    assert_eq!(header(&response, "x-failover-attempts"), "2");
+    let text = response.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert!(!text.contains("\"error\""), "{text}");
+}
