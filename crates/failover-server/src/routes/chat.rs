@@ -6,9 +6,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use failover_provider::RequestId;
+use failover_provider::{CompletionRequest, RequestId};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::ApiError;
 use crate::sse::SseBody;
@@ -67,51 +68,69 @@ async fn answer(
     })?;
     request.request_id = Some(request_id.clone());
     request.deadline = Some(Instant::now() + state.limits.request_timeout());
-    let created = unix_now();
-    if !stream {
-        let completion = tokio::select! {
-            answered = state.adapter.generate_completion(request) => {
-                answered.map_err(|error| ApiError::from_failover(&error))?
-            }
-            // Past the drain deadline a waiting caller is told, not cut off.
-            () = state.drain.cut() => return Err(ApiError::draining()),
-        };
-        drop(permit);
-        let mut response = (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            completion_body(&completion, created),
-        )
-            .into_response();
-        let extras = response.headers_mut();
-        insert(extras, PROVIDER_HEADER, &completion.provider);
-        insert(
-            extras,
-            CACHED_HEADER,
-            if completion.cached { "true" } else { "false" },
-        );
-        insert(
-            extras,
-            COST_HEADER,
-            &completion.estimated_cost.to_string().replace('$', ""),
-        );
-        insert(
-            extras,
-            ATTEMPTS_HEADER,
-            &completion.attempts.len().to_string(),
-        );
-        return Ok(response);
+    if stream {
+        streamed(state, request, &model, include_usage, permit).await
+    } else {
+        plain(state, request, permit).await
     }
+}
+
+/// A `chat.completion` body, the extras in headers.
+async fn plain(
+    state: &AppState,
+    request: CompletionRequest,
+    permit: OwnedSemaphorePermit,
+) -> Result<Response, ApiError> {
+    let created = unix_now();
+    let completion = tokio::select! {
+        answered = state.adapter.generate_completion(request) => {
+            answered.map_err(|error| ApiError::from_failover(&error))?
+        }
+        // Past the drain deadline a waiting caller is told, not cut off.
+        () = state.drain.cut() => return Err(ApiError::draining()),
+    };
+    drop(permit);
+    let mut response = (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        completion_body(&completion, created),
+    )
+        .into_response();
+    let extras = response.headers_mut();
+    insert(extras, PROVIDER_HEADER, &completion.provider);
+    insert(extras, CACHED_HEADER, flag(completion.cached));
+    insert(
+        extras,
+        COST_HEADER,
+        &completion.estimated_cost.to_string().replace('$', ""),
+    );
+    insert(
+        extras,
+        ATTEMPTS_HEADER,
+        &completion.attempts.len().to_string(),
+    );
+    Ok(response)
+}
+
+/// Server-sent events from the commit point on; the extras known then in headers.
+async fn streamed(
+    state: &AppState,
+    request: CompletionRequest,
+    model: &str,
+    include_usage: bool,
+    permit: OwnedSemaphorePermit,
+) -> Result<Response, ApiError> {
+    let created = unix_now();
     let opened = tokio::select! {
         opened = state.adapter.open_stream(request) => {
             opened.map_err(|error| ApiError::from_failover(&error))?
         }
         () = state.drain.cut() => return Err(ApiError::draining()),
     };
-    let encoder = ChunkEncoder::new(opened.request_id.as_str(), &model, created, include_usage);
+    let encoder = ChunkEncoder::new(opened.request_id.as_str(), model, created, include_usage);
     let body = SseBody::new(opened.chunks, encoder, state.drain.cut(), permit);
     let mut response = Response::new(Body::from_stream(body));
     let extras = response.headers_mut();
@@ -121,13 +140,13 @@ async fn answer(
     );
     extras.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     insert(extras, PROVIDER_HEADER, &opened.provider);
-    insert(
-        extras,
-        CACHED_HEADER,
-        if opened.cached { "true" } else { "false" },
-    );
+    insert(extras, CACHED_HEADER, flag(opened.cached));
     insert(extras, ATTEMPTS_HEADER, &opened.attempts.to_string());
     Ok(response)
+}
+
+fn flag(set: bool) -> &'static str {
+    if set { "true" } else { "false" }
 }
 
 /// The body, within the size limit (413) and the body time-out (408).
