@@ -88,6 +88,22 @@ fn default_agent() -> String {
     "default".to_owned()
 }
 
+impl KeyGrant {
+    /// A grant of `tenant` to the key hashed as `hash`, with the defaults a configuration
+    /// entry has: agent `default`, any agent, every model, no tenant assertion.
+    pub fn new(name: impl Into<String>, hash: KeyHash, tenant: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            hash,
+            tenant: tenant.into(),
+            default_agent: default_agent(),
+            agents: Vec::new(),
+            models: Vec::new(),
+            assert_tenant: false,
+        }
+    }
+}
+
 /// The keys the gateway knows, by hash.
 #[derive(Debug, Clone, Default)]
 pub struct Keys {
@@ -232,13 +248,8 @@ mod tests {
 
     fn grant(name: &str, key: &str, tenant: &str) -> KeyGrant {
         KeyGrant {
-            name: name.into(),
-            hash: KeyHash::of(key),
-            tenant: tenant.into(),
-            default_agent: "default".into(),
-            agents: Vec::new(),
             models: vec!["gpt-3.5-turbo".into()],
-            assert_tenant: false,
+            ..KeyGrant::new(name, KeyHash::of(key), tenant)
         }
     }
 

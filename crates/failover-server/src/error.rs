@@ -166,6 +166,16 @@ impl ApiError {
         error
     }
 
+    /// A stream that failed after its first byte (sent as its error frame).
+    pub fn stream_interrupted(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "server_error",
+            Some("stream_interrupted"),
+            message.into(),
+        )
+    }
+
     /// 500: a fault of the gateway itself.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(
@@ -259,12 +269,7 @@ impl ApiError {
                 Some("deadline_exceeded"),
                 message,
             ),
-            FailoverError::StreamInterrupted { .. } => Self::new(
-                StatusCode::BAD_GATEWAY,
-                "server_error",
-                Some("stream_interrupted"),
-                message,
-            ),
+            FailoverError::StreamInterrupted { .. } => Self::stream_interrupted(message),
             _ => Self::internal(message),
         }
     }

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use failover_core::FailoverAdapter;
 use failover_telemetry::prometheus::PrometheusMetrics;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 pub use auth::{AGENT_HEADER, Caller, KeyGrant, KeyHash, Keys, TENANT_HEADER};
 pub use error::{ApiError, MAX_RETRY_AFTER};
@@ -79,23 +78,21 @@ impl Gateway {
     /// Binds the configured address and starts serving.
     pub async fn start(self) -> Result<RunningGateway, GatewayError> {
         let addr = self.listen;
-        let listener = listen::bind(addr)
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| GatewayError::Bind { addr, source })?;
         let local_addr = listener
             .local_addr()
             .map_err(|source| GatewayError::Bind { addr, source })?;
-        let stop = CancellationToken::new();
         let router = routes::router(Arc::clone(&self.state));
         let task = tokio::spawn(listen::accept_loop(
             listener,
             router,
             Arc::clone(&self.state),
-            stop.clone(),
         ));
         Ok(RunningGateway {
             local_addr,
-            shutdown: ShutdownHandle::new(self.state, stop),
+            shutdown: ShutdownHandle::new(self.state),
             task,
         })
     }

@@ -11,7 +11,6 @@
 //! deadline, after the open streams have sent their error frame — the listener and the
 //! idle connections close and the ledger is flushed.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,18 +46,16 @@ pub struct DrainReport {
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
     state: Arc<AppState>,
-    stop: CancellationToken,
 }
 
 impl ShutdownHandle {
-    pub(crate) fn new(state: Arc<AppState>, stop: CancellationToken) -> Self {
-        Self { state, stop }
+    pub(crate) fn new(state: Arc<AppState>) -> Self {
+        Self { state }
     }
 
     /// Begins the drain (idempotent).
     pub fn drain(&self) {
         self.state.drain.begin();
-        self.stop.cancel();
     }
 }
 
@@ -66,7 +63,6 @@ pub(crate) async fn accept_loop(
     listener: TcpListener,
     router: axum::Router,
     state: Arc<AppState>,
-    stop: CancellationToken,
 ) -> DrainReport {
     let connections = TaskTracker::new();
     let mut serving = http1::Builder::new();
@@ -83,7 +79,7 @@ pub(crate) async fn accept_loop(
     // that closes the connection while draining), where closing it under the client would
     // be a connection error. Once drained, the idle ones are closed.
     let closing = CancellationToken::new();
-    let drained = drained(&state, &stop);
+    let drained = drained(&state);
     tokio::pin!(drained);
     let cut = loop {
         tokio::select! {
@@ -93,7 +89,7 @@ pub(crate) async fn accept_loop(
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::debug!(%peer, %error, "TCP_NODELAY not set");
                     }
-                    let builder = if stop.is_cancelled() { &draining } else { &serving };
+                    let builder = if state.drain.is_draining() { &draining } else { &serving };
                     let service = TowerToHyperService::new(router.clone());
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
                     let closing = closing.clone();
@@ -143,8 +139,8 @@ pub(crate) async fn accept_loop(
 /// Resolves once a drain has begun and every request in flight has been answered — or,
 /// at the drain deadline, once the rest have been told (streams their error frame, waiting
 /// requests their 503). Its value: whether the deadline came first.
-async fn drained(state: &AppState, stop: &CancellationToken) -> bool {
-    stop.cancelled().await;
+async fn drained(state: &AppState) -> bool {
+    state.drain.begun().await;
     tokio::select! {
         () = state.idle() => false,
         () = tokio::time::sleep(state.limits.drain_timeout()) => {
@@ -154,9 +150,4 @@ async fn drained(state: &AppState, stop: &CancellationToken) -> bool {
             true
         }
     }
-}
-
-/// Binds `addr`.
-pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use failover_core::{CompletionStream, FailoverError};
+use failover_core::CompletionStream;
 use failover_provider::StreamChunk;
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::OwnedSemaphorePermit;
@@ -91,8 +91,11 @@ impl Stream for SseBody {
                     out.extend_from_slice(&this.fail(&ApiError::from_failover(&error)));
                     break;
                 }
+                // The engine always ends a stream with `Done` or an error; should it not,
+                // the client must still not read a clean end.
                 Poll::Ready(None) => {
-                    let error = ApiError::from_failover(&ended_without_done());
+                    let error =
+                        ApiError::stream_interrupted("the stream ended without its completion");
                     out.extend_from_slice(&this.fail(&error));
                     break;
                 }
@@ -101,17 +104,5 @@ impl Stream for SseBody {
             }
         }
         Poll::Ready(Some(Ok(Bytes::from(out))))
-    }
-}
-
-/// The engine always ends a stream with `Done` or an error; should it not, the client
-/// must still not read a clean end.
-fn ended_without_done() -> FailoverError {
-    FailoverError::StreamInterrupted {
-        request_id: failover_provider::RequestId::new("unknown"),
-        provider: "engine".to_owned(),
-        kind: failover_provider::ErrorKind::StreamCut,
-        message: "the stream ended without its completion".to_owned(),
-        delivered_bytes: 0,
     }
 }

@@ -2,7 +2,6 @@
 //! the drain state.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use failover_core::FailoverAdapter;
 use failover_telemetry::prometheus::PrometheusMetrics;
@@ -70,17 +69,23 @@ impl AppState {
 /// passes (open streams send the error frame, plain requests still waiting answer 503).
 #[derive(Debug, Default)]
 pub(crate) struct Drain {
-    draining: AtomicBool,
+    begun: CancellationToken,
     cut: CancellationToken,
 }
 
 impl Drain {
+    /// Begins the drain (idempotent).
     pub(crate) fn begin(&self) {
-        self.draining.store(true, Ordering::Release);
+        self.begun.cancel();
     }
 
     pub(crate) fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
+        self.begun.is_cancelled()
+    }
+
+    /// Resolves when the drain begins.
+    pub(crate) async fn begun(&self) {
+        self.begun.cancelled().await;
     }
 
     pub(crate) fn cut_now(&self) {

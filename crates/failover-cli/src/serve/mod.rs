@@ -92,15 +92,7 @@ async fn standins(
             Some(listen) => listen,
             None => STANDINS_LISTEN.parse()?,
         },
-        keys: vec![KeyGrant {
-            name: "standins".to_owned(),
-            hash: KeyHash::of(&key),
-            tenant: "standins".to_owned(),
-            default_agent: "default".to_owned(),
-            agents: Vec::new(),
-            models: Vec::new(),
-            assert_tenant: false,
-        }],
+        keys: vec![KeyGrant::new("standins", KeyHash::of(&key), "standins")],
         ..GatewayConfig::default()
     };
     let running = Gateway::new(engine.adapter, gateway_config, metrics.cloned())?

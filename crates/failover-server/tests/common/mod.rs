@@ -52,13 +52,8 @@ pub fn quick_breaker(open: Duration) -> BreakerConfig {
 
 pub fn grant(name: &str, key: &str, tenant: &str, models: &[&str]) -> KeyGrant {
     KeyGrant {
-        name: name.into(),
-        hash: KeyHash::of(key),
-        tenant: tenant.into(),
-        default_agent: "default".into(),
-        agents: Vec::new(),
         models: models.iter().map(|m| (*m).to_owned()).collect(),
-        assert_tenant: false,
+        ..KeyGrant::new(name, KeyHash::of(key), tenant)
     }
 }
 
