@@ -18,6 +18,7 @@ pub use config::{
 pub use permit::{Permit, PermitSink, PermitToken};
 
 use std::fmt::Debug;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -202,6 +203,13 @@ pub trait Breaker: Send + Sync + Debug {
         let _ = tenant;
         self.try_acquire()
     }
+    /// Asks to make one call on behalf of `tenant`, waiting when the breaker keeps its
+    /// state in a store shared with other processes (a probe lease taken across replicas).
+    /// The engine calls this one. The default decides at once with
+    /// [`try_acquire_for`](Breaker::try_acquire_for), without boxing a future.
+    fn acquire_for<'a>(&'a self, tenant: &'a str) -> Acquisition<'a> {
+        Acquisition::now(self.try_acquire_for(tenant))
+    }
     /// Opens the breaker until [`reset`](Breaker::reset).
     fn force_open(&self);
     /// Disables the breaker (always admits) until [`reset`](Breaker::reset).
@@ -210,4 +218,45 @@ pub trait Breaker: Send + Sync + Debug {
     fn reset(&self);
     /// The current state and counters.
     fn snapshot(&self) -> BreakerSnapshot;
+}
+
+type PendingAcquisition<'a> = Pin<Box<dyn Future<Output = Result<Permit, Rejected>> + Send + 'a>>;
+
+/// A breaker's answer to [`Breaker::acquire_for`]: decided now, or once a shared store
+/// answers.
+pub struct Acquisition<'a>(AcquisitionKind<'a>);
+
+enum AcquisitionKind<'a> {
+    Now(Result<Permit, Rejected>),
+    Later(PendingAcquisition<'a>),
+}
+
+impl<'a> Acquisition<'a> {
+    /// Decided at once (no future is boxed).
+    pub fn now(decision: Result<Permit, Rejected>) -> Self {
+        Self(AcquisitionKind::Now(decision))
+    }
+
+    /// Decided when `decision` completes. The breaker bounds the wait itself (a shared
+    /// breaker falls back to its local state when its store is slow).
+    pub fn later(decision: impl Future<Output = Result<Permit, Rejected>> + Send + 'a) -> Self {
+        Self(AcquisitionKind::Later(Box::pin(decision)))
+    }
+
+    /// The decision, awaited when it was not made at once.
+    pub async fn decide(self) -> Result<Permit, Rejected> {
+        match self.0 {
+            AcquisitionKind::Now(decision) => decision,
+            AcquisitionKind::Later(decision) => decision.await,
+        }
+    }
+}
+
+impl std::fmt::Debug for Acquisition<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            AcquisitionKind::Now(decision) => f.debug_tuple("Acquisition").field(decision).finish(),
+            AcquisitionKind::Later(_) => f.write_str("Acquisition(pending)"),
+        }
+    }
 }

@@ -174,7 +174,9 @@ impl Attempt {
         }
         match self.engine.chain[self.slot]
             .breaker
-            .try_acquire_for(&self.context.tenant_id)
+            .acquire_for(&self.context.tenant_id)
+            .decide()
+            .await
         {
             Err(rejected) => {
                 self.tell_layers(&CallOutcome::BreakerOpen);

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use failover_provider::{AttemptOutcome, AttemptRecord, ErrorKind, RequestId};
 
+use crate::layers::RejectionKind;
 use crate::validate::ValidationError;
 
 /// Why a request failed.
@@ -30,6 +31,8 @@ pub enum FailoverError {
         reason: String,
         /// When trying again may succeed, if the layer knows.
         retry_after: Option<Duration>,
+        /// What kind of limit the layer enforces.
+        kind: RejectionKind,
     },
     /// Every provider was tried or skipped, and none answered.
     #[error(

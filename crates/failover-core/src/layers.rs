@@ -227,6 +227,24 @@ pub struct Rejection {
     reason: String,
     retry_after: Option<Duration>,
     breaker_open: bool,
+    kind: RejectionKind,
+}
+
+/// What kind of limit a [`Rejection`] enforces, so a front can answer with the right
+/// status (the gateway: 402 for a budget, 429 for a rate limit, 503 for a store that
+/// cannot be asked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RejectionKind {
+    /// A layer's own reason (a quota, a policy): treated as a rate limit by the gateway.
+    #[default]
+    Other,
+    /// A spend budget is used up until it resets.
+    BudgetExceeded,
+    /// A rate limit (requests or tokens per minute) is reached.
+    RateLimited,
+    /// The store the limit lives in cannot be asked, and the limit fails closed.
+    LimitUnavailable,
 }
 
 impl Rejection {
@@ -236,7 +254,19 @@ impl Rejection {
             reason: reason.into(),
             retry_after: None,
             breaker_open: false,
+            kind: RejectionKind::Other,
         }
+    }
+
+    /// Marks the rejection as enforcing a limit of `kind`.
+    pub fn with_kind(mut self, kind: RejectionKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// The kind of limit enforced.
+    pub fn kind(&self) -> RejectionKind {
+        self.kind
     }
 
     /// A provider layer's rejection that stands for an open circuit breaker (a breaker

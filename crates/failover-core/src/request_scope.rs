@@ -66,6 +66,7 @@ impl RequestScope {
                     layer: layer.name().to_owned(),
                     reason: rejection.reason().to_owned(),
                     retry_after: rejection.retry_after(),
+                    kind: rejection.kind(),
                 },
                 None => FailoverError::DeadlineExceeded {
                     request_id: prepared.request_id().clone(),

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
+use failover_core::layers::RejectionKind;
 use failover_core::{FailoverError, ValidationError};
 use failover_provider::ErrorKind;
 use http::{HeaderValue, StatusCode};
@@ -197,13 +198,30 @@ impl ApiError {
                 Self::invalid_request_owned(message, param_of(invalid).map(str::to_owned))
             }
             FailoverError::ShutDown => Self::draining(),
-            FailoverError::Rejected { retry_after, .. } => {
-                let mut rejected = Self::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limit_error",
-                    Some("rate_limit_exceeded"),
-                    message,
-                );
+            FailoverError::Rejected {
+                retry_after, kind, ..
+            } => {
+                // A used-up budget is OpenAI's "insufficient_quota" (402: the SDK does not
+                // retry it); a rate limit is 429 with Retry-After (the SDK waits and
+                // retries); a limit whose store cannot be asked is a 503 worth a retry.
+                let (status, error_type, code) = match kind {
+                    RejectionKind::BudgetExceeded => (
+                        StatusCode::PAYMENT_REQUIRED,
+                        "insufficient_quota",
+                        "budget_exceeded",
+                    ),
+                    RejectionKind::LimitUnavailable => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "server_error",
+                        "limit_store_unavailable",
+                    ),
+                    _ => (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limit_error",
+                        "rate_limit_exceeded",
+                    ),
+                };
+                let mut rejected = Self::new(status, error_type, Some(code), message);
                 rejected.retry_after = *retry_after;
                 rejected
             }

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use failover_bedrock::{BedrockConfigBuilder, BedrockProvider};
-use failover_breaker::BreakerConfig;
 use failover_cache::{Cache, KeyDeriver, MemoryCache};
+use failover_core::layers::{ProviderLayer, RequestLayer};
 use failover_core::{AdapterConfig, FailoverAdapter};
+use failover_shared::{SharedBreaker, SharedBreakerConfig, SharedStore, TenantLimits, UsageEstimator};
 use failover_dynamodb::{DynamoDbUsageSink, DynamoDbUsageSinkBuilder};
 use failover_elasticache::ElastiCacheCache;
 use failover_openai::{OpenAiConfigBuilder, OpenAiProvider};
@@ -63,7 +64,10 @@ pub(crate) async fn engine(
     providers: Vec<Arc<dyn Provider>>,
 ) -> Result<Engine, String> {
     let mut parts = Vec::new();
-    let names: Vec<&str> = providers.iter().map(|provider| provider.name()).collect();
+    let names: Vec<String> = providers
+        .iter()
+        .map(|provider| provider.name().to_owned())
+        .collect();
     parts.push(format!("providers: {}", names.join(" → ")));
     let mut adapter_config = AdapterConfig::default();
     if let Some(ttl) = config.cache.ttl_secs {
@@ -73,8 +77,46 @@ pub(crate) async fn engine(
         .router(config.router()?)
         .pricing(config.pricing()?)
         .config(adapter_config);
-    for provider in providers {
-        builder = builder.provider(provider, BreakerConfig::default());
+    let breaker = config.breaker.config()?;
+    match &config.shared {
+        None => {
+            for provider in providers {
+                builder = builder.provider(provider, breaker.clone());
+            }
+        }
+        Some(shared) => {
+            let store = SharedStore::new(&shared.store()?)
+                .map_err(|error| format!("[shared]: {error}"))?;
+            if let Some(limits) = &shared.limits {
+                let estimator = UsageEstimator::new(
+                    config.router()?,
+                    config.pricing()?,
+                    names.clone(),
+                );
+                let layer = TenantLimits::new(store.clone(), limits.clone(), estimator)
+                    .map_err(|error| format!("[shared.limits]: {error}"))?;
+                builder = builder
+                    .request_layer(Arc::clone(&layer) as Arc<dyn RequestLayer>)
+                    .provider_layer(layer as Arc<dyn ProviderLayer>);
+                parts.push("tenant limits: shared (redis)".to_owned());
+            }
+            for provider in providers {
+                if shared.breakers {
+                    let shared_config = SharedBreakerConfig::new(breaker.clone())
+                        .with_probe_lease(Duration::from_millis(shared.probe_lease_ms))
+                        .with_refresh_interval(Duration::from_millis(shared.refresh_ms));
+                    let name = provider.name().to_owned();
+                    let shared_breaker = SharedBreaker::new(store.clone(), &name, shared_config)
+                        .map_err(|error| format!("[shared]: {error}"))?;
+                    builder = builder.provider_with_breaker(provider, Arc::new(shared_breaker));
+                } else {
+                    builder = builder.provider(provider, breaker.clone());
+                }
+            }
+            if shared.breakers {
+                parts.push("breakers: shared (redis)".to_owned());
+            }
+        }
     }
     match config.cache.backend {
         CacheBackend::None => parts.push("cache: none".to_owned()),

@@ -11,7 +11,11 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use std::time::Duration;
+
+use failover_breaker::BreakerConfig;
 use failover_core::Router;
+use failover_shared::{LimitsConfig, StoreConfig};
 use failover_server::{GatewayConfig, KeyGrant, KeyHash, Limits};
 use failover_usage::PricingTable;
 use serde::Deserialize;
@@ -41,6 +45,137 @@ pub(crate) struct ServeConfig {
     pub(crate) cache: CacheSection,
     #[serde(default)]
     pub(crate) ledger: LedgerSection,
+    /// The breaker rules of every provider (the engine's defaults where unset).
+    #[serde(default)]
+    pub(crate) breaker: BreakerSection,
+    /// State shared with the other replicas through Redis/ElastiCache.
+    #[serde(default)]
+    pub(crate) shared: Option<SharedSection>,
+}
+
+/// `[breaker]`: every provider's circuit breaker rules, each over the default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BreakerSection {
+    window_size: Option<u32>,
+    minimum_calls: Option<u32>,
+    failure_rate_threshold: Option<f64>,
+    consecutive_failures: Option<u32>,
+    open_ms: Option<u64>,
+    max_open_ms: Option<u64>,
+    jitter: Option<f64>,
+    half_open_max_probes: Option<u32>,
+    half_open_successes_to_close: Option<u32>,
+}
+
+impl BreakerSection {
+    /// The rules: the engine's defaults with the file's settings over them.
+    pub(crate) fn config(&self) -> Result<BreakerConfig, String> {
+        let mut config = BreakerConfig::default();
+        let ms = Duration::from_millis;
+        if let Some(v) = self.window_size {
+            config.window_size = v;
+        }
+        if let Some(v) = self.minimum_calls {
+            config.minimum_calls = v;
+        }
+        if let Some(v) = self.failure_rate_threshold {
+            config.failure_rate_threshold = v;
+        }
+        if let Some(v) = self.consecutive_failures {
+            config.consecutive_failures = v;
+        }
+        if let Some(v) = self.open_ms {
+            config.open_duration = ms(v);
+        }
+        if let Some(v) = self.max_open_ms {
+            config.max_open_duration = ms(v);
+        }
+        if let Some(v) = self.jitter {
+            config.jitter = v;
+        }
+        if let Some(v) = self.half_open_max_probes {
+            config.half_open_max_probes = v;
+        }
+        if let Some(v) = self.half_open_successes_to_close {
+            config.half_open_successes_to_close = v;
+        }
+        config
+            .validate()
+            .map_err(|error| format!("[breaker]: {error}"))?;
+        Ok(config)
+    }
+}
+
+/// `[shared]`: breakers and tenant limits shared by every replica through Redis.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SharedSection {
+    /// `redis://` or `rediss://` URL(s); `FAILOVER_SHARED_REDIS_URL` overrides (one URL,
+    /// or several separated by commas for cluster seeds).
+    #[serde(default)]
+    redis_urls: Vec<String>,
+    /// Whether the URLs are nodes of a Redis Cluster.
+    #[serde(default)]
+    pub(crate) cluster: bool,
+    #[serde(default = "default_shared_prefix")]
+    pub(crate) key_prefix: String,
+    /// One breaker record per provider for every replica.
+    #[serde(default = "yes")]
+    pub(crate) breakers: bool,
+    #[serde(default = "default_probe_lease_ms")]
+    pub(crate) probe_lease_ms: u64,
+    #[serde(default = "default_refresh_ms")]
+    pub(crate) refresh_ms: u64,
+    #[serde(default = "default_operation_timeout_ms")]
+    pub(crate) operation_timeout_ms: u64,
+    /// Budgets and rate limits per tenant.
+    #[serde(default)]
+    pub(crate) limits: Option<LimitsConfig>,
+}
+
+/// Overrides `[shared] redis_urls`.
+pub(crate) const SHARED_REDIS_ENV: &str = "FAILOVER_SHARED_REDIS_URL";
+
+fn default_shared_prefix() -> String {
+    "lf".to_owned()
+}
+fn yes() -> bool {
+    true
+}
+fn default_probe_lease_ms() -> u64 {
+    30_000
+}
+fn default_refresh_ms() -> u64 {
+    100
+}
+fn default_operation_timeout_ms() -> u64 {
+    100
+}
+
+impl SharedSection {
+    /// The store's settings, with the environment's override.
+    pub(crate) fn store(&self) -> Result<StoreConfig, String> {
+        let urls: Vec<String> = match env(SHARED_REDIS_ENV) {
+            Some(urls) => urls.split(',').map(|u| u.trim().to_owned()).collect(),
+            None => self.redis_urls.clone(),
+        };
+        if urls.is_empty() {
+            return Err(format!(
+                "[shared]: no redis_urls (or {SHARED_REDIS_ENV}): where is the shared state?"
+            ));
+        }
+        let config = if self.cluster {
+            StoreConfig::cluster(urls)
+        } else if urls.len() == 1 {
+            StoreConfig::single(urls[0].clone())
+        } else {
+            return Err("[shared]: several redis_urls need cluster = true".to_owned());
+        };
+        Ok(config
+            .with_key_prefix(self.key_prefix.clone())
+            .with_operation_timeout(Duration::from_millis(self.operation_timeout_ms)))
+    }
 }
 
 /// `[server]`.
@@ -207,6 +342,17 @@ impl ServeConfig {
         }
         self.router()?;
         self.pricing()?;
+        self.breaker.config()?;
+        if let Some(shared) = &self.shared {
+            if let Some(limits) = &shared.limits {
+                limits
+                    .validate()
+                    .map_err(|error| format!("[shared.limits]: {error}"))?;
+            }
+            if shared.probe_lease_ms == 0 || shared.refresh_ms == 0 {
+                return Err("[shared]: probe_lease_ms and refresh_ms must be above zero".into());
+            }
+        }
         Ok(())
     }
 
@@ -277,6 +423,20 @@ impl ServeConfig {
         let _ = writeln!(out, "models: {} ({})", models.len(), models.join(", "));
         let _ = writeln!(out, "cache: {:?}", self.cache.backend);
         let _ = writeln!(out, "ledger: {:?}", self.ledger.backend);
+        match &self.shared {
+            None => {
+                let _ = writeln!(out, "shared state: none (breakers per replica)");
+            }
+            Some(shared) => {
+                let _ = writeln!(
+                    out,
+                    "shared state: redis ({}), breakers {}, tenant limits {}",
+                    if shared.cluster { "cluster" } else { "one node" },
+                    if shared.breakers { "shared" } else { "per replica" },
+                    if shared.limits.is_some() { "on" } else { "off" }
+                );
+            }
+        }
         let _ = writeln!(out, "keys:");
         for key in &gateway.keys {
             let models = if key.models.is_empty() {
