@@ -77,7 +77,10 @@ pub struct SharedStore {
 #[derive(Clone)]
 enum Connection {
     Single(ConnectionManager),
-    Cluster(ClusterClient, std::sync::Arc<tokio::sync::OnceCell<ClusterConnection>>),
+    Cluster(
+        ClusterClient,
+        std::sync::Arc<tokio::sync::OnceCell<ClusterConnection>>,
+    ),
 }
 
 impl std::fmt::Debug for SharedStore {
@@ -127,8 +130,7 @@ impl SharedStore {
                 .set_min_delay(Duration::from_millis(5))
                 .set_max_delay(Duration::from_millis(50));
             Connection::Single(
-                ConnectionManager::new_lazy_with_config(client, manager_config)
-                    .map_err(invalid)?,
+                ConnectionManager::new_lazy_with_config(client, manager_config).map_err(invalid)?,
             )
         };
         Ok(Self {

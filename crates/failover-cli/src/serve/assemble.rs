@@ -8,11 +8,13 @@ use failover_bedrock::{BedrockConfigBuilder, BedrockProvider};
 use failover_cache::{Cache, KeyDeriver, MemoryCache};
 use failover_core::layers::{ProviderLayer, RequestLayer};
 use failover_core::{AdapterConfig, FailoverAdapter};
-use failover_shared::{SharedBreaker, SharedBreakerConfig, SharedStore, TenantLimits, UsageEstimator};
 use failover_dynamodb::{DynamoDbUsageSink, DynamoDbUsageSinkBuilder};
 use failover_elasticache::ElastiCacheCache;
 use failover_openai::{OpenAiConfigBuilder, OpenAiProvider};
 use failover_provider::Provider;
+use failover_shared::{
+    SharedBreaker, SharedBreakerConfig, SharedStore, TenantLimits, UsageEstimator,
+};
 use failover_usage::{MemoryUsageSink, UsageSink};
 
 use super::config::{CacheBackend, LedgerBackend, ProviderKind, ServeConfig};
@@ -48,6 +50,9 @@ pub(crate) async fn providers(config: &ServeConfig) -> Result<Vec<Arc<dyn Provid
                 let mut builder = OpenAiConfigBuilder::from_env();
                 if let Some(base_url) = &config.providers.openai.base_url {
                     builder = builder.base_url(base_url.clone());
+                }
+                if let Some(attempts) = config.providers.openai.max_attempts {
+                    builder = builder.max_attempts(attempts);
                 }
                 let provider = OpenAiProvider::new(builder.build())
                     .map_err(|error| format!("providers.openai: {error}"))?;
@@ -85,14 +90,11 @@ pub(crate) async fn engine(
             }
         }
         Some(shared) => {
-            let store = SharedStore::new(&shared.store()?)
-                .map_err(|error| format!("[shared]: {error}"))?;
+            let store =
+                SharedStore::new(&shared.store()?).map_err(|error| format!("[shared]: {error}"))?;
             if let Some(limits) = &shared.limits {
-                let estimator = UsageEstimator::new(
-                    config.router()?,
-                    config.pricing()?,
-                    names.clone(),
-                );
+                let estimator =
+                    UsageEstimator::new(config.router()?, config.pricing()?, names.clone());
                 let layer = TenantLimits::new(store.clone(), limits.clone(), estimator)
                     .map_err(|error| format!("[shared.limits]: {error}"))?;
                 builder = builder

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use failover_breaker::BreakerConfig;
 use failover_core::Router;
-use failover_shared::{LimitsConfig, StoreConfig};
 use failover_server::{GatewayConfig, KeyGrant, KeyHash, Limits};
+use failover_shared::{LimitsConfig, StoreConfig};
 use failover_usage::PricingTable;
 use serde::Deserialize;
 
@@ -245,6 +245,8 @@ pub(crate) struct BedrockSection {
 #[serde(deny_unknown_fields)]
 pub(crate) struct OpenAiSection {
     pub(crate) base_url: Option<String>,
+    /// Attempts per call, the first included (`1`: no retry on the same provider).
+    pub(crate) max_attempts: Option<u32>,
 }
 
 /// `[cache]`.
@@ -431,8 +433,16 @@ impl ServeConfig {
                 let _ = writeln!(
                     out,
                     "shared state: redis ({}), breakers {}, tenant limits {}",
-                    if shared.cluster { "cluster" } else { "one node" },
-                    if shared.breakers { "shared" } else { "per replica" },
+                    if shared.cluster {
+                        "cluster"
+                    } else {
+                        "one node"
+                    },
+                    if shared.breakers {
+                        "shared"
+                    } else {
+                        "per replica"
+                    },
                     if shared.limits.is_some() { "on" } else { "off" }
                 );
             }

@@ -340,7 +340,11 @@ impl Inner {
         if jitter <= 0.0 {
             return "1".to_owned();
         }
-        let draw = self.rng.lock().unwrap_or_else(PoisonError::into_inner).f64();
+        let draw = self
+            .rng
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .f64();
         (1.0 + jitter * (draw * 2.0 - 1.0)).to_string()
     }
 
@@ -541,22 +545,31 @@ impl Breaker for SharedBreaker {
 
     fn force_open(&self) {
         self.inner.local.force_open();
-        self.inner.view.lock().unwrap_or_else(PoisonError::into_inner).state =
-            BreakerState::ForcedOpen;
+        self.inner
+            .view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .state = BreakerState::ForcedOpen;
         self.force_in_background("force_open");
     }
 
     fn force_close(&self) {
         self.inner.local.force_close();
-        self.inner.view.lock().unwrap_or_else(PoisonError::into_inner).state =
-            BreakerState::ForcedClosed;
+        self.inner
+            .view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .state = BreakerState::ForcedClosed;
         self.force_in_background("force_close");
     }
 
     fn reset(&self) {
         self.inner.local.reset();
-        self.inner.view.lock().unwrap_or_else(PoisonError::into_inner).state =
-            BreakerState::Closed;
+        self.inner
+            .view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .state = BreakerState::Closed;
         self.force_in_background("reset");
     }
 

@@ -153,7 +153,10 @@ impl LimitsConfig {
         let all = std::iter::once(("default", &self.default))
             .chain(self.tenants.iter().map(|(t, l)| (t.as_str(), l)));
         for (who, limits) in all {
-            for usd in [limits.usd_per_day, limits.usd_per_month].into_iter().flatten() {
+            for usd in [limits.usd_per_day, limits.usd_per_month]
+                .into_iter()
+                .flatten()
+            {
                 if usd.is_sign_negative() {
                     return Err(SharedError::Config(format!(
                         "limits of {who}: a budget cannot be negative ({usd})"
@@ -437,8 +440,17 @@ impl TenantLimits {
         Ok([at(0), at(1), at(2), at(3)])
     }
 
-    async fn admit(&self, tenant: String, request_id: String, limits: Limits, estimate: (Usd, u64)) -> Result<Ticket, Rejection> {
-        match self.reserve(&tenant, &request_id, estimate.0, estimate.1).await {
+    async fn admit(
+        &self,
+        tenant: String,
+        request_id: String,
+        limits: Limits,
+        estimate: (Usd, u64),
+    ) -> Result<Ticket, Rejection> {
+        match self
+            .reserve(&tenant, &request_id, estimate.0, estimate.1)
+            .await
+        {
             Ok(Ok(())) => {
                 self.spent
                     .lock()
@@ -482,11 +494,9 @@ impl RequestLayer for TenantLimits {
         if limits.is_empty() {
             return Admission::admit();
         }
-        let estimate = self.estimator.estimate(
-            info.model(),
-            request,
-            self.config.default_max_output_tokens,
-        );
+        let estimate =
+            self.estimator
+                .estimate(info.model(), request, self.config.default_max_output_tokens);
         Admission::deferred(self.admit(
             info.tenant_id().to_owned(),
             info.request_id().as_str().to_owned(),
