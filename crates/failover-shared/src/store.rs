@@ -77,10 +77,8 @@ pub struct SharedStore {
 #[derive(Clone)]
 enum Connection {
     Single(ConnectionManager),
-    Cluster(
-        ClusterClient,
-        std::sync::Arc<tokio::sync::OnceCell<ClusterConnection>>,
-    ),
+    /// Shared: the client is large, and a store is cloned into every background task.
+    Cluster(std::sync::Arc<(ClusterClient, tokio::sync::OnceCell<ClusterConnection>)>),
 }
 
 impl std::fmt::Debug for SharedStore {
@@ -90,7 +88,7 @@ impl std::fmt::Debug for SharedStore {
                 "mode",
                 &match self.connection {
                     Connection::Single(_) => "single",
-                    Connection::Cluster(..) => "cluster",
+                    Connection::Cluster(_) => "cluster",
                 },
             )
             .field("prefix", &self.prefix)
@@ -120,7 +118,7 @@ impl SharedStore {
                 .max_retry_wait(50)
                 .build()
                 .map_err(invalid)?;
-            Connection::Cluster(client, Default::default())
+            Connection::Cluster(std::sync::Arc::new((client, Default::default())))
         } else {
             let client = redis::Client::open(config.urls[0].as_str()).map_err(invalid)?;
             let manager_config = ConnectionManagerConfig::new()
@@ -181,8 +179,10 @@ impl SharedStore {
     async fn connect(&self) -> redis::RedisResult<Live> {
         Ok(match &self.connection {
             Connection::Single(manager) => Live::Single(manager.clone()),
-            Connection::Cluster(client, cell) => Live::Cluster(
-                cell.get_or_try_init(|| client.get_async_connection())
+            Connection::Cluster(cluster) => Live::Cluster(
+                cluster
+                    .1
+                    .get_or_try_init(|| cluster.0.get_async_connection())
                     .await?
                     .clone(),
             ),
