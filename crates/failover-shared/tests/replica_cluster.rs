@@ -1,0 +1,185 @@
+//! The shared breaker and the tenant limits on a local 3-primary Redis Cluster (and the
+//! same checks on one node): three breakers on one record stand for three replicas.
+//!
+//! Under failover-testenv's service harness: without `redis-server` / `redis-cli` the tests
+//! are reported as ignored (failed under `FAILOVER_REQUIRE_SERVICES=1`), never as passed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use failover_breaker::{Breaker, BreakerConfig, BreakerState, ManualClock, Outcome};
+use failover_provider::Usd;
+use failover_shared::{
+    LimitKind, LimitsConfig, SharedBreaker, SharedBreakerConfig, SharedStore, StoreConfig,
+    TenantLimits, UsageEstimator,
+};
+use failover_testenv::require_service;
+use failover_testenv::services::redis;
+use rust_decimal::Decimal;
+
+failover_testenv::service_test_main! {
+    service: "redis cluster (3 primaries) and one redis-server",
+    available: redis::shared_cluster().and_then(|_| redis::shared()),
+    tests: [
+        replica_breakers_on_a_cluster_trip_together_and_bound_probes,
+        replica_budgets_on_a_cluster_reserve_settle_and_refuse,
+        replica_breakers_on_one_node_trip_together_and_bound_probes,
+    ],
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), fastrand::u64(..))
+}
+
+fn rules() -> BreakerConfig {
+    BreakerConfig {
+        consecutive_failures: 3,
+        open_duration: Duration::from_secs(10),
+        jitter: 0.0,
+        half_open_max_probes: 2,
+        half_open_successes_to_close: 2,
+        ..BreakerConfig::default()
+    }
+}
+
+fn failure() -> Outcome {
+    Outcome::Failure {
+        kind: "unavailable",
+        retry_after: None,
+    }
+}
+
+/// Three "replicas" of one provider's breaker on `store`, on one manual clock.
+fn replicas(store: &SharedStore, clock: &ManualClock) -> Vec<SharedBreaker> {
+    let name = unique("provider");
+    (0..3)
+        .map(|_| {
+            SharedBreaker::with_clock(
+                store.clone(),
+                &name,
+                SharedBreakerConfig::new(rules()),
+                Arc::new(clock.clone()),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+async fn trip_together_and_bound_probes(store: SharedStore) {
+    let clock = ManualClock::new();
+    let breakers = replicas(&store, &clock);
+    // Failures on replicas 1 and 2 only.
+    for breaker in [&breakers[0], &breakers[0], &breakers[1]] {
+        let permit = breaker.acquire_for("t").decide().await.unwrap();
+        permit.record(failure());
+        breaker.flush().await;
+    }
+    // Every replica reads the record within one refresh interval; here, now.
+    for breaker in &breakers {
+        breaker.refresh().await.unwrap();
+        assert_eq!(breaker.snapshot().state, BreakerState::Open);
+    }
+    let rejected = breakers[2].acquire_for("t").decide().await.unwrap_err();
+    assert_eq!(rejected.state, BreakerState::Open);
+    assert!(rejected.next_probe_at.is_some());
+
+    clock.advance(Duration::from_secs(10));
+    let mut admitted = Vec::new();
+    for i in 0..12 {
+        if let Ok(permit) = breakers[i % 3].acquire_for("t").decide().await {
+            admitted.push(permit);
+        }
+    }
+    assert_eq!(
+        admitted.len(),
+        2,
+        "half_open_max_probes across every replica"
+    );
+    for permit in admitted {
+        permit.record(Outcome::Success);
+    }
+    for breaker in &breakers {
+        breaker.flush().await;
+    }
+    breakers[1].refresh().await.unwrap();
+    assert_eq!(breakers[1].snapshot().state, BreakerState::Closed);
+    // An operator's force_open is seen by every replica at its next read.
+    breakers[0].force_open_shared().await.unwrap();
+    breakers[2].refresh().await.unwrap();
+    assert_eq!(
+        breakers[2]
+            .acquire_for("t")
+            .decide()
+            .await
+            .unwrap_err()
+            .state,
+        BreakerState::ForcedOpen
+    );
+}
+
+async fn replica_breakers_on_a_cluster_trip_together_and_bound_probes() {
+    let cluster = require_service!(redis::shared_cluster());
+    let store = SharedStore::new(
+        &StoreConfig::cluster(cluster.urls()).with_key_prefix(unique("lf-cluster")),
+    )
+    .unwrap();
+    trip_together_and_bound_probes(store).await;
+}
+
+async fn replica_breakers_on_one_node_trip_together_and_bound_probes() {
+    let service = require_service!(redis::shared());
+    let store =
+        SharedStore::new(&StoreConfig::single(service.url()).with_key_prefix(unique("lf-node")))
+            .unwrap();
+    trip_together_and_bound_probes(store).await;
+}
+
+async fn replica_budgets_on_a_cluster_reserve_settle_and_refuse() {
+    let cluster = require_service!(redis::shared_cluster());
+    let store = SharedStore::new(
+        &StoreConfig::cluster(cluster.urls()).with_key_prefix(unique("lf-cluster")),
+    )
+    .unwrap();
+    let mut config = LimitsConfig::default();
+    config.default.usd_per_day = Some(Decimal::new(10, 2)); // $0.10
+    let estimator = UsageEstimator::new(
+        failover_core::Router::empty(),
+        failover_usage::PricingTable::new(),
+        Vec::new(),
+    );
+    let limits = TenantLimits::new(store, config, estimator).unwrap();
+    let four_cents = Usd::new(Decimal::new(4, 2));
+    let three_cents = Usd::new(Decimal::new(3, 2));
+    // Tenants hash to different slots; each keeps its own spend.
+    for tenant in ["acme", "beta", "gamma"] {
+        limits
+            .reserve(tenant, "a", four_cents, 10)
+            .await
+            .unwrap()
+            .unwrap();
+        limits
+            .reserve(tenant, "b", four_cents, 10)
+            .await
+            .unwrap()
+            .unwrap();
+        let refused = limits
+            .reserve(tenant, "c", four_cents, 10)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(refused.kind, LimitKind::UsdPerDay);
+        assert!(refused.resets_in <= Duration::from_secs(86_400));
+        // Settling below the estimate frees room; a second settle changes nothing.
+        assert!(limits.settle(tenant, "a", three_cents, 10).await.unwrap());
+        assert!(!limits.settle(tenant, "a", three_cents, 10).await.unwrap());
+        let [spent_day, spent_month, reserved_day, _] = limits.spend(tenant).await.unwrap();
+        assert_eq!(spent_day, Decimal::new(3, 2));
+        assert_eq!(spent_month, Decimal::new(3, 2));
+        assert_eq!(reserved_day, Decimal::new(4, 2));
+        limits
+            .reserve(tenant, "c", three_cents, 10)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
