@@ -40,7 +40,7 @@ local f = redis.call('HMGET', record, 'st', 'gen', 'win', 'cons', 'streak', 'tri
 local r = {
   st = f[1] or 'closed', gen = tonumber(f[2] or '0'), win = f[3] or '',
   cons = tonumber(f[4] or '0'), streak = tonumber(f[5] or '0'), trips = tonumber(f[6] or '0'),
-  opened = tonumber(f[7] or '0'), untl = tonumber(f[8] or '0'), rnb = tonumber(f[9] or '0'),
+  opened = tonumber(f[7] or '-1'), untl = tonumber(f[8] or '0'), rnb = tonumber(f[9] or '0'),
   pok = tonumber(f[10] or '0'), kind = f[11] or '', nop = f[12] or '',
 }
 local dirty = false
@@ -160,7 +160,7 @@ elseif op == 'force_close' then
   if r.st ~= 'forced_closed' then set_state('forced_closed') end
 elseif op == 'reset' then
   set_state('closed')
-  r.trips = 0; r.kind = ''; r.opened = 0
+  r.trips = 0; r.kind = ''; r.opened = -1
 end
 
 if dirty then

@@ -15,7 +15,7 @@ pub(super) struct Reply {
     pub(super) admitted: bool,
     pub(super) state: BreakerState,
     pub(super) generation: u64,
-    /// The end of the open period, server milliseconds (0 when not OPEN).
+    /// The end of the open period, server milliseconds (meaningful only when OPEN).
     pub(super) open_until_ms: i64,
     /// The server's time of the reply, milliseconds.
     pub(super) now_ms: i64,
@@ -116,9 +116,10 @@ impl Reply {
         })
     }
 
-    /// A server time as an instant on the local clock, given the local time of the reply.
+    /// A server time as an instant on the local clock, given the local time of the reply;
+    /// `None` for a negative time (the record's "never").
     fn at(&self, server_ms: i64, local_now: Instant) -> Option<Instant> {
-        if server_ms <= 0 {
+        if server_ms < 0 {
             return None;
         }
         let delta = server_ms - self.now_ms;
