@@ -10,6 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub mod breaker;
+pub mod breaker_model;
 pub mod cache;
 pub mod usage;
 
