@@ -12,7 +12,6 @@ use failover_testenv::services::redis;
 use failover_testkit::suites::breaker_model::{
     ModelFeatures, config_strategy, follows_the_reference_model, op_strategy,
 };
-use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
 /// Each step is a few Redis round trips: fewer cases than the local breaker's 512.

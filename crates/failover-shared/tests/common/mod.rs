@@ -12,7 +12,7 @@ use tokio::runtime::Handle;
 /// refresh interval), then asks the way the engine does (`acquire_for`). Call it from a
 /// blocking thread of a runtime.
 #[derive(Debug)]
-pub struct Blocking {
+pub(crate) struct Blocking {
     inner: SharedBreaker,
     handle: Handle,
 }
@@ -51,7 +51,7 @@ impl Breaker for Blocking {
 }
 
 /// Builds a [`Blocking`] shared breaker on a fresh record of the Redis at `url`.
-pub fn factory(url: String) -> impl Fn(BreakerConfig, ManualClock) -> Arc<dyn Breaker> {
+pub(crate) fn factory(url: String) -> impl Fn(BreakerConfig, ManualClock) -> Arc<dyn Breaker> {
     move |config, clock| {
         let handle = Handle::current();
         let _entered = handle.enter();
