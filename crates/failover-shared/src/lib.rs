@@ -17,7 +17,8 @@ mod store;
 
 pub use breaker::{SharedBreaker, SharedBreakerConfig};
 pub use limits::{
-    FailMode, LimitExceeded, LimitKind, Limits, LimitsConfig, TenantLimits, UsageEstimator,
+    FailMode, LimitExceeded, LimitKind, Limits, LimitsConfig, SEED_RETRY, TenantLimits,
+    UsageEstimator,
 };
 pub use store::{SharedStore, StoreConfig};
 

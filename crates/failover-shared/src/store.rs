@@ -157,6 +157,28 @@ impl SharedStore {
         .await
     }
 
+    /// As [`run`](Self::run), for a script that may run twice with the same arguments
+    /// without changing more than once: a connection that broke while idle (Redis
+    /// restarted, a failover) is found by the first command on it, and the command is
+    /// sent once more on the reconnected manager, within the same time-out. (Whether the
+    /// first one ran is unknown, hence idempotent scripts only.)
+    pub(crate) async fn run_idempotent<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, SharedError> {
+        self.bounded(async {
+            let mut connection = self.connect().await?;
+            match invocation.invoke_async(&mut connection).await {
+                Err(error) if error.is_io_error() || error.is_connection_dropped() => {
+                    let mut connection = self.connect().await?;
+                    invocation.invoke_async(&mut connection).await
+                }
+                result => result,
+            }
+        })
+        .await
+    }
+
     /// A raw `PING` round trip (the floor the benches compare against).
     pub async fn ping(&self) -> Result<(), SharedError> {
         self.bounded(async {

@@ -82,6 +82,24 @@ pub(crate) async fn engine(
         .router(config.router()?)
         .pricing(config.pricing()?)
         .config(adapter_config);
+    let sink: Arc<dyn UsageSink> = match config.ledger.backend {
+        LedgerBackend::Memory => {
+            parts.push("ledger: memory (lost at exit)".to_owned());
+            Arc::new(MemoryUsageSink::default())
+        }
+        LedgerBackend::DynamoDb => {
+            let sink: DynamoDbUsageSink = DynamoDbUsageSinkBuilder::from_env()
+                .map_err(|error| format!("ledger (dynamodb): {error}"))?
+                .build()
+                .await
+                .map_err(|error| format!("ledger (dynamodb): {error}"))?;
+            parts.push(format!(
+                "ledger: dynamodb table {}",
+                sink.config().table_name
+            ));
+            Arc::new(sink)
+        }
+    };
     let breaker = config.breaker.config()?;
     match &config.shared {
         None => {
@@ -95,8 +113,14 @@ pub(crate) async fn engine(
             if let Some(limits) = &shared.limits {
                 let estimator =
                     UsageEstimator::new(config.router()?, config.pricing()?, names.clone());
-                let layer = TenantLimits::new(store.clone(), limits.clone(), estimator)
-                    .map_err(|error| format!("[shared.limits]: {error}"))?;
+                // The ledger seeds the spend counters again after Redis lost them.
+                let layer = TenantLimits::with_ledger(
+                    store.clone(),
+                    limits.clone(),
+                    estimator,
+                    Arc::clone(&sink),
+                )
+                .map_err(|error| format!("[shared.limits]: {error}"))?;
                 builder = builder
                     .request_layer(Arc::clone(&layer) as Arc<dyn RequestLayer>)
                     .provider_layer(layer as Arc<dyn ProviderLayer>);
@@ -146,24 +170,6 @@ pub(crate) async fn engine(
     } else if config.cache.backend == CacheBackend::Memory {
         builder = builder.key_deriver(crate::secrets::random_key_deriver());
     }
-    let sink: Arc<dyn UsageSink> = match config.ledger.backend {
-        LedgerBackend::Memory => {
-            parts.push("ledger: memory (lost at exit)".to_owned());
-            Arc::new(MemoryUsageSink::default())
-        }
-        LedgerBackend::DynamoDb => {
-            let sink: DynamoDbUsageSink = DynamoDbUsageSinkBuilder::from_env()
-                .map_err(|error| format!("ledger (dynamodb): {error}"))?
-                .build()
-                .await
-                .map_err(|error| format!("ledger (dynamodb): {error}"))?;
-            parts.push(format!(
-                "ledger: dynamodb table {}",
-                sink.config().table_name
-            ));
-            Arc::new(sink)
-        }
-    };
     let adapter = builder
         .usage_sink(sink)
         .build()

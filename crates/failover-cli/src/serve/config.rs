@@ -548,6 +548,48 @@ backend = "none"
     }
 
     #[test]
+    fn a_shared_section_parses_and_describes_itself() {
+        let text = format!(
+            "{EXAMPLE}\n[breaker]\nconsecutive_failures = 4\nopen_ms = 5000\n\n\
+             [shared]\nredis_urls = [\"redis://127.0.0.1:6379\"]\n\n\
+             [shared.limits.default]\nusd_per_day = \"25\"\nrequests_per_minute = 60\n\n\
+             [shared.limits.tenants.acme]\nusd_per_day = \"100\"\n"
+        );
+        let config: ServeConfig = toml::from_str(&text).unwrap();
+        config.check().unwrap();
+        let breaker = config.breaker.config().unwrap();
+        assert_eq!(breaker.consecutive_failures, 4);
+        assert_eq!(breaker.open_duration, Duration::from_secs(5));
+        let shared = config.shared.as_ref().unwrap();
+        let limits = shared.limits.as_ref().unwrap();
+        let acme = limits.for_tenant("acme");
+        assert_eq!(
+            acme.usd_per_day.map(|usd| usd.to_string()),
+            Some("100".to_owned())
+        );
+        assert_eq!(
+            acme.requests_per_minute,
+            Some(60),
+            "the default's, not overridden"
+        );
+        assert!(
+            config
+                .describe()
+                .unwrap()
+                .contains("shared state: redis (one node), breakers shared, tenant limits on")
+        );
+        let broken: ServeConfig =
+            toml::from_str(&format!("{EXAMPLE}\n[breaker]\nwindow_size = 0\n")).unwrap();
+        assert!(broken.check().unwrap_err().contains("[breaker]"));
+        let negative: ServeConfig = toml::from_str(&format!(
+            "{EXAMPLE}\n[shared]\nredis_urls = [\"redis://x\"]\n\
+             [shared.limits.default]\nusd_per_day = \"-1\"\n"
+        ))
+        .unwrap();
+        assert!(negative.check().unwrap_err().contains("negative"));
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let unknown: Result<ServeConfig, _> = toml::from_str("[server]\nport = 1\n");
         assert!(unknown.unwrap_err().to_string().contains("port"));

@@ -10,8 +10,14 @@
 -- ARGV[1] op: reserve | settle | read;  ARGV[2] now ms, or "" for the server's TIME
 -- reserve: ARGV[3] call id, [4] estimate nanos, [5] estimated tokens, [6] lease ms,
 --          [7] USD/day limit nanos, [8] USD/month limit nanos, [9] requests/min,
---          [10] tokens/min (each -1 for none)
---   -> { 1 } admitted, or { 0, limit name, retry after ms, limit, used }
+--          [10] tokens/min (each -1 for none), [11] "1" when the caller can seed the
+--          spend from the usage ledger
+--   -> { 1 } admitted, { 0, limit name, retry after ms, limit, used } refused, or
+--      { 2, day start ms, month start ms } when the day's spend was never seeded (Redis
+--      lost it, or a new day): the caller reads the ledger, calls seed, and asks again
+-- seed:    ARGV[3] spend today nanos, [4] spend this month nanos (from the ledger): each
+--          counter becomes the larger of itself and the ledger's figure
+--   -> { 1 }
 -- settle:  ARGV[3] call id, [4] real nanos, [5] real tokens
 --   -> { 1 } settled, { 0 } already settled
 -- read:    -> { spent today, spent this month, reserved today, reserved this month }
@@ -71,8 +77,14 @@ end
 expire_leases()
 if op == 'reserve' then
   local id, est, tokens, lease = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+  -- Asked twice for one call id (a retry after a lost reply): reserved once.
+  if redis.call('HEXISTS', amounts, id) == 1 then return { 1 } end
   local day_limit, month_limit = tonumber(ARGV[7]), tonumber(ARGV[8])
   local rpm, tpm = tonumber(ARGV[9]), tonumber(ARGV[10])
+  if ARGV[11] == '1' and (day_limit >= 0 or month_limit >= 0)
+      and redis.call('HEXISTS', spend, 'seeded:' .. day) == 0 then
+    return { 2, day * DAY, days_from_civil(year, mon) * DAY }
+  end
   local fields = redis.call('HMGET', spend, 'd:' .. day, 'rd:' .. day, 'm:' .. month, 'rm:' .. month)
   local used_day = num(fields[1]) + num(fields[2])
   local used_month = num(fields[3]) + num(fields[4])
@@ -126,6 +138,13 @@ elseif op == 'settle' then
   end
   redis.call('HINCRBY', spend, 'd:' .. spend_day, real)
   redis.call('HINCRBY', spend, 'm:' .. spend_month, real)
+  redis.call('PEXPIRE', spend, 40 * DAY)
+  return { 1 }
+elseif op == 'seed' then
+  local f = redis.call('HMGET', spend, 'd:' .. day, 'm:' .. month)
+  redis.call('HSET', spend, 'd:' .. day, math.max(num(f[1]), tonumber(ARGV[3])),
+    'm:' .. month, math.max(num(f[2]), tonumber(ARGV[4])), 'seeded:' .. day, '1')
+  redis.call('HDEL', spend, 'seeded:' .. (day - 1))
   redis.call('PEXPIRE', spend, 40 * DAY)
   return { 1 }
 else

@@ -14,6 +14,12 @@
 //! 3. `after_request` settles, in the background, once per request id: the reservation is
 //!    released and the real cost added to the day's and the month's spend.
 //!
+//! With a usage ledger ([`TenantLimits::with_ledger`], the DynamoDB sink in production),
+//! the first reservation of a tenant on a day whose spend Redis does not know (a new day,
+//! or a Redis that lost its data) first seeds the day's and the month's counters from the
+//! ledger (each becomes the larger of the two), once for every replica; a ledger that does
+//! not answer is asked again at most every [`SEED_RETRY`].
+//!
 //! A limit reached is a [`Rejection`] of kind [`RejectionKind::BudgetExceeded`] or
 //! [`RejectionKind::RateLimited`] that names the limit and when it resets. When Redis does
 //! not answer, the budget check fails closed and the rate limits fail open by default
@@ -24,13 +30,14 @@ mod estimate;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use failover_core::layers::{
     Admission, CallInfo, CallOutcome, ProviderLayer, Rejection, RejectionKind, RequestInfo,
     RequestLayer, RequestOutcome, Ticket,
 };
 use failover_provider::{CompletionRequest, Usd};
+use failover_usage::{UsageQuery, UsageSink};
 use redis::Script;
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -260,6 +267,9 @@ impl LimitExceeded {
 
 const NANOS_PER_USD: i64 = 1_000_000_000;
 
+/// How long a replica waits before asking a ledger that failed to seed a tenant again.
+pub const SEED_RETRY: Duration = Duration::from_secs(10);
+
 fn nanos_of(usd: Decimal) -> i64 {
     i64::try_from(Usd::new(usd).nanos()).unwrap_or(i64::MAX)
 }
@@ -276,6 +286,10 @@ pub struct TenantLimits {
     /// What each request's provider calls cost so far, by request id, until it settles.
     spent: Mutex<HashMap<String, Spent>>,
     runtime: tokio::runtime::Handle,
+    /// Where the day's and month's spend is read back after Redis lost it.
+    ledger: Option<Arc<dyn UsageSink>>,
+    /// Tenants whose seeding failed, and when.
+    seed_failures: Mutex<HashMap<String, Instant>>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -284,9 +298,22 @@ struct Spent {
     tokens: u64,
 }
 
+/// The reserve script's answer.
+enum Reserved {
+    Done(Result<(), LimitExceeded>),
+    /// The day's spend was never seeded: read the ledger from these times.
+    Unseeded {
+        day_start: u64,
+        month_start: u64,
+    },
+}
+
 /// What `before_request` hands to `after_request`.
 struct Reservation {
     tenant: String,
+    /// The reservation's own id: the request id and a random suffix, so that a caller
+    /// reusing a request id cannot make two requests share one reservation or settle.
+    call_id: String,
 }
 
 impl fmt::Debug for TenantLimits {
@@ -314,7 +341,67 @@ impl TenantLimits {
             estimator,
             spent: Mutex::new(HashMap::new()),
             runtime,
+            ledger: None,
+            seed_failures: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// The layer over `store`, seeding spend from `ledger` (see the [module docs](self)).
+    pub fn with_ledger(
+        store: SharedStore,
+        config: LimitsConfig,
+        estimator: UsageEstimator,
+        ledger: Arc<dyn UsageSink>,
+    ) -> Result<Arc<Self>, SharedError> {
+        let mut limits = Self::new(store, config, estimator)?;
+        Arc::get_mut(&mut limits)
+            .expect("just built, not shared yet")
+            .ledger = Some(ledger);
+        Ok(limits)
+    }
+
+    /// Whether this replica should ask the ledger for `tenant` now.
+    fn may_seed(&self, tenant: &str) -> bool {
+        self.ledger.is_some()
+            && self
+                .seed_failures
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(tenant)
+                .is_none_or(|failed| failed.elapsed() >= SEED_RETRY)
+    }
+
+    /// Reads the tenant's spend since `day_start` and since `month_start` from the ledger
+    /// and seeds the counters with it.
+    async fn seed(&self, tenant: &str, day_start: u64, month_start: u64) -> Result<(), String> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(());
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let spent = |from: u64| {
+            let mut query = UsageQuery::tenant(tenant);
+            query.from_unix_ms = Some(from);
+            query.to_unix_ms = Some(now.max(from) + 1);
+            async move { ledger.stats(&query).await.map(|stats| stats.cost) }
+        };
+        let day = spent(day_start).await.map_err(|e| e.to_string())?;
+        let month = spent(month_start).await.map_err(|e| e.to_string())?;
+        let mut invocation = SCRIPT.prepare_invoke();
+        for key in self.keys(tenant) {
+            invocation.key(key);
+        }
+        invocation
+            .arg("seed")
+            .arg("")
+            .arg(i64::try_from(day.nanos()).unwrap_or(i64::MAX))
+            .arg(i64::try_from(month.nanos()).unwrap_or(i64::MAX));
+        self.store
+            .run_idempotent::<Vec<i64>>(&invocation)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
     fn keys(&self, tenant: &str) -> [String; 4] {
@@ -335,6 +422,39 @@ impl TenantLimits {
         estimate: Usd,
         estimated_tokens: u64,
     ) -> Result<Result<(), LimitExceeded>, SharedError> {
+        let mut seed = self.may_seed(tenant);
+        loop {
+            let reply = self
+                .reserve_once(tenant, call_id, estimate, estimated_tokens, seed)
+                .await?;
+            match reply {
+                Reserved::Done(done) => return Ok(done),
+                Reserved::Unseeded {
+                    day_start,
+                    month_start,
+                } => {
+                    seed = false;
+                    if let Err(error) = self.seed(tenant, day_start, month_start).await {
+                        tracing::warn!(tenant = %tenant, error = %error,
+                            "tenant limits: cannot seed the spend from the usage ledger");
+                        self.seed_failures
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(tenant.to_owned(), Instant::now());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn reserve_once(
+        &self,
+        tenant: &str,
+        call_id: &str,
+        estimate: Usd,
+        estimated_tokens: u64,
+        seed: bool,
+    ) -> Result<Reserved, SharedError> {
         let limits = self.config.for_tenant(tenant);
         let limit = |usd: Option<Decimal>| usd.map_or(-1, nanos_of).to_string();
         let count = |n: Option<u64>| n.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
@@ -352,16 +472,24 @@ impl TenantLimits {
             .arg(limit(limits.usd_per_day))
             .arg(limit(limits.usd_per_month))
             .arg(count(limits.requests_per_minute))
-            .arg(count(limits.tokens_per_minute));
-        let reply: Vec<redis::Value> = self.store.run(&invocation).await?;
+            .arg(count(limits.tokens_per_minute))
+            .arg(if seed { "1" } else { "0" });
+        let reply: Vec<redis::Value> = self.store.run_idempotent(&invocation).await?;
         let int = |index: usize| -> Result<i64, SharedError> {
             reply
                 .get(index)
                 .and_then(|v| redis::from_redis_value_ref::<i64>(v).ok())
                 .ok_or_else(|| SharedError::Protocol(format!("limits reply {reply:?}")))
         };
-        if int(0)? == 1 {
-            return Ok(Ok(()));
+        match int(0)? {
+            1 => return Ok(Reserved::Done(Ok(()))),
+            2 => {
+                return Ok(Reserved::Unseeded {
+                    day_start: int(1)?.max(0) as u64,
+                    month_start: int(2)?.max(0) as u64,
+                });
+            }
+            _ => {}
         }
         let name = reply
             .get(1)
@@ -376,13 +504,13 @@ impl TenantLimits {
                 Decimal::from(n)
             }
         };
-        Ok(Err(LimitExceeded {
+        Ok(Reserved::Done(Err(LimitExceeded {
             tenant: tenant.to_owned(),
             kind,
             limit: amount(int(3)?),
             used: amount(int(4)?),
             resets_in: Duration::from_millis(int(2)?.max(0) as u64),
-        }))
+        })))
     }
 
     /// Settles `call_id`: releases its reservation and adds `cost` to the spend. Once per
@@ -400,7 +528,7 @@ impl TenantLimits {
             i64::try_from(cost.nanos()).unwrap_or(i64::MAX),
             tokens,
         );
-        let reply: Vec<i64> = self.store.run(&invocation).await?;
+        let reply: Vec<i64> = self.store.run_idempotent(&invocation).await?;
         Ok(reply.first() == Some(&1))
     }
 
@@ -435,7 +563,7 @@ impl TenantLimits {
             invocation.key(key);
         }
         invocation.arg("read").arg("");
-        let reply: Vec<i64> = self.store.run(&invocation).await?;
+        let reply: Vec<i64> = self.store.run_idempotent(&invocation).await?;
         let at = |i: usize| usd_of(reply.get(i).copied().unwrap_or(0));
         Ok([at(0), at(1), at(2), at(3)])
     }
@@ -447,8 +575,9 @@ impl TenantLimits {
         limits: Limits,
         estimate: (Usd, u64),
     ) -> Result<Ticket, Rejection> {
+        let call_id = format!("{request_id}#{:016x}", fastrand::u64(..));
         match self
-            .reserve(&tenant, &request_id, estimate.0, estimate.1)
+            .reserve(&tenant, &call_id, estimate.0, estimate.1)
             .await
         {
             Ok(Ok(())) => {
@@ -456,7 +585,7 @@ impl TenantLimits {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert(request_id, Spent::default());
-                Ok(Ticket::new(Reservation { tenant }))
+                Ok(Ticket::new(Reservation { tenant, call_id }))
             }
             Ok(Err(exceeded)) => Err(exceeded.rejection()),
             Err(error) => {
@@ -506,7 +635,7 @@ impl RequestLayer for TenantLimits {
     }
 
     fn after_request(&self, info: RequestInfo<'_>, ticket: Ticket, _outcome: &RequestOutcome<'_>) {
-        let Some(Reservation { tenant }) = ticket.take::<Reservation>() else {
+        let Some(Reservation { tenant, call_id }) = ticket.take::<Reservation>() else {
             return;
         };
         let request_id = info.request_id().as_str().to_owned();
@@ -517,11 +646,12 @@ impl RequestLayer for TenantLimits {
             .remove(&request_id)
             .unwrap_or_default();
         let store = self.store.clone();
-        let invocation = self.settle_invocation(&tenant, &request_id, spent.nanos, spent.tokens);
+        let invocation = self.settle_invocation(&tenant, &call_id, spent.nanos, spent.tokens);
         self.runtime.spawn(async move {
-            if let Err(error) = store.run::<Vec<i64>>(&invocation).await {
-                // The reservation comes back when its lease runs out; the spend itself is
-                // in the usage ledger, which seeds the counters again.
+            if let Err(error) = store.run_idempotent::<Vec<i64>>(&invocation).await {
+                // The reservation comes back when its lease runs out; the request's cost
+                // is then missing from the counter (it is in the usage ledger, which
+                // seeds the counters only when Redis lost them).
                 tracing::warn!(tenant = %tenant, request_id = %request_id, error = %error,
                     "tenant limits: could not settle a request");
             }
