@@ -23,6 +23,7 @@ failover_testenv::service_test_main! {
         replica_killed_holding_a_probe_lease_and_reservations_sticks_nothing,
         replica_budget_overspend_is_bounded,
         replica_redis_restart_keeps_answering_and_resyncs,
+        replica_identical_requests_share_one_provider_call,
     ],
 }
 
@@ -43,10 +44,11 @@ impl Drop for Replica {
 }
 
 impl Replica {
-    fn start(config: &std::path::Path) -> Self {
+    fn start(config: &std::path::Path, env: &[(&str, String)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_failover"))
             .args(["serve", "--config"])
             .arg(config)
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .env("OPENAI_API_KEY", "sk-standin")
             .env("FAILOVER_LOG", "warn")
             .env_remove("FAILOVER_SHARED_REDIS_URL")
@@ -110,6 +112,22 @@ struct Setup {
     breaker: &'static str,
     limits: &'static str,
     probe_lease_ms: u64,
+    /// The `[cache]` backend.
+    cache: &'static str,
+    /// More `[shared]` settings.
+    shared: &'static str,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            breaker: "",
+            limits: "",
+            probe_lease_ms: 30_000,
+            cache: "none",
+            shared: "",
+        }
+    }
 }
 
 fn config(
@@ -150,13 +168,14 @@ half_open_successes_to_close = 2
 {breaker}
 
 [cache]
-backend = "none"
+backend = "{cache}"
 
 [shared]
 redis_urls = ["{redis_url}"]
 key_prefix = "{prefix}"
 probe_lease_ms = {lease}
 operation_timeout_ms = 200
+{shared}
 
 {limits}
 "#,
@@ -166,6 +185,8 @@ operation_timeout_ms = 200
         breaker = setup.breaker,
         lease = setup.probe_lease_ms,
         limits = setup.limits,
+        cache = setup.cache,
+        shared = setup.shared,
     );
     let path = dir.join(format!("replica-{prefix}.toml"));
     std::fs::write(&path, text).unwrap();
@@ -190,7 +211,7 @@ fn scratch() -> std::path::PathBuf {
 }
 
 fn three(config: &std::path::Path) -> Vec<Replica> {
-    (0..3).map(|_| Replica::start(config)).collect()
+    (0..3).map(|_| Replica::start(config, &[])).collect()
 }
 
 /// Polls `check` every 10 ms until it holds or `within` passes; the time it took.
@@ -243,8 +264,7 @@ async fn replica_trip_is_seen_by_every_replica() {
         &standins,
         &Setup {
             breaker: "consecutive_failures = 3\nopen_ms = 60000",
-            limits: "",
-            probe_lease_ms: 30_000,
+            ..Setup::default()
         },
     );
     let replicas = three(&config);
@@ -310,8 +330,7 @@ async fn replica_half_open_admits_exactly_the_configured_probes() {
         &standins,
         &Setup {
             breaker: "consecutive_failures = 3\nopen_ms = 1000",
-            limits: "",
-            probe_lease_ms: 30_000,
+            ..Setup::default()
         },
     );
     let replicas = three(&config);
@@ -358,6 +377,7 @@ async fn replica_killed_holding_a_probe_lease_and_reservations_sticks_nothing() 
             breaker: "consecutive_failures = 3\nopen_ms = 500",
             limits: "[shared.limits]\nreservation_lease_secs = 2\n[shared.limits.default]\nusd_per_day = \"1000\"\n",
             probe_lease_ms: 1500,
+            ..Setup::default()
         },
     );
     let mut replicas = three(&config);
@@ -441,7 +461,7 @@ async fn replica_budget_overspend_is_bounded() {
         &Setup {
             breaker: "consecutive_failures = 1000",
             limits: "[shared.limits.default]\nusd_per_day = \"0.05\"\n",
-            probe_lease_ms: 30_000,
+            ..Setup::default()
         },
     );
     let replicas = three(&config);
@@ -486,7 +506,7 @@ async fn replica_redis_restart_keeps_answering_and_resyncs() {
             breaker: "consecutive_failures = 3\nopen_ms = 60000",
             // Only acme has a budget: it fails closed; beta's rate limit fails open.
             limits: "[shared.limits.default]\nrequests_per_minute = 100000\n[shared.limits.tenants.acme]\nusd_per_day = \"1000\"\n",
-            probe_lease_ms: 30_000,
+            ..Setup::default()
         },
     );
     let replicas = three(&config);
@@ -523,4 +543,47 @@ async fn replica_redis_restart_keeps_answering_and_resyncs() {
         })
         .await;
     }
+}
+
+async fn replica_identical_requests_share_one_provider_call() {
+    let server = require_service!(redis::spawn_owned());
+    let standins = StandIns::start().await;
+    let dir = scratch();
+    let config = config(
+        &dir,
+        &server.url(),
+        &standins,
+        &Setup {
+            cache: "elasticache",
+            shared: "coalesce = true",
+            ..Setup::default()
+        },
+    );
+    // One cache for the three replicas: the same endpoint and the same secrets.
+    let env = [
+        ("ELASTICACHE_ENDPOINT", server.url()),
+        ("FAILOVER_CACHE_ENCRYPTION_KEY", "ab".repeat(32)),
+        (
+            "FAILOVER_CACHE_KEY",
+            "replicas-test-cache-key-secret-0123456789".to_owned(),
+        ),
+    ];
+    let replicas: Vec<Replica> = (0..3).map(|_| Replica::start(&config, &env)).collect();
+    let client = reqwest::Client::new();
+    // The provider answers slowly, so every request arrives while the first is in flight.
+    standins
+        .inject(
+            Vendor::OpenAi,
+            Fault::Slow(Duration::from_millis(1500)),
+            100,
+        )
+        .await;
+    let statuses =
+        futures::future::join_all((0..9).map(|i| replicas[i % 3].ask(&client, KEY))).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        standins.calls(Vendor::OpenAi).await,
+        1,
+        "nine identical requests over three replicas, one provider call"
+    );
 }

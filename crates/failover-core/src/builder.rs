@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use failover_breaker::{Breaker, BreakerConfig, CircuitBreaker, Clock, SystemClock};
+
+use crate::flights::SharedFlights;
 use failover_cache::{Cache, KeyDeriver};
 use failover_provider::Provider;
 use failover_usage::{MemoryUsageSink, PricingTable, UsageSink};
@@ -84,6 +86,7 @@ pub struct AdapterBuilder {
     clock: Arc<dyn Clock>,
     request_layers: Vec<Arc<dyn RequestLayer>>,
     provider_layers: Vec<Arc<dyn ProviderLayer>>,
+    shared_flights: Option<Arc<dyn SharedFlights>>,
 }
 
 impl Default for AdapterBuilder {
@@ -99,6 +102,7 @@ impl Default for AdapterBuilder {
             clock: Arc::new(SystemClock),
             request_layers: Vec::new(),
             provider_layers: Vec::new(),
+            shared_flights: None,
         }
     }
 }
@@ -125,6 +129,13 @@ impl AdapterBuilder {
     /// Replaces the routing table.
     pub fn router(mut self, router: Router) -> Self {
         self.router = router;
+        self
+    }
+
+    /// Shares flights of identical requests with other replicas (see
+    /// [`flights`](crate::flights)); useful only with a cache every replica reads.
+    pub fn shared_flights(mut self, flights: Arc<dyn SharedFlights>) -> Self {
+        self.shared_flights = Some(flights);
         self
     }
 
@@ -262,6 +273,7 @@ impl AdapterBuilder {
             ledger: Ledger::new(sink, self.pricing),
             config: self.config,
             flights: Default::default(),
+            shared_flights: self.shared_flights,
             request_layers: self.request_layers,
             provider_layers: self.provider_layers,
             shut_down: AtomicBool::new(false),

@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use failover_cache::{CacheKey, CachedCompletion};
 use tokio::sync::watch;
 
+use crate::flights::{ClaimId, SharedFlights};
+
 type Flight = watch::Receiver<Option<Arc<CachedCompletion>>>;
 
 /// The requests in flight, by cache key.
@@ -44,6 +46,7 @@ impl Flights {
             flights: Arc::clone(self),
             key: *key,
             sender,
+            shared: None,
         })
     }
 }
@@ -63,9 +66,16 @@ pub(crate) struct Leader {
     flights: Arc<Flights>,
     key: CacheKey,
     sender: watch::Sender<Option<Arc<CachedCompletion>>>,
+    /// The claim on the flight across replicas, released with this leader.
+    shared: Option<(Arc<dyn SharedFlights>, ClaimId)>,
 }
 
 impl Leader {
+    /// Holds `claim` on the flight across replicas until this leader ends.
+    pub(crate) fn hold_shared(&mut self, flights: Arc<dyn SharedFlights>, claim: ClaimId) {
+        self.shared = Some((flights, claim));
+    }
+
     /// Hands the answer to every follower.
     pub(crate) fn publish(self, answer: CachedCompletion) {
         // Nobody listening is fine: there may be no followers.
@@ -75,6 +85,11 @@ impl Leader {
 
 impl Drop for Leader {
     fn drop(&mut self) {
+        // Published or not, the answer (if any) is in the cache by now: other replicas
+        // waiting on the shared claim read it there.
+        if let Some((flights, claim)) = self.shared.take() {
+            flights.release(&self.key, claim);
+        }
         let mut in_flight = self
             .flights
             .in_flight

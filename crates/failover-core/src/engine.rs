@@ -15,6 +15,7 @@ use crate::accounting::Ledger;
 use crate::cache::TimeBoxedCache;
 use crate::coalesce::Flights;
 use crate::config::AdapterConfig;
+use crate::flights::SharedFlights;
 use crate::layers::{ProviderLayer, RequestLayer};
 use crate::routing::Router;
 use crate::telemetry::EngineMetrics;
@@ -40,6 +41,8 @@ pub(crate) struct Engine {
     pub(crate) ledger: Ledger,
     pub(crate) config: AdapterConfig,
     pub(crate) flights: Arc<Flights>,
+    /// Flights shared with other replicas, when registered.
+    pub(crate) shared_flights: Option<Arc<dyn SharedFlights>>,
     /// Around each request, outermost first.
     pub(crate) request_layers: Vec<Arc<dyn RequestLayer>>,
     /// Around each provider call, outermost first.

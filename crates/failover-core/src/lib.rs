@@ -15,6 +15,7 @@ mod config;
 mod deadline;
 mod engine;
 mod error;
+pub mod flights;
 mod health;
 pub mod layers;
 mod needs;

@@ -3,16 +3,18 @@
 //! handed to the requests waiting for it.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use failover_cache::CachedCompletion;
+use failover_cache::{CacheKey, CachedCompletion};
 use failover_provider::{FinishReason, TokenUsage, ToolCall, Usd};
 use failover_usage::UsageOutcome;
 
 use crate::accounting::{CallFacts, unix_ms_now};
-use crate::cache::CacheUnavailable;
+use crate::cache::{CacheUnavailable, TimeBoxedCache};
 use crate::coalesce::{Leader, Role, follow};
 use crate::deadline;
 use crate::engine::Engine;
+use crate::flights::FlightClaim;
 use crate::prepare::Prepared;
 
 /// What the cache and the flights made of a request.
@@ -68,11 +70,74 @@ pub(crate) async fn lookup(engine: &Engine, prepared: &mut Prepared) -> Lookup {
             }
             Lookup::Answered(hit)
         }
-        Ok(None) => Lookup::Missed { leader },
+        Ok(None) => match leader {
+            Some(leader) if !prepared.context.streamed => {
+                across_replicas(engine, cache, key, prepared, leader).await
+            }
+            leader => Lookup::Missed { leader },
+        },
         Err(CacheUnavailable) => {
             prepared.cache_usable = false;
             Lookup::Missed { leader }
         }
+    }
+}
+
+/// A local leader's miss: with shared flights, claims the flight across replicas, or
+/// waits (within the bound and the deadline) for the replica that holds it to store its
+/// answer in the cache.
+async fn across_replicas(
+    engine: &Engine,
+    cache: &TimeBoxedCache,
+    key: &CacheKey,
+    prepared: &Prepared,
+    mut leader: Leader,
+) -> Lookup {
+    let Some(shared) = &engine.shared_flights else {
+        return Lookup::Missed {
+            leader: Some(leader),
+        };
+    };
+    match deadline::within(prepared.deadline, shared.claim(key)).await {
+        Some(FlightClaim::Lead(claim)) => {
+            leader.hold_shared(Arc::clone(shared), claim);
+            Lookup::Missed {
+                leader: Some(leader),
+            }
+        }
+        Some(FlightClaim::Busy) => {
+            let bound = Instant::now() + shared.wait_bound();
+            let until = prepared
+                .deadline
+                .map_or(bound, |deadline| deadline.min(bound));
+            let interval = shared.poll_interval();
+            let answered = deadline::within(Some(until), async {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    match cache.lookup(key).await {
+                        Ok(Some(hit)) => return Some(hit),
+                        Ok(None) => {}
+                        Err(CacheUnavailable) => return None,
+                    }
+                }
+            })
+            .await
+            .flatten();
+            match answered {
+                Some(hit) => {
+                    cache.count_coalesced();
+                    record_cache_hit(engine, prepared, &hit);
+                    leader.publish(hit.clone());
+                    Lookup::Answered(hit)
+                }
+                None => Lookup::Missed {
+                    leader: Some(leader),
+                },
+            }
+        }
+        Some(FlightClaim::Unavailable) | None => Lookup::Missed {
+            leader: Some(leader),
+        },
     }
 }
 

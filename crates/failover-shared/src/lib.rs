@@ -5,17 +5,22 @@
 //! - [`TenantLimits`]: per-tenant budgets (USD per day and per month) and rate limits
 //!   (requests and tokens per minute), a request layer of the engine: an estimate is
 //!   reserved before the request as a lease that expires, and settled with the real cost
-//!   after it, once per request id.
+//!   after it, once per request id;
+//! - [`RedisFlights`]: identical requests of one tenant on different replicas share one
+//!   provider call (a lock with an expiry per cache key; the answer travels through the
+//!   shared cache).
 //!
 //! Every change is one Lua script on the server's clock, and every key of one script
 //! shares a hash tag (`{prefix:scope}`), so cluster mode works. When Redis does not
 //! answer, a replica falls back to its local state (see each type).
 
 mod breaker;
+mod flights;
 mod limits;
 mod store;
 
 pub use breaker::{SharedBreaker, SharedBreakerConfig};
+pub use flights::{FlightsConfig, RedisFlights};
 pub use limits::{
     FailMode, LimitExceeded, LimitKind, Limits, LimitsConfig, SEED_RETRY, TenantLimits,
     UsageEstimator,

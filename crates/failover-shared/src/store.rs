@@ -179,13 +179,21 @@ impl SharedStore {
         .await
     }
 
-    /// A raw `PING` round trip (the floor the benches compare against).
-    pub async fn ping(&self) -> Result<(), SharedError> {
+    /// Runs one plain command, bounded by the operation time-out.
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, SharedError> {
         self.bounded(async {
             let mut connection = self.connect().await?;
-            redis::cmd("PING").query_async::<()>(&mut connection).await
+            cmd.query_async(&mut connection).await
         })
         .await
+    }
+
+    /// A raw `PING` round trip (the floor the benches compare against).
+    pub async fn ping(&self) -> Result<(), SharedError> {
+        self.query::<()>(&redis::cmd("PING")).await
     }
 
     async fn bounded<T>(

@@ -13,7 +13,8 @@ use failover_elasticache::ElastiCacheCache;
 use failover_openai::{OpenAiConfigBuilder, OpenAiProvider};
 use failover_provider::Provider;
 use failover_shared::{
-    SharedBreaker, SharedBreakerConfig, SharedStore, TenantLimits, UsageEstimator,
+    FlightsConfig, RedisFlights, SharedBreaker, SharedBreakerConfig, SharedStore, TenantLimits,
+    UsageEstimator,
 };
 use failover_usage::{MemoryUsageSink, UsageSink};
 
@@ -141,6 +142,17 @@ pub(crate) async fn engine(
             }
             if shared.breakers {
                 parts.push("breakers: shared (redis)".to_owned());
+            }
+            if shared.coalesce {
+                let flights = RedisFlights::new(
+                    store.clone(),
+                    FlightsConfig::default()
+                        .with_lock(Duration::from_millis(shared.coalesce_lock_ms))
+                        .with_wait(Duration::from_millis(shared.coalesce_wait_ms)),
+                )
+                .map_err(|error| format!("[shared]: {error}"))?;
+                builder = builder.shared_flights(Arc::new(flights));
+                parts.push("coalescing: across replicas (redis)".to_owned());
             }
         }
     }

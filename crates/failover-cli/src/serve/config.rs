@@ -132,6 +132,16 @@ pub(crate) struct SharedSection {
     /// Budgets and rate limits per tenant.
     #[serde(default)]
     pub(crate) limits: Option<LimitsConfig>,
+    /// Identical requests of one tenant on different replicas share one provider call
+    /// (needs `[cache] backend = "elasticache"`: the answer travels through the cache).
+    #[serde(default)]
+    pub(crate) coalesce: bool,
+    /// How long a request waits for another replica's identical request.
+    #[serde(default = "default_coalesce_wait_ms")]
+    pub(crate) coalesce_wait_ms: u64,
+    /// How long a replica's claim on a flight holds if it never releases it.
+    #[serde(default = "default_coalesce_lock_ms")]
+    pub(crate) coalesce_lock_ms: u64,
 }
 
 /// Overrides `[shared] redis_urls`.
@@ -151,6 +161,12 @@ fn default_refresh_ms() -> u64 {
 }
 fn default_operation_timeout_ms() -> u64 {
     100
+}
+fn default_coalesce_wait_ms() -> u64 {
+    10_000
+}
+fn default_coalesce_lock_ms() -> u64 {
+    30_000
 }
 
 impl SharedSection {
@@ -351,8 +367,19 @@ impl ServeConfig {
                     .validate()
                     .map_err(|error| format!("[shared.limits]: {error}"))?;
             }
-            if shared.probe_lease_ms == 0 || shared.refresh_ms == 0 {
-                return Err("[shared]: probe_lease_ms and refresh_ms must be above zero".into());
+            if shared.probe_lease_ms == 0 || shared.refresh_ms == 0 || shared.coalesce_lock_ms == 0
+            {
+                return Err(
+                    "[shared]: probe_lease_ms, refresh_ms and coalesce_lock_ms must be above zero"
+                        .into(),
+                );
+            }
+            if shared.coalesce && self.cache.backend != CacheBackend::ElastiCache {
+                return Err(
+                    "[shared] coalesce = true needs [cache] backend = \"elasticache\": \
+                            the answer reaches the other replicas through the cache"
+                        .into(),
+                );
             }
         }
         Ok(())
@@ -576,7 +603,7 @@ backend = "none"
             config
                 .describe()
                 .unwrap()
-                .contains("shared state: redis (one node), breakers shared, tenant limits on")
+                .contains("shared state: redis (one node), breakers shared, tenant limits on, coalescing per replica")
         );
         let broken: ServeConfig =
             toml::from_str(&format!("{EXAMPLE}\n[breaker]\nwindow_size = 0\n")).unwrap();
