@@ -15,8 +15,10 @@ use failover_testenv::services::redis;
 use serde_json::{Value, json};
 
 failover_testenv::service_test_main! {
-    service: "redis-server (owned by each test)",
-    available: redis::spawn_owned().map(|server| { server.stop(); }),
+    service: "redis-server (owned by each test) and a redis cluster",
+    available: redis::spawn_owned()
+        .map(|server| server.stop())
+        .and_then(|()| redis::shared_cluster().map(drop)),
     tests: [
         replica_trip_is_seen_by_every_replica,
         replica_half_open_admits_exactly_the_configured_probes,
@@ -24,11 +26,16 @@ failover_testenv::service_test_main! {
         replica_budget_overspend_is_bounded,
         replica_redis_restart_keeps_answering_and_resyncs,
         replica_identical_requests_share_one_provider_call,
+        replica_force_open_and_reset_are_seen_by_every_replica_within_a_second,
+        replica_rate_limit_is_shared_and_answers_429_with_retry_after,
+        replica_cluster_trip_is_seen_by_every_replica,
+        replica_cluster_budget_overspend_is_bounded,
     ],
 }
 
 const KEY: &str = "sk-replicas-acme";
 const OTHER_KEY: &str = "sk-replicas-beta";
+const ADMIN_KEY: &str = "sk-replicas-admin";
 
 /// One `failover serve` process; killed on drop.
 struct Replica {
@@ -130,9 +137,31 @@ impl Default for Setup {
     }
 }
 
+/// Where the replicas' shared state lives: one node, or a cluster through its seeds.
+struct Target {
+    urls: Vec<String>,
+    cluster: bool,
+}
+
+impl Target {
+    fn node(url: String) -> Self {
+        Self {
+            urls: vec![url],
+            cluster: false,
+        }
+    }
+
+    fn cluster(cluster: &redis::RedisCluster) -> Self {
+        Self {
+            urls: cluster.urls(),
+            cluster: true,
+        }
+    }
+}
+
 fn config(
     dir: &std::path::Path,
-    redis_url: &str,
+    target: &Target,
     standins: &StandIns,
     setup: &Setup,
 ) -> std::path::PathBuf {
@@ -141,6 +170,7 @@ fn config(
         r#"
 [server]
 listen = "127.0.0.1:0"
+admin_key_hash = "{admin}"
 
 [[keys]]
 name = "acme"
@@ -171,7 +201,8 @@ half_open_successes_to_close = 2
 backend = "{cache}"
 
 [shared]
-redis_urls = ["{redis_url}"]
+redis_urls = {urls:?}
+cluster = {cluster}
 key_prefix = "{prefix}"
 probe_lease_ms = {lease}
 operation_timeout_ms = 200
@@ -180,6 +211,9 @@ operation_timeout_ms = 200
 {limits}
 "#,
         acme = KeyHash::of(KEY),
+        admin = KeyHash::of(ADMIN_KEY),
+        urls = target.urls,
+        cluster = target.cluster,
         beta = KeyHash::of(OTHER_KEY),
         openai = standins.openai_base_url(),
         breaker = setup.breaker,
@@ -231,7 +265,7 @@ where
 }
 
 /// `redis-cli` (an independent client) reading one hash field of a tenant's spend.
-fn spend_field(redis_url: &str, config: &std::path::Path, field: &str) -> i64 {
+fn spend_field(target: &Target, config: &std::path::Path, field: &str) -> i64 {
     let text = std::fs::read_to_string(config).unwrap();
     let prefix = text
         .lines()
@@ -245,7 +279,8 @@ fn spend_field(redis_url: &str, config: &std::path::Path, field: &str) -> i64 {
         .as_millis()
         / 86_400_000;
     let output = Command::new("redis-cli")
-        .args(["-u", redis_url, "--no-raw", "HGET"])
+        .args(if target.cluster { &["-c"][..] } else { &[][..] })
+        .args(["-u", &target.urls[0], "--no-raw", "HGET"])
         .arg(format!("{{{prefix}:tenant:acme}}:spend"))
         .arg(format!("{field}:{day}"))
         .output()
@@ -256,11 +291,20 @@ fn spend_field(redis_url: &str, config: &std::path::Path, field: &str) -> i64 {
 
 async fn replica_trip_is_seen_by_every_replica() {
     let server = require_service!(redis::spawn_owned());
+    trip_is_seen_by_every_replica(Target::node(server.url())).await;
+}
+
+async fn replica_cluster_trip_is_seen_by_every_replica() {
+    let cluster = require_service!(redis::shared_cluster());
+    trip_is_seen_by_every_replica(Target::cluster(&cluster)).await;
+}
+
+async fn trip_is_seen_by_every_replica(target: Target) {
     let standins = StandIns::start().await;
     let dir = scratch();
     let config = config(
         &dir,
-        &server.url(),
+        &target,
         &standins,
         &Setup {
             breaker: "consecutive_failures = 3\nopen_ms = 60000",
@@ -322,11 +366,12 @@ async fn trip_and_wait_for_probes(
 
 async fn replica_half_open_admits_exactly_the_configured_probes() {
     let server = require_service!(redis::spawn_owned());
+    let target = Target::node(server.url());
     let standins = StandIns::start().await;
     let dir = scratch();
     let config = config(
         &dir,
-        &server.url(),
+        &target,
         &standins,
         &Setup {
             breaker: "consecutive_failures = 3\nopen_ms = 1000",
@@ -337,9 +382,10 @@ async fn replica_half_open_admits_exactly_the_configured_probes() {
     let client = reqwest::Client::new();
     trip_and_wait_for_probes(&replicas, &standins, &client).await;
     let before = standins.calls(Vendor::OpenAi).await;
-    // Probes answer slowly, so all 64 requests arrive while they are in flight.
+    // Probes answer slowly (5 s), so all 64 requests arrive while they are in flight, even
+    // on a loaded machine.
     standins
-        .inject(Vendor::OpenAi, Fault::Slow(Duration::from_secs(2)), 64)
+        .inject(Vendor::OpenAi, Fault::Slow(Duration::from_secs(5)), 64)
         .await;
     let statuses =
         futures::future::join_all((0..64).map(|i| replicas[i % 3].ask(&client, KEY))).await;
@@ -367,11 +413,12 @@ async fn replica_half_open_admits_exactly_the_configured_probes() {
 
 async fn replica_killed_holding_a_probe_lease_and_reservations_sticks_nothing() {
     let server = require_service!(redis::spawn_owned());
+    let target = Target::node(server.url());
     let standins = StandIns::start().await;
     let dir = scratch();
     let config = config(
         &dir,
-        &server.url(),
+        &target,
         &standins,
         &Setup {
             breaker: "consecutive_failures = 3\nopen_ms = 500",
@@ -410,7 +457,7 @@ async fn replica_killed_holding_a_probe_lease_and_reservations_sticks_nothing() 
         || async { standins.calls(Vendor::OpenAi).await == before + 2 },
     )
     .await;
-    let reserved = spend_field(&server.url(), &config, "rd");
+    let reserved = spend_field(&target, &config, "rd");
     assert!(reserved > 0, "the two requests hold reservations");
     replicas[0].kill();
     for task in hung {
@@ -437,26 +484,34 @@ async fn replica_killed_holding_a_probe_lease_and_reservations_sticks_nothing() 
         Duration::from_secs(10),
         "the dead replica's reservations return",
         || async {
-            replicas[1].ask(&client, KEY).await == 200
-                && spend_field(&server.url(), &config, "rd") == 0
+            replicas[1].ask(&client, KEY).await == 200 && spend_field(&target, &config, "rd") == 0
         },
     )
     .await;
     assert!(
-        spend_field(&server.url(), &config, "d") > 0,
+        spend_field(&target, &config, "d") > 0,
         "the living requests' spend is kept"
     );
 }
 
 async fn replica_budget_overspend_is_bounded() {
     let server = require_service!(redis::spawn_owned());
+    budget_overspend_is_bounded(Target::node(server.url())).await;
+}
+
+async fn replica_cluster_budget_overspend_is_bounded() {
+    let cluster = require_service!(redis::shared_cluster());
+    budget_overspend_is_bounded(Target::cluster(&cluster)).await;
+}
+
+async fn budget_overspend_is_bounded(target: Target) {
     let standins = StandIns::start().await;
     let dir = scratch();
     // gpt-4 on OpenAI: one request's estimate (4 input tokens, 50 output) is a few
     // thousandths of a dollar; the budget admits a few dozen of them.
     let config = config(
         &dir,
-        &server.url(),
+        &target,
         &standins,
         &Setup {
             breaker: "consecutive_failures = 1000",
@@ -473,10 +528,10 @@ async fn replica_budget_overspend_is_bounded() {
     assert_eq!(ok + refused, 200, "{statuses:?}");
     assert!(refused > 0 && ok > 0, "{statuses:?}");
     eventually(Duration::from_secs(5), "every request settled", || async {
-        spend_field(&server.url(), &config, "rd") == 0
+        spend_field(&target, &config, "rd") == 0
     })
     .await;
-    let spent = spend_field(&server.url(), &config, "d");
+    let spent = spend_field(&target, &config, "d");
     let limit = 50_000_000; // $0.05 in nano-USD
     eprintln!(
         "budget $0.05/day, 200 concurrent requests over 3 replicas: {ok} answered, {refused} refused (402), \
@@ -496,11 +551,12 @@ async fn replica_budget_overspend_is_bounded() {
 
 async fn replica_redis_restart_keeps_answering_and_resyncs() {
     let server = require_service!(redis::spawn_owned());
+    let target = Target::node(server.url());
     let standins = StandIns::start().await;
     let dir = scratch();
     let config = config(
         &dir,
-        &server.url(),
+        &target,
         &standins,
         &Setup {
             breaker: "consecutive_failures = 3\nopen_ms = 60000",
@@ -547,11 +603,12 @@ async fn replica_redis_restart_keeps_answering_and_resyncs() {
 
 async fn replica_identical_requests_share_one_provider_call() {
     let server = require_service!(redis::spawn_owned());
+    let target = Target::node(server.url());
     let standins = StandIns::start().await;
     let dir = scratch();
     let config = config(
         &dir,
-        &server.url(),
+        &target,
         &standins,
         &Setup {
             cache: "elasticache",
@@ -561,7 +618,7 @@ async fn replica_identical_requests_share_one_provider_call() {
     );
     // One cache for the three replicas: the same endpoint and the same secrets.
     let env = [
-        ("ELASTICACHE_ENDPOINT", server.url()),
+        ("ELASTICACHE_ENDPOINT", target.urls[0].clone()),
         ("FAILOVER_CACHE_ENCRYPTION_KEY", "ab".repeat(32)),
         (
             "FAILOVER_CACHE_KEY",
@@ -586,4 +643,87 @@ async fn replica_identical_requests_share_one_provider_call() {
         1,
         "nine identical requests over three replicas, one provider call"
     );
+}
+
+async fn admin(replica: &Replica, client: &reqwest::Client, action: &str) {
+    let response = client
+        .post(format!("{}/admin/breakers/openai/{action}", replica.base))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{action}");
+}
+
+async fn replica_force_open_and_reset_are_seen_by_every_replica_within_a_second() {
+    let server = require_service!(redis::spawn_owned());
+    let target = Target::node(server.url());
+    let standins = StandIns::start().await;
+    let dir = scratch();
+    let config = config(&dir, &target, &standins, &Setup::default());
+    let replicas = three(&config);
+    let client = reqwest::Client::new();
+    admin(&replicas[0], &client, "force-open").await;
+    for replica in &replicas {
+        let took = eventually(Duration::from_secs(1), "FORCED_OPEN everywhere", || async {
+            replica.breaker(&client).await["state"] == "FORCED_OPEN"
+        })
+        .await;
+        eprintln!("force-open seen by {} after {took:?}", replica.base);
+        assert_eq!(replica.ask(&client, KEY).await, 503);
+    }
+    assert_eq!(standins.calls(Vendor::OpenAi).await, 0);
+    admin(&replicas[1], &client, "reset").await;
+    for replica in &replicas {
+        eventually(Duration::from_secs(1), "CLOSED everywhere", || async {
+            replica.breaker(&client).await["state"] == "CLOSED"
+        })
+        .await;
+        assert_eq!(replica.ask(&client, KEY).await, 200);
+    }
+}
+
+async fn replica_rate_limit_is_shared_and_answers_429_with_retry_after() {
+    let server = require_service!(redis::spawn_owned());
+    let target = Target::node(server.url());
+    let standins = StandIns::start().await;
+    let dir = scratch();
+    let config = config(
+        &dir,
+        &target,
+        &standins,
+        &Setup {
+            limits: "[shared.limits.default]\nrequests_per_minute = 6\n",
+            ..Setup::default()
+        },
+    );
+    let replicas = three(&config);
+    let client = reqwest::Client::new();
+    // Sequential, round robin: the limit counts requests of every replica.
+    for i in 0..6 {
+        assert_eq!(replicas[i % 3].ask(&client, KEY).await, 200, "request {i}");
+    }
+    for replica in &replicas {
+        let response = client
+            .post(format!("{}/v1/chat/completions", replica.base))
+            .bearer_auth(KEY)
+            .json(&json!({"model": "gpt-4", "max_tokens": 50,
+                "messages": [{"role": "user", "content": "What is 2+2?"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 429);
+        let retry_after: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+        let body: Value = response.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("requests_per_minute"), "{message}");
+    }
+    // Another tenant has its own count.
+    assert_eq!(replicas[0].ask(&client, OTHER_KEY).await, 200);
+    assert_eq!(standins.calls(Vendor::OpenAi).await, 7);
 }

@@ -457,20 +457,26 @@ impl ServeConfig {
                 let _ = writeln!(out, "shared state: none (breakers per replica)");
             }
             Some(shared) => {
+                let mode = if shared.cluster {
+                    "cluster"
+                } else {
+                    "one node"
+                };
+                let breakers = if shared.breakers {
+                    "shared"
+                } else {
+                    "per replica"
+                };
+                let limits = if shared.limits.is_some() { "on" } else { "off" };
+                let coalescing = if shared.coalesce {
+                    "across replicas"
+                } else {
+                    "per replica"
+                };
                 let _ = writeln!(
                     out,
-                    "shared state: redis ({}), breakers {}, tenant limits {}",
-                    if shared.cluster {
-                        "cluster"
-                    } else {
-                        "one node"
-                    },
-                    if shared.breakers {
-                        "shared"
-                    } else {
-                        "per replica"
-                    },
-                    if shared.limits.is_some() { "on" } else { "off" }
+                    "shared state: redis ({mode}), breakers {breakers}, tenant limits {limits}, \
+                     coalescing {coalescing}"
                 );
             }
         }

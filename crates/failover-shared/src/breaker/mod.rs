@@ -284,12 +284,11 @@ impl SharedBreaker {
         self.inner.call("reset", &[]).await.map(drop)
     }
 
-    fn view(&self) -> View {
+    fn view(&self) -> std::sync::MutexGuard<'_, View> {
         self.inner
             .view
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
     }
 
     /// The decision this replica's view can make alone; `None` when only the shared record
@@ -299,14 +298,18 @@ impl SharedBreaker {
         if self.is_local() {
             return Some(inner.local.try_acquire_for(tenant));
         }
-        let view = self.view();
+        // Copied out: the lock is not held while the permit is made.
+        let (state, generation, open_until) = {
+            let view = self.view();
+            (view.state, view.generation, view.open_until)
+        };
         let now = inner.clock.now();
-        Some(match view.state {
-            BreakerState::Closed => Ok(inner.permit(view.generation, None, tenant)),
+        Some(match state {
+            BreakerState::Closed => Ok(inner.permit(generation, None, tenant)),
             BreakerState::ForcedClosed => Ok(Permit::detached()),
             BreakerState::ForcedOpen => Err(inner.reject(BreakerState::ForcedOpen, None)),
-            BreakerState::Open if view.open_until.is_some_and(|until| now < until) => {
-                Err(inner.reject(BreakerState::Open, view.open_until))
+            BreakerState::Open if open_until.is_some_and(|until| now < until) => {
+                Err(inner.reject(BreakerState::Open, open_until))
             }
             BreakerState::Open | BreakerState::HalfOpen => return None,
         })
@@ -385,10 +388,23 @@ impl Inner {
     fn adopt(&self, reply: &Reply, read: bool) {
         let local_now = self.clock.now();
         let mut view = self.view.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = view.state;
         if read || reply.generation >= view.generation {
             view.update(reply, local_now);
         }
+        let after = view.state;
         drop(view);
+        if before != after {
+            // The record changed, here or on another replica: one line per replica that
+            // sees it, `warn` when calls start being refused.
+            if matches!(after, BreakerState::Open | BreakerState::ForcedOpen) {
+                tracing::warn!(breaker = %self.name, from = before.as_str(), to = after.as_str(),
+                    "shared circuit breaker {}: {before} -> {after}", self.name);
+            } else {
+                tracing::info!(breaker = %self.name, from = before.as_str(), to = after.as_str(),
+                    "shared circuit breaker {}: {before} -> {after}", self.name);
+            }
+        }
         if read && self.local_mode.swap(false, Ordering::AcqRel) {
             tracing::info!(
                 breaker = %self.name,
