@@ -1,18 +1,4 @@
-//! State that must agree across llm-failover replicas, kept in Redis/ElastiCache:
-//!
-//! - [`SharedBreaker`]: one circuit breaker per provider for every replica (a
-//!   [`Breaker`](failover_breaker::Breaker)), with HALF_OPEN probe leases that expire;
-//! - [`TenantLimits`]: per-tenant budgets (USD per day and per month) and rate limits
-//!   (requests and tokens per minute), a request layer of the engine: an estimate is
-//!   reserved before the request as a lease that expires, and settled with the real cost
-//!   after it, once per request id;
-//! - [`RedisFlights`]: identical requests of one tenant on different replicas share one
-//!   provider call (a lock with an expiry per cache key; the answer travels through the
-//!   shared cache).
-//!
-//! Every change is one Lua script on the server's clock, and every key of one script
-//! shares a hash tag (`{prefix:scope}`), so cluster mode works. When Redis does not
-//! answer, a replica falls back to its local state (see each type).
+#![doc = include_str!("../README.md")]
 
 mod breaker;
 mod flights;
