@@ -244,8 +244,27 @@ fn scratch() -> std::path::PathBuf {
     dir
 }
 
-fn three(config: &std::path::Path) -> Vec<Replica> {
-    (0..3).map(|_| Replica::start(config, &[])).collect()
+/// What a test works with: the stand-ins every replica calls, three replicas of one
+/// configuration (its file kept, to read the key prefix back), a client.
+struct World {
+    standins: StandIns,
+    replicas: Vec<Replica>,
+    client: reqwest::Client,
+    config: std::path::PathBuf,
+}
+
+impl World {
+    async fn start(target: &Target, setup: &Setup, env: &[(&str, String)]) -> Self {
+        let standins = StandIns::start().await;
+        let config = config(&scratch(), target, &standins, setup);
+        let replicas = (0..3).map(|_| Replica::start(&config, env)).collect();
+        Self {
+            standins,
+            replicas,
+            client: reqwest::Client::new(),
+            config,
+        }
+    }
 }
 
 /// Polls `check` every 10 ms until it holds or `within` passes; the time it took.
@@ -300,19 +319,20 @@ async fn replica_cluster_trip_is_seen_by_every_replica() {
 }
 
 async fn trip_is_seen_by_every_replica(target: Target) {
-    let standins = StandIns::start().await;
-    let dir = scratch();
-    let config = config(
-        &dir,
+    let World {
+        standins,
+        replicas,
+        client,
+        ..
+    } = World::start(
         &target,
-        &standins,
         &Setup {
             breaker: "consecutive_failures = 3\nopen_ms = 60000",
             ..Setup::default()
         },
-    );
-    let replicas = three(&config);
-    let client = reqwest::Client::new();
+        &[],
+    )
+    .await;
     standins.inject(Vendor::OpenAi, Fault::Unavailable, 3).await;
 
     // Two failures on replica 1 and one on replica 2: no replica alone saw three.
@@ -367,19 +387,20 @@ async fn trip_and_wait_for_probes(
 async fn replica_half_open_admits_exactly_the_configured_probes() {
     let server = require_service!(redis::spawn_owned());
     let target = Target::node(server.url());
-    let standins = StandIns::start().await;
-    let dir = scratch();
-    let config = config(
-        &dir,
+    let World {
+        standins,
+        replicas,
+        client,
+        ..
+    } = World::start(
         &target,
-        &standins,
         &Setup {
             breaker: "consecutive_failures = 3\nopen_ms = 1000",
             ..Setup::default()
         },
-    );
-    let replicas = three(&config);
-    let client = reqwest::Client::new();
+        &[],
+    )
+    .await;
     trip_and_wait_for_probes(&replicas, &standins, &client).await;
     let before = standins.calls(Vendor::OpenAi).await;
     // Probes answer slowly (5 s), so all 64 requests arrive while they are in flight, even
@@ -414,21 +435,17 @@ async fn replica_half_open_admits_exactly_the_configured_probes() {
 async fn replica_killed_holding_a_probe_lease_and_reservations_sticks_nothing() {
     let server = require_service!(redis::spawn_owned());
     let target = Target::node(server.url());
-    let standins = StandIns::start().await;
-    let dir = scratch();
-    let config = config(
-        &dir,
-        &target,
-        &standins,
-        &Setup {
+    let World {
+        standins,
+        mut replicas,
+        client,
+        config,
+    } = World::start(&target, &Setup {
             breaker: "consecutive_failures = 3\nopen_ms = 500",
             limits: "[shared.limits]\nreservation_lease_secs = 2\n[shared.limits.default]\nusd_per_day = \"1000\"\n",
             probe_lease_ms: 1500,
             ..Setup::default()
-        },
-    );
-    let mut replicas = three(&config);
-    let client = reqwest::Client::new();
+        }, &[]).await;
     trip_and_wait_for_probes(&replicas, &standins, &client).await;
     let before = standins.calls(Vendor::OpenAi).await;
     standins
@@ -505,22 +522,23 @@ async fn replica_cluster_budget_overspend_is_bounded() {
 }
 
 async fn budget_overspend_is_bounded(target: Target) {
-    let standins = StandIns::start().await;
-    let dir = scratch();
     // gpt-4 on OpenAI: one request's estimate (4 input tokens, 50 output) is a few
     // thousandths of a dollar; the budget admits a few dozen of them.
-    let config = config(
-        &dir,
+    let World {
+        standins,
+        replicas,
+        client,
+        config,
+    } = World::start(
         &target,
-        &standins,
         &Setup {
             breaker: "consecutive_failures = 1000",
             limits: "[shared.limits.default]\nusd_per_day = \"0.05\"\n",
             ..Setup::default()
         },
-    );
-    let replicas = three(&config);
-    let client = reqwest::Client::new();
+        &[],
+    )
+    .await;
     let statuses =
         futures::future::join_all((0..200).map(|i| replicas[i % 3].ask(&client, KEY))).await;
     let ok = statuses.iter().filter(|s| **s == 200).count();
@@ -552,21 +570,18 @@ async fn budget_overspend_is_bounded(target: Target) {
 async fn replica_redis_restart_keeps_answering_and_resyncs() {
     let server = require_service!(redis::spawn_owned());
     let target = Target::node(server.url());
-    let standins = StandIns::start().await;
-    let dir = scratch();
-    let config = config(
-        &dir,
-        &target,
-        &standins,
-        &Setup {
+    // Only acme has a budget: it fails closed; beta's rate limit fails open.
+    let World {
+        standins,
+        replicas,
+        client,
+        ..
+    } = World::start(&target, &Setup {
             breaker: "consecutive_failures = 3\nopen_ms = 60000",
             // Only acme has a budget: it fails closed; beta's rate limit fails open.
             limits: "[shared.limits.default]\nrequests_per_minute = 100000\n[shared.limits.tenants.acme]\nusd_per_day = \"1000\"\n",
             ..Setup::default()
-        },
-    );
-    let replicas = three(&config);
-    let client = reqwest::Client::new();
+        }, &[]).await;
     for replica in &replicas {
         assert_eq!(replica.ask(&client, KEY).await, 200);
         assert_eq!(replica.ask(&client, OTHER_KEY).await, 200);
@@ -604,18 +619,6 @@ async fn replica_redis_restart_keeps_answering_and_resyncs() {
 async fn replica_identical_requests_share_one_provider_call() {
     let server = require_service!(redis::spawn_owned());
     let target = Target::node(server.url());
-    let standins = StandIns::start().await;
-    let dir = scratch();
-    let config = config(
-        &dir,
-        &target,
-        &standins,
-        &Setup {
-            cache: "elasticache",
-            shared: "coalesce = true",
-            ..Setup::default()
-        },
-    );
     // One cache for the three replicas: the same endpoint and the same secrets.
     let env = [
         ("ELASTICACHE_ENDPOINT", target.urls[0].clone()),
@@ -625,8 +628,21 @@ async fn replica_identical_requests_share_one_provider_call() {
             "replicas-test-cache-key-secret-0123456789".to_owned(),
         ),
     ];
-    let replicas: Vec<Replica> = (0..3).map(|_| Replica::start(&config, &env)).collect();
-    let client = reqwest::Client::new();
+    let World {
+        standins,
+        replicas,
+        client,
+        ..
+    } = World::start(
+        &target,
+        &Setup {
+            cache: "elasticache",
+            shared: "coalesce = true",
+            ..Setup::default()
+        },
+        &env,
+    )
+    .await;
     // The provider answers slowly, so every request arrives while the first is in flight.
     standins
         .inject(
@@ -658,11 +674,12 @@ async fn admin(replica: &Replica, client: &reqwest::Client, action: &str) {
 async fn replica_force_open_and_reset_are_seen_by_every_replica_within_a_second() {
     let server = require_service!(redis::spawn_owned());
     let target = Target::node(server.url());
-    let standins = StandIns::start().await;
-    let dir = scratch();
-    let config = config(&dir, &target, &standins, &Setup::default());
-    let replicas = three(&config);
-    let client = reqwest::Client::new();
+    let World {
+        standins,
+        replicas,
+        client,
+        ..
+    } = World::start(&target, &Setup::default(), &[]).await;
     admin(&replicas[0], &client, "force-open").await;
     for replica in &replicas {
         let took = eventually(Duration::from_secs(1), "FORCED_OPEN everywhere", || async {
@@ -686,19 +703,20 @@ async fn replica_force_open_and_reset_are_seen_by_every_replica_within_a_second(
 async fn replica_rate_limit_is_shared_and_answers_429_with_retry_after() {
     let server = require_service!(redis::spawn_owned());
     let target = Target::node(server.url());
-    let standins = StandIns::start().await;
-    let dir = scratch();
-    let config = config(
-        &dir,
+    let World {
+        standins,
+        replicas,
+        client,
+        ..
+    } = World::start(
         &target,
-        &standins,
         &Setup {
             limits: "[shared.limits.default]\nrequests_per_minute = 6\n",
             ..Setup::default()
         },
-    );
-    let replicas = three(&config);
-    let client = reqwest::Client::new();
+        &[],
+    )
+    .await;
     // Sequential, round robin: the limit counts requests of every replica.
     for i in 0..6 {
         assert_eq!(replicas[i % 3].ask(&client, KEY).await, 200, "request {i}");

@@ -655,13 +655,12 @@ where
     assert_state(&*anonymous, BreakerState::Open);
 }
 
-/// Expands to one `#[test]` per check of [`suites::breaker`](crate::suites::breaker), each
-/// named after its check, for the breaker built by `$factory`
-/// (`Fn(BreakerConfig, ManualClock) -> Arc<dyn Breaker>`). Invoke it inside its own module.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! breaker_behaviour_suite {
-    ($factory:expr) => {
-        $crate::breaker_behaviour_suite!(@checks $factory;
+macro_rules! __breaker_checks {
+    // The checks every breaker passes, a count window and no tenant cap being enough.
+    (count_window: $callback:ident, $($args:tt)*) => {
+        $crate::$callback!(@checks $($args)*;
             starts_closed,
             trips_on_consecutive_failures,
             trips_on_failure_rate_after_minimum_calls,
@@ -680,9 +679,24 @@ macro_rules! breaker_behaviour_suite {
             rejections_carry_the_next_probe,
             configuration_fault_holds_open_until_an_operator,
             configuration_fault_probe_holds_and_reset_clears,
+        );
+    };
+    // The checks of a time window and of the per-tenant failure cap.
+    (windows: $callback:ident, $($args:tt)*) => {
+        $crate::$callback!(@checks $($args)*;
             time_window_forgets_after_a_quiet_period,
             tenant_cap_keeps_one_tenant_from_opening_it,
         );
+    };
+}
+
+/// Expands to one `#[test]` per breaker check, each building its breaker with `$factory`
+/// (a `Fn(BreakerConfig, ManualClock) -> Arc<dyn Breaker>`).
+#[macro_export]
+macro_rules! breaker_behaviour_suite {
+    ($factory:expr) => {
+        $crate::__breaker_checks!(count_window: breaker_behaviour_suite, $factory);
+        $crate::__breaker_checks!(windows: breaker_behaviour_suite, $factory);
     };
     (@checks $factory:expr; $($check:ident),* $(,)?) => {
         $(
@@ -690,6 +704,37 @@ macro_rules! breaker_behaviour_suite {
             fn $check() {
                 $crate::suites::breaker::$check($factory);
             }
+        )*
+    };
+}
+
+/// The checks that apply to a breaker with a count window and no tenant cap (a breaker
+/// shared through a store refuses the others), as a `Vec<`[`Check`](crate::suites::Check)`>`
+/// for a service-backed test binary. `$factory` (no argument) makes the breaker factory,
+/// once per check; each check runs on a blocking thread of the harness's runtime, so the
+/// factory may block on it (`Handle::current().block_on`).
+#[macro_export]
+macro_rules! breaker_behaviour_tests {
+    ($factory:expr) => {{
+        let mut tests = ::std::vec::Vec::new();
+        $crate::__breaker_checks!(count_window: breaker_behaviour_tests, tests, $factory);
+        tests
+    }};
+    (@checks $tests:ident, $factory:expr; $($check:ident),* $(,)?) => {
+        $(
+            $tests.push($crate::suites::Check {
+                name: ::std::string::String::from(::core::stringify!($check)),
+                body: ::std::boxed::Box::new(move || {
+                    ::std::boxed::Box::pin(async move {
+                        let factory = ($factory)();
+                        ::tokio::task::spawn_blocking(move || {
+                            $crate::suites::breaker::$check(factory)
+                        })
+                        .await
+                        .unwrap_or_else(|failed| ::std::panic::resume_unwind(failed.into_panic()));
+                    })
+                }),
+            });
         )*
     };
 }
