@@ -264,7 +264,8 @@ fn valid_prefix(prefix: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-/// A script compiled once per process.
+/// A script of ours, after the prelude every one of them shares (`clock.lua`: `now` in
+/// milliseconds, from `ARGV[2]` or the server's `TIME`). Compiled (hashed) once per process.
 pub(crate) fn script(source: &'static str) -> Script {
-    Script::new(source)
+    Script::new(&format!("{}{source}", include_str!("clock.lua")))
 }

@@ -16,13 +16,7 @@
 --           open until ms, now ms, probe (0/1) } and, for read, the record's counters.
 local record, leases, transitions = KEYS[1], KEYS[2], KEYS[3]
 local op = ARGV[1]
-local now
-if ARGV[2] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-else
-  now = tonumber(ARGV[2])
-end
+-- `now` (ms) comes from clock.lua, prepended.
 local window_size = tonumber(ARGV[3])
 local minimum_calls = tonumber(ARGV[4])
 local threshold = tonumber(ARGV[5])

@@ -315,7 +315,10 @@ impl SharedBreaker {
         })
     }
 
-    fn force_in_background(&self, op: &'static str) {
+    /// An operator's change: this replica's view at once (its next call obeys), the shared
+    /// record in the background (every replica at its next read).
+    fn operator(&self, op: &'static str, state: BreakerState) {
+        self.view().state = state;
         let inner = Arc::clone(&self.inner);
         inner.begin_write();
         self.inner.runtime.spawn(async move {
@@ -561,32 +564,17 @@ impl Breaker for SharedBreaker {
 
     fn force_open(&self) {
         self.inner.local.force_open();
-        self.inner
-            .view
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .state = BreakerState::ForcedOpen;
-        self.force_in_background("force_open");
+        self.operator("force_open", BreakerState::ForcedOpen);
     }
 
     fn force_close(&self) {
         self.inner.local.force_close();
-        self.inner
-            .view
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .state = BreakerState::ForcedClosed;
-        self.force_in_background("force_close");
+        self.operator("force_close", BreakerState::ForcedClosed);
     }
 
     fn reset(&self) {
         self.inner.local.reset();
-        self.inner
-            .view
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .state = BreakerState::Closed;
-        self.force_in_background("reset");
+        self.operator("reset", BreakerState::Closed);
     }
 
     /// The shared record as of the last reply or read; the local breaker's in local mode.

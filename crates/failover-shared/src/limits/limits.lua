@@ -23,13 +23,7 @@
 -- read:    -> { spent today, spent this month, reserved today, reserved this month }
 local spend, resv, amounts, rates = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local op = ARGV[1]
-local now
-if ARGV[2] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-else
-  now = tonumber(ARGV[2])
-end
+-- `now` (ms) comes from clock.lua, prepended.
 local DAY, MINUTE = 86400000, 60000
 local day = math.floor(now / DAY)
 
