@@ -4,7 +4,7 @@ mod breaker;
 mod clock;
 mod config;
 mod permit;
-mod telemetry;
+pub mod telemetry;
 mod tenants;
 mod time_window;
 mod window;

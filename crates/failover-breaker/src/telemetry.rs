@@ -6,6 +6,9 @@
 //! (`try_acquire`, `record` of a success) never reaches them. The macros are called each
 //! time rather than keeping handles: a handle is bound to the recorder installed when it was
 //! registered, and a breaker may well be built before the binary installs its exporter.
+//!
+//! Public for breakers that keep their state elsewhere (a breaker shared by replicas reports
+//! each transition its replica sees), so every breaker has the same series.
 
 use std::sync::Arc;
 
@@ -14,7 +17,7 @@ use failover_telemetry::names::{label, metric};
 use crate::BreakerState;
 
 /// Counts one transition of the breaker `name` and moves its state gauge from `from` to `to`.
-pub(crate) fn transition(name: &Arc<str>, from: BreakerState, to: BreakerState) {
+pub fn transition(name: &Arc<str>, from: BreakerState, to: BreakerState) {
     metrics::counter!(
         metric::BREAKER_TRANSITIONS,
         label::PROVIDER => Arc::clone(name),
@@ -28,7 +31,7 @@ pub(crate) fn transition(name: &Arc<str>, from: BreakerState, to: BreakerState) 
 
 /// Sets the whole one-hot gauge of the breaker `name`: 1 for `current`, 0 for every other
 /// state, so a dashboard sees every series of a breaker before its first transition.
-pub(crate) fn publish(name: &Arc<str>, current: BreakerState) {
+pub fn publish(name: &Arc<str>, current: BreakerState) {
     for state in BreakerState::ALL {
         set_state(name, state, if state == current { 1.0 } else { 0.0 });
     }

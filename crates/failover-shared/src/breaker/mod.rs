@@ -103,6 +103,8 @@ pub struct SharedBreaker {
 
 struct Inner {
     name: String,
+    /// The provider label of the breaker's metrics.
+    metric_name: Arc<str>,
     store: SharedStore,
     keys: [String; 3],
     config: SharedBreakerConfig,
@@ -213,8 +215,11 @@ impl SharedBreaker {
             None => fastrand::Rng::new(),
         };
         let base = clock.now();
+        let metric_name: Arc<str> = Arc::from(provider);
+        failover_breaker::telemetry::publish(&metric_name, BreakerState::Closed);
         let inner = Arc::new(Inner {
             name: provider.to_owned(),
+            metric_name,
             store,
             keys,
             config,
@@ -398,8 +403,9 @@ impl Inner {
         let after = view.state;
         drop(view);
         if before != after {
-            // The record changed, here or on another replica: one line per replica that
-            // sees it, `warn` when calls start being refused.
+            // The record changed, here or on another replica: one line and one counted
+            // transition per replica that sees it, `warn` when calls start being refused.
+            failover_breaker::telemetry::transition(&self.metric_name, before, after);
             if matches!(after, BreakerState::Open | BreakerState::ForcedOpen) {
                 tracing::warn!(breaker = %self.name, from = before.as_str(), to = after.as_str(),
                     "shared circuit breaker {}: {before} -> {after}", self.name);
