@@ -175,6 +175,14 @@ async fn dynamodb(
             "llm-failover-python",
         ));
     }
+    if builder.config().spill_path.is_none() {
+        // Each adapter its own spill file (a sink locks its file; two adapters of one
+        // process on one table must not share it).
+        builder = builder.spill_path(std::env::temp_dir().join(format!(
+            "llm-failover-python-{}.spill",
+            uuid::Uuid::new_v4().simple()
+        )));
+    }
     let table_name = builder.config().table_name.clone();
     if table_name.is_empty() {
         return Err(
