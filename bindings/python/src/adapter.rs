@@ -19,7 +19,12 @@ use crate::stream::CompletionStream;
 
 /// Resilient LLM access: Bedrock first, OpenAI as the fallback, one circuit breaker each,
 /// a tenant-bound response cache and a usage ledger — the engine, with the seed's API.
-#[pyclass(name = "AWSLLMAdapter", module = "llm_failover._native", frozen)]
+#[pyclass(
+    name = "AWSLLMAdapter",
+    module = "llm_failover._native",
+    frozen,
+    subclass
+)]
 pub(crate) struct AwsLlmAdapter {
     adapter: FailoverAdapter,
     dynamodb: Option<Arc<DynamoDbUsageSink>>,

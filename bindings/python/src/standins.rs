@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use failover_provider::ToolCall;
 use failover_standin::{Fault, Reply, StandIns, Vendor};
 use pyo3::prelude::*;
 
@@ -149,12 +150,51 @@ impl NativeStandIns {
         block_on(py, servers.inject(vendor, fault, times))
     }
 
-    /// Answers the next `times` requests of `vendor` with `text`.
-    #[pyo3(signature = (vendor_name, text, times=1))]
-    fn reply(&self, py: Python<'_>, vendor_name: &str, text: String, times: u64) -> PyResult<()> {
+    /// Answers the next `times` requests of `vendor` with `text`, or with tool calls
+    /// (OpenAI-style dicts: `{"id", "function": {"name", "arguments"}}`) after the text.
+    #[pyo3(signature = (vendor_name, text=None, times=1, *, tool_calls=None))]
+    fn reply(
+        &self,
+        py: Python<'_>,
+        vendor_name: &str,
+        text: Option<String>,
+        times: u64,
+        tool_calls: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let vendor = vendor(py, vendor_name)?;
+        let reply = match tool_calls {
+            None => Reply::text(text.unwrap_or_default()),
+            Some(calls) => {
+                let calls: Vec<serde_json::Value> = pythonize::depythonize(&calls)
+                    .map_err(|e| errors::invalid(py, format!("tool_calls: {e}")))?;
+                let calls = calls
+                    .iter()
+                    .map(|call| {
+                        let function = call.get("function").unwrap_or(call);
+                        let field = |value: &serde_json::Value, key: &str| {
+                            value
+                                .get(key)
+                                .and_then(|v| v.as_str())
+                                .map(str::to_owned)
+                                .ok_or_else(|| {
+                                    errors::invalid(
+                                        py,
+                                        format!("tool_calls: `{key}` must be a string"),
+                                    )
+                                })
+                        };
+                        Ok(ToolCall::new(
+                            field(call, "id")?,
+                            field(function, "name")?,
+                            field(function, "arguments")?,
+                        ))
+                    })
+                    .collect::<PyResult<Vec<_>>>()?;
+                Reply::ToolCalls { text, calls }
+            }
+        };
         let servers = self.servers(py)?;
-        block_on(py, servers.reply(vendor, Reply::text(text), times))
+        block_on(py, servers.reply(vendor, reply, times))
     }
 
     /// How many requests `vendor`'s server received.

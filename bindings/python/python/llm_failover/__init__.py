@@ -17,7 +17,8 @@ call's tokens and cost go to a usage ledger (memory, or DynamoDB)::
 from __future__ import annotations
 
 from . import errors
-from ._native import AWSLLMAdapter, CircuitBreaker, CompletionStream, __version__
+from ._adapter import AWSLLMAdapter
+from ._native import CircuitBreaker, CompletionStream, __version__
 from .errors import (
     AdapterShutDown,
     AllProvidersFailed,

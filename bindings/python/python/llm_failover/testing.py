@@ -110,9 +110,18 @@ class StandIns:
         answer after ``delay`` seconds). Faults are used up in order."""
         self.native.inject(vendor, fault, times, retry_after=retry_after, delay=delay)
 
-    def reply(self, vendor: str, text: str, times: int = 1) -> None:
-        """Answers the next ``times`` requests of ``vendor`` with ``text``."""
-        self.native.reply(vendor, text, times)
+    def reply(
+        self,
+        vendor: str,
+        text: Optional[str] = None,
+        times: int = 1,
+        *,
+        tool_calls: Optional[list[dict[str, Any]]] = None,
+    ) -> None:
+        """Answers the next ``times`` requests of ``vendor`` with ``text``, or with
+        ``tool_calls`` (OpenAI-style: ``{"id", "function": {"name", "arguments"}}``) after
+        the text, in the vendor's wire format, plain or streamed as the request asks."""
+        self.native.reply(vendor, text, times, tool_calls=tool_calls)
 
     def calls(self, vendor: str) -> int:
         """How many requests ``vendor``'s stand-in received."""
