@@ -217,7 +217,7 @@ impl AwsLlmAdapter {
         }
         .into_request(py)?;
         let adapter = self.adapter.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::into_awaitable(py, async move {
             match adapter.generate_completion(request).await {
                 Ok(completion) => Ok(CompletionResult(completion)),
                 Err(error) => Err(Python::attach(|py| errors::failover(py, error))),
@@ -395,7 +395,7 @@ impl AwsLlmAdapter {
     ) -> PyResult<Bound<'py, PyAny>> {
         let query = Self::query(py, tenant_id, agent_id, since, until)?;
         let adapter = self.adapter.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::into_awaitable(py, async move {
             if flush {
                 adapter
                     .flush_usage()
@@ -436,7 +436,7 @@ impl AwsLlmAdapter {
     /// `await adapter.flush_usage()`: waits until every usage record so far is stored.
     fn flush_usage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let adapter = self.adapter.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::into_awaitable(py, async move {
             adapter
                 .flush_usage()
                 .await
@@ -452,7 +452,7 @@ impl AwsLlmAdapter {
         tenant_id: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let adapter = self.adapter.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::into_awaitable(py, async move {
             adapter
                 .purge_tenant_cache(&tenant_id)
                 .await
@@ -464,7 +464,7 @@ impl AwsLlmAdapter {
     /// accepted (the DynamoDB ledger flushes; what it cannot write is spilled to disk).
     fn shutdown<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let adapter = self.adapter.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::into_awaitable(py, async move {
             adapter
                 .shutdown()
                 .await
@@ -484,6 +484,36 @@ impl AwsLlmAdapter {
         self.dynamodb
             .as_ref()
             .map(|sink| sink.config().table_name.clone())
+    }
+
+    /// Measurement helper (bench/overhead.py): the engine's own time per call, in ns, for
+    /// `n` sequential identical requests made in Rust (no Python in the loop) — the baseline
+    /// the Python layer's cost is measured against.
+    #[pyo3(signature = (n, prompt, agent_id, tenant_id, model))]
+    fn _bench_engine_ns(
+        &self,
+        py: Python<'_>,
+        n: usize,
+        prompt: String,
+        agent_id: String,
+        tenant_id: String,
+        model: String,
+    ) -> PyResult<Vec<u64>> {
+        let request =
+            failover_provider::CompletionRequest::prompt(tenant_id, agent_id, model, prompt);
+        let adapter = &self.adapter;
+        let timings = block_on(py, async move {
+            let mut timings = Vec::with_capacity(n);
+            for _ in 0..n {
+                let request = request.clone();
+                let started = std::time::Instant::now();
+                let result = adapter.generate_completion(request).await;
+                timings.push(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                result?;
+            }
+            Ok::<_, failover_core::FailoverError>(timings)
+        })?;
+        timings.map_err(|error| errors::failover(py, error))
     }
 
     fn __repr__(&self) -> String {

@@ -10,6 +10,9 @@ use pyo3::types::{PyDict, PyList};
 
 static ERRORS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
+/// Extra attributes set on an exception: name and value.
+type Attributes<'a> = Vec<(&'a str, Py<PyAny>)>;
+
 /// `llm_failover.errors.<class_name>(message)` with `attributes` set on it, as a `PyErr`.
 pub(crate) fn python_error(
     py: Python<'_>,
@@ -116,7 +119,7 @@ pub(crate) fn failover(py: Python<'_>, error: FailoverError) -> PyErr {
     let message = error.to_string();
     let attempts = attempts_list(py, error.attempts());
     let retry_after = seconds(py, error.retry_after());
-    let (class, request_id, extra): (&str, Option<String>, Vec<(&str, Py<PyAny>)>) = match &error {
+    let (class, request_id, extra): (&str, Option<String>, Attributes<'_>) = match &error {
         FailoverError::Invalid(_) => ("InvalidRequest", None, vec![]),
         FailoverError::ShutDown => ("AdapterShutDown", None, vec![]),
         FailoverError::Rejected {

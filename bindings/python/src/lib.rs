@@ -7,6 +7,7 @@
 
 mod adapter;
 mod breaker;
+mod bridge;
 mod config;
 mod convert;
 mod errors;

@@ -80,7 +80,7 @@ impl CompletionStream {
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let state = Arc::clone(&self.state);
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::into_awaitable(py, async move {
             match next(&state).await {
                 Ok(Some(chunk)) => Ok(ChunkResult(chunk)),
                 Ok(None) => Err(PyStopAsyncIteration::new_err(())),
@@ -105,7 +105,7 @@ impl CompletionStream {
     /// when it had not finished).
     fn aclose<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let state = Arc::clone(&self.state);
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::into_awaitable(py, async move {
             *state.lock().await = State::Finished;
             Ok(())
         })

@@ -20,6 +20,18 @@ from helpers import SEED
 SLOW = 1.0  # seconds each scripted slow answer takes
 
 
+async def settled_stats(adapter, tenant: str, limit: float = 5.0) -> dict:
+    """The tenant's usage statistics once the cancelled call is settled: the asyncio
+    cancellation aborts the engine's task, which drops the call on a runtime thread an
+    instant later."""
+    deadline = time.monotonic() + limit
+    while True:
+        stats = await adapter.get_usage_statistics(tenant_id=tenant)
+        if stats["cancelled"] >= 1 or time.monotonic() > deadline:
+            return stats
+        await asyncio.sleep(0.005)
+
+
 async def wait_for_requests(standins, vendor: str, count: int, limit: float = 10.0) -> None:
     """Until `vendor`'s stand-in has received `count` requests (the request is in flight)."""
     deadline = time.monotonic() + limit
@@ -39,7 +51,7 @@ async def test_cancelling_a_task_cancels_the_call_and_records_usage(make_adapter
     with pytest.raises(asyncio.CancelledError):
         await task
     assert time.monotonic() - started < 5.0
-    stats = await adapter.get_usage_statistics(tenant_id=tenant)
+    stats = await settled_stats(adapter, tenant)
     assert (stats["total_requests"], stats["cancelled"], stats["failures"]) == (1, 1, 0)
     # A cancellation judges nobody: the breaker counted neither a failure nor a success.
     breaker = adapter.bedrock_circuit_breaker.snapshot()
@@ -60,7 +72,7 @@ async def test_timeout_of_a_stream_opening_records_usage(make_adapter, standins,
     with pytest.raises(asyncio.CancelledError):
         await first
     await stream.aclose()
-    stats = await adapter.get_usage_statistics(tenant_id=tenant)
+    stats = await settled_stats(adapter, tenant)
     assert (stats["total_requests"], stats["cancelled"]) == (1, 1)
     # A closed stream ends.
     with pytest.raises(StopAsyncIteration):
@@ -78,7 +90,7 @@ async def test_abandoned_stream_records_usage(make_adapter, standins, tenant: st
     with pytest.raises(asyncio.CancelledError):
         await pending
     del stream, pending  # the iterator is collected: the engine settles the call
-    stats = await adapter.get_usage_statistics(tenant_id=tenant)
+    stats = await settled_stats(adapter, tenant)
     assert stats["cancelled"] == 1
 
 
