@@ -175,14 +175,6 @@ async fn dynamodb(
             "llm-failover-python",
         ));
     }
-    if builder.config().spill_path.is_none() {
-        // Each adapter its own spill file (a sink locks its file; two adapters of one
-        // process on one table must not share it).
-        builder = builder.spill_path(std::env::temp_dir().join(format!(
-            "llm-failover-python-{}.spill",
-            uuid::Uuid::new_v4().simple()
-        )));
-    }
     let table_name = builder.config().table_name.clone();
     if table_name.is_empty() {
         return Err(
@@ -199,10 +191,7 @@ async fn dynamodb(
             .await
             .map_err(|error| format!("DynamoDB table {table_name}: {error}"))?;
     }
-    let sink = builder
-        .build()
-        .await
-        .map_err(|error| format!("DynamoDB usage sink: {error}"))?;
+    let sink = build_sink(builder, &table_name).await?;
     let label = format!(
         "usage: DynamoDB table {table_name}{}",
         endpoint
@@ -210,6 +199,49 @@ async fn dynamodb(
             .unwrap_or_default()
     );
     Ok(Some((Arc::new(sink), label)))
+}
+
+/// Spill files a process may open per table: adapters of one process (or of several) on
+/// one table each take the first free slot, so a restart finds and replays what an earlier
+/// run spilled.
+const SPILL_SLOTS: usize = 64;
+
+/// The DynamoDB sink, with `FAILOVER_DYNAMODB_SPILL_PATH` when set, else the first spill
+/// slot in the temporary directory whose lock is free.
+async fn build_sink(
+    builder: DynamoDbUsageSinkBuilder,
+    table: &str,
+) -> Result<DynamoDbUsageSink, String> {
+    if builder.config().spill_path.is_some() {
+        return builder
+            .build()
+            .await
+            .map_err(|error| format!("DynamoDB usage sink: {error}"));
+    }
+    let safe: String = table
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .collect();
+    for slot in 0..SPILL_SLOTS {
+        let name = match slot {
+            0 => format!("llm-failover-python-{safe}.spill"),
+            n => format!("llm-failover-python-{safe}-{n}.spill"),
+        };
+        let attempt = builder
+            .clone()
+            .spill_path(std::env::temp_dir().join(name))
+            .build()
+            .await;
+        match attempt {
+            Ok(sink) => return Ok(sink),
+            Err(failover_dynamodb::DynamoDbError::SpillLocked { .. }) => continue,
+            Err(error) => return Err(format!("DynamoDB usage sink: {error}")),
+        }
+    }
+    Err(format!(
+        "DynamoDB usage sink: all {SPILL_SLOTS} spill files of table {table} are in use; set \
+         FAILOVER_DYNAMODB_SPILL_PATH"
+    ))
 }
 
 /// Builds the adapter: Bedrock first, OpenAI as the fallback, each with its own breaker; the
