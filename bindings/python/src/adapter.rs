@@ -153,7 +153,12 @@ impl AwsLlmAdapter {
             failure_threshold,
             recovery_timeout: seconds(py, "recovery_timeout", recovery_timeout)?,
             max_attempts,
-            timeout: seconds(py, "timeout", timeout)?,
+            timeout: match seconds(py, "timeout", timeout)? {
+                Some(zero) if zero.is_zero() => {
+                    return Err(errors::configuration(py, "timeout must be above 0 seconds"));
+                }
+                other => other,
+            },
         };
         let built = block_on(py, build(options))?.map_err(|e| errors::configuration(py, e))?;
         Ok(Self {

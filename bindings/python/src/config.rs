@@ -220,7 +220,13 @@ async fn build_sink(
     }
     let safe: String = table
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     for slot in 0..SPILL_SLOTS {
         let name = match slot {

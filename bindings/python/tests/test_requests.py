@@ -153,6 +153,7 @@ def test_wrong_types_raise_type_errors(adapter: AWSLLMAdapter, tenant: str) -> N
     "kwargs,message",
     [
         ({"cache_ttl": -1.0}, "cache_ttl"),
+        ({"timeout": 0.0}, "timeout must be above 0"),
         ({"recovery_timeout": math.inf}, "recovery_timeout"),
         ({"elasticache_endpoint": "http://not-redis:80"}, "ElastiCache"),
         ({"dynamodb_endpoint": "http://127.0.0.1:9", "dynamodb_table": ""}, "no table"),
