@@ -18,7 +18,7 @@ from helpers import (
     redis_entries,
     usage_items,
 )
-from llm_failover import AllProvidersFailed, AWSLLMAdapter, InvalidRequest
+from llm_failover import AllProvidersFailed, AWSLLMAdapter, InvalidRequest, StreamInterrupted
 
 RESULT_KEYS = {"provider", "content", "tokens", "estimated_cost", "cached", "model", "latency", "request_id"}
 
@@ -319,3 +319,21 @@ class TestStreamingCompletion:
         assert "".join(c["content"] for c in chunks if c["type"] == "delta") == OPENAI_REPLY
         stats = await adapter.get_usage_statistics(tenant_id=tenant)
         assert (stats["failures"], stats["successes"]) == (1, 1)
+
+    @pytest.mark.asyncio
+    async def test_stream_cut_after_first_chunk_raises(self, adapter: AWSLLMAdapter, tenant: str, standins) -> None:
+        standins.inject("bedrock", "cut_stream", times=1)
+        received = []
+        stream = adapter.stream_completion(prompt="cut me", tenant_id=tenant, **SEED)
+        with pytest.raises(StreamInterrupted) as caught:
+            async for chunk in stream:
+                received.append(chunk)
+        # Past the first chunk there is no failover: the stream ends with an explicit error.
+        assert received and all(c["type"] == "delta" for c in received)
+        assert caught.value.provider == "bedrock" and caught.value.request_id
+        assert str(caught.value).startswith("stream from bedrock interrupted after")
+        with pytest.raises(StopAsyncIteration):
+            await stream.__anext__()
+        assert standins.calls("openai") == 0
+        again = await adapter.generate_completion(prompt="cut me", tenant_id=tenant, **SEED)
+        assert again["cached"] is False  # a cut stream is never cached
