@@ -6,7 +6,9 @@ ledger, stand-ins behind it but never reached): median per call of
 - ``await generate_completion`` in an asyncio loop (one call at a time).
 
 Run with the package built into the current Python (``maturin develop --release`` for
-release figures): ``python bench/overhead.py [N]``.
+release figures): ``python bench/overhead.py [N] [REDIS_URL]`` — with a Redis URL the cache
+is ElastiCache/Redis (a hit then waits on the network: the async call takes the spawned
+path, not the inline one).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from llm_failover import AWSLLMAdapter
 from llm_failover.testing import StandIns
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+REDIS = sys.argv[2] if len(sys.argv) > 2 else None
 ARGS = dict(prompt="What is 2+2?", agent_id="bench_agent", tenant_id="bench_tenant", model="gpt-4")
 
 
@@ -29,7 +32,8 @@ def median_us(ns: list[int]) -> float:
 
 def main() -> None:
     with StandIns() as standins:
-        adapter = AWSLLMAdapter(**standins.adapter_kwargs())
+        extra = {"elasticache_endpoint": REDIS} if REDIS else {}
+        adapter = AWSLLMAdapter(**standins.adapter_kwargs(), **extra)
         first = adapter.generate_completion_sync(**ARGS)
         assert first["cached"] is False
         assert adapter.generate_completion_sync(**ARGS)["cached"] is True
@@ -58,7 +62,7 @@ def main() -> None:
             rounds.append((median_us(rust), median_us(sync_ns), median_us(async_ns)))
         assert standins.calls("bedrock") == 1, "every measured call must be a cache hit"
 
-    print(f"N = {N} calls per round, 3 rounds; medians per call in µs")
+    print(f"cache: {'Redis at ' + REDIS if REDIS else 'memory'}; N = {N} calls per round, 3 rounds; medians per call in µs")
     print("| round | Rust engine | Python sync | Python async | sync − Rust | async − Rust |")
     print("|---|---|---|---|---|---|")
     for i, (r, s, a) in enumerate(rounds, 1):
