@@ -18,7 +18,13 @@ from helpers import (
     redis_entries,
     usage_items,
 )
-from llm_failover import AllProvidersFailed, AWSLLMAdapter, InvalidRequest, StreamInterrupted
+from llm_failover import (
+    AllProvidersFailed,
+    AWSLLMAdapter,
+    InvalidRequest,
+    ProvidersUnavailable,
+    StreamInterrupted,
+)
 
 RESULT_KEYS = {"provider", "content", "tokens", "estimated_cost", "cached", "model", "latency", "request_id"}
 
@@ -219,6 +225,22 @@ class TestOpenAIFallback:
         assert "openai (gpt-4): unavailable" in str(error)
         assert [a["provider"] for a in error.attempts] == ["bedrock", "openai"]
         assert [a["outcome"] for a in error.attempts] == ["skipped_breaker_open", "failed"]
+
+    @pytest.mark.asyncio
+    async def test_every_breaker_open_fails_fast(self, make_adapter, tenant: str, standins) -> None:
+        adapter = make_adapter(recovery_timeout=30.0)
+        adapter.bedrock_circuit_breaker.force_open()
+        standins.inject("openai", "unavailable", times=3)
+        for i in range(3):
+            with pytest.raises(AllProvidersFailed):
+                await adapter.generate_completion(prompt=f"down {i}", tenant_id=tenant, **SEED)
+        assert adapter.openai_circuit_breaker.state == "OPEN"
+        with pytest.raises(ProvidersUnavailable) as caught:
+            await adapter.generate_completion(prompt="nobody is up", tenant_id=tenant, **SEED)
+        assert str(caught.value).startswith(f"no provider is available for request {caught.value.request_id}")
+        assert 0 < caught.value.retry_after <= 30.0  # OpenAI's breaker reopens first
+        assert standins.calls("openai") == 3 and standins.calls("bedrock") == 0
+        assert adapter.get_health_status()["status"] == "unhealthy"
 
     @pytest.mark.asyncio
     async def test_fallback_keeps_response_structure(self, adapter: AWSLLMAdapter, tenant: str, standins) -> None:
