@@ -13,10 +13,13 @@
 //! dropped quietly — never an "Event loop is closed" error.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::task::{Context, Poll};
 
+use futures::FutureExt;
 use pyo3::IntoPyObjectExt;
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -124,7 +127,19 @@ where
     let loop_ref = event_loop.clone().unbind();
     let future_ref = py_future.clone().unbind();
     let task = runtime().spawn(async move {
-        let result = future.await;
+        // A panic must not leave the awaiting coroutine waiting forever: it becomes the
+        // future's exception.
+        let result = match AssertUnwindSafe(future).catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => Err(PyRuntimeError::new_err(format!(
+                "llm_failover internal error: {}",
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".to_owned())
+            ))),
+        };
         Python::attach(|py| {
             let future = future_ref.bind(py);
             if future
