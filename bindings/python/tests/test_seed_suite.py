@@ -37,6 +37,23 @@ class TestAWSLLMAdapterBasic:
         assert adapter.bedrock_circuit_breaker.name == "bedrock"
         assert adapter.openai_circuit_breaker.name == "openai"
 
+    @pytest.mark.asyncio
+    async def test_configured_from_the_environment(self, monkeypatch, standins, redis_url: str, dynamodb_endpoint: str, usage_table: str, tenant: str) -> None:
+        for name, value in standins.env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("ELASTICACHE_ENDPOINT", redis_url)
+        monkeypatch.setenv("DYNAMODB_ENDPOINT", dynamodb_endpoint)
+        monkeypatch.setenv("FAILOVER_DYNAMODB_TABLE", usage_table)
+        adapter = AWSLLMAdapter(region_name="us-east-1", create_dynamodb_table=True)
+        assert adapter.backends == [
+            f"cache: ElastiCache/Redis at {redis_url}",
+            f"usage: DynamoDB table {usage_table} at {dynamodb_endpoint}",
+        ]
+        result = await adapter.generate_completion(prompt="from the environment", tenant_id=tenant, **SEED)
+        assert result["provider"] == "bedrock" and standins.calls("bedrock") == 1
+        stats = await adapter.get_usage_statistics(tenant_id=tenant)
+        assert stats["total_requests"] == 1
+
     def test_health_status(self, adapter: AWSLLMAdapter) -> None:
         health = adapter.get_health_status()
         assert health["status"] == "healthy"
