@@ -304,6 +304,19 @@ class TestUsageTracking:
         assert int(item["input_tokens"]["N"]) + int(item["output_tokens"]["N"]) == result["tokens"]
 
 
+    @pytest.mark.asyncio
+    async def test_async_with_stores_every_record_at_exit(self, make_adapter, tenant: str, dynamodb_endpoint: str, usage_table: str) -> None:
+        async with make_adapter() as adapter:
+            for i in range(3):
+                await adapter.generate_completion(prompt=f"record {i}", tenant_id=tenant, **SEED)
+        items = [i for i in usage_items(dynamodb_endpoint, usage_table, tenant) if "request_id" in i]
+        assert len(items) == 3
+        from llm_failover import AdapterShutDown
+
+        with pytest.raises(AdapterShutDown):
+            await adapter.generate_completion(prompt="after exit", tenant_id=tenant, **SEED)
+
+
 class TestCostTracking:
     @pytest.mark.asyncio
     async def test_cost_in_response(self, adapter: AWSLLMAdapter, tenant: str) -> None:

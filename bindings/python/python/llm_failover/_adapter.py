@@ -44,3 +44,18 @@ class AWSLLMAdapter(_Native):
     async def shutdown(self) -> None:
         """Refuses new requests and stores every usage record accepted."""
         await _Native.shutdown(self)
+
+    async def __aenter__(self) -> "AWSLLMAdapter":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """``async with AWSLLMAdapter(...) as adapter:`` shuts it down at the end: every
+        usage record is stored (or spilled) before the block exits."""
+        await self.shutdown()
+
+    def __enter__(self) -> "AWSLLMAdapter":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """``with AWSLLMAdapter(...) as adapter:``: :meth:`shutdown_sync` at the end."""
+        self.shutdown_sync()
