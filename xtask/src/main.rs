@@ -16,8 +16,13 @@ commands:
              virtualenv under target/), installs the openai Python SDK into that
              virtualenv, then runs `cargo test --workspace` with
              FAILOVER_REQUIRE_SERVICES=1, so a test that cannot reach its server fails,
-             and FAILOVER_SDK_PYTHON set to the virtualenv's python.
+             and FAILOVER_SDK_PYTHON set to the virtualenv's python; then `test-python`.
              Extra arguments after -- go to cargo test (e.g. -- --no-fail-fast)
+  test-python
+             the Python package's suite alone: installs maturin 1.16, pytest and
+             pytest-asyncio into the virtualenv, builds bindings/python into it
+             (`maturin develop`), runs pytest with FAILOVER_REQUIRE_SERVICES=1.
+             Extra arguments after -- go to pytest (e.g. -- -k caching)
   ci         cargo fmt --check, clippy (-D warnings), then `test`, as CI runs them
   bench      run every criterion bench (pass extra criterion arguments after --)
   test-live  the scenario suite and the providers' live tests against real Bedrock, OpenAI,
@@ -36,7 +41,7 @@ fn run(mut command: Command, shown: &str) -> Result<(), String> {
     eprintln!("xtask: {shown}");
     let status = command
         .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -49,16 +54,15 @@ fn cargo(args: &[&str]) -> Result<(), String> {
 }
 
 /// `cargo test --workspace` (and `extra`) with every service binary on `PATH`, services
-/// required, and the Python that has the `openai` SDK named.
+/// required, and the Python that has the `openai` SDK named; then the Python package's
+/// suite ([`python_suite`]).
 fn test(extra: &[String]) -> Result<(), String> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .ok_or("xtask is not inside the workspace")?;
+    let workspace = workspace()?;
     let prepared = services::prepare(workspace)?;
     let mut command = cargo_command(&["test", "--workspace"]);
     command.args(extra);
     command
-        .env("PATH", prepared.path)
+        .env("PATH", &prepared.path)
         .env(REQUIRE_SERVICES_ENV, "1")
         .env(services::SDK_PYTHON_ENV, &prepared.sdk_python);
     run(
@@ -67,6 +71,60 @@ fn test(extra: &[String]) -> Result<(), String> {
             "{REQUIRE_SERVICES_ENV}=1 {}={} cargo test --workspace {}",
             services::SDK_PYTHON_ENV,
             prepared.sdk_python.display(),
+            extra.join(" ")
+        ),
+    )?;
+    python_suite(workspace, &prepared, &[])
+}
+
+fn workspace() -> Result<&'static Path, String> {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or_else(|| "xtask is not inside the workspace".to_owned())
+}
+
+fn test_python(extra: &[String]) -> Result<(), String> {
+    let workspace = workspace()?;
+    let prepared = services::prepare(workspace)?;
+    python_suite(workspace, &prepared, extra)
+}
+
+/// The Python package's suite: `maturin develop` of bindings/python into the virtualenv,
+/// then pytest, with the servers' binaries on `PATH` and services required.
+fn python_suite(
+    workspace: &Path,
+    prepared: &services::Prepared,
+    extra: &[String],
+) -> Result<(), String> {
+    let python = &prepared.sdk_python;
+    let maturin = services::python_suite_tools(python)?;
+    let venv = python
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("the virtualenv's python is not in <venv>/bin")?;
+    let bindings = workspace.join("bindings").join("python");
+    let mut develop = Command::new(&maturin);
+    develop
+        .arg("develop")
+        .arg("--manifest-path")
+        .arg(bindings.join("Cargo.toml"))
+        .env("VIRTUAL_ENV", venv)
+        .env("PATH", &prepared.path);
+    run(develop, "maturin develop (bindings/python)")?;
+    let mut pytest = Command::new(python);
+    pytest
+        .args(["-m", "pytest", "tests", "-p", "no:cacheprovider"])
+        .args(extra)
+        .current_dir(&bindings)
+        .env("PATH", &prepared.path)
+        .env(REQUIRE_SERVICES_ENV, "1")
+        // No __pycache__ in the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    run(
+        pytest,
+        &format!(
+            "{REQUIRE_SERVICES_ENV}=1 {} -m pytest tests (bindings/python) {}",
+            python.display(),
             extra.join(" ")
         ),
     )
@@ -171,6 +229,7 @@ fn main() -> ExitCode {
     };
     let result = match args.first().map(String::as_str) {
         Some("test") => test(rest()),
+        Some("test-python") => test_python(rest()),
         Some("ci") => ci(),
         Some("bench") => bench(rest()),
         Some("test-live") => test_live(rest()),

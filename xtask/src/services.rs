@@ -32,6 +32,16 @@ const OPENAI_OLDEST: (u32, u32) = (3, 50);
 /// exception classes or the retry rules they assert.
 const OPENAI_BELOW_MAJOR: u32 = 4;
 
+/// What the Python binding's suite needs in the virtualenv: maturin (to build the
+/// extension into it), pytest and pytest-asyncio, and boto3 (it reads the usage table back;
+/// moto brings it along, but moto may come from elsewhere on `PATH`).
+const PYTHON_SUITE_REQUIREMENTS: [&str; 4] = [
+    "maturin>=1.16,<1.17",
+    "pytest>=8",
+    "pytest-asyncio>=0.24",
+    "boto3>=1.34",
+];
+
 /// The variable that tells the SDK tests which Python has `openai` installed.
 pub(crate) const SDK_PYTHON_ENV: &str = "FAILOVER_SDK_PYTHON";
 
@@ -227,4 +237,38 @@ fn moto_venv(venv: &Path) -> Result<PathBuf, String> {
         ));
     }
     Ok(bin)
+}
+
+/// The virtualenv's `python` with maturin 1.16.x, pytest, pytest-asyncio and boto3
+/// (installed when one is missing); returns the path of its `maturin`.
+pub(crate) fn python_suite_tools(python: &Path) -> Result<PathBuf, String> {
+    let bin = python
+        .parent()
+        .ok_or_else(|| format!("{} has no directory", python.display()))?;
+    let maturin = bin.join("maturin");
+    let ready = || {
+        let maturin_ok = Command::new(&maturin)
+            .arg("--version")
+            .output()
+            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).starts_with("maturin 1.16."));
+        let pytest_ok = Command::new(python)
+            .args(["-c", "import pytest, pytest_asyncio, boto3"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        maturin_ok && pytest_ok
+    };
+    if ready() {
+        return Ok(maturin);
+    }
+    for requirement in PYTHON_SUITE_REQUIREMENTS {
+        pip_install(python, requirement)?;
+    }
+    if !ready() {
+        return Err(format!(
+            "{} still lacks maturin 1.16, pytest, pytest-asyncio or boto3 after pip install",
+            python.display()
+        ));
+    }
+    Ok(maturin)
 }
