@@ -108,13 +108,18 @@ impl AwsLlmAdapter {
     /// (`AWS_REGION`, the AWS credential chain, `OPENAI_API_KEY`, `ELASTICACHE_ENDPOINT`,
     /// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, `OPENAI_BASE_URL`, `DYNAMODB_ENDPOINT`,
     /// `FAILOVER_DYNAMODB_TABLE`, `FAILOVER_CACHE_KEY`, `FAILOVER_CACHE_ENCRYPTION_KEY`).
+    /// With `shared_state_url` (a Redis/ElastiCache every process of the application
+    /// reaches) the breakers are shared, and `tenant_limits` (`{"default": {...},
+    /// "tenants": {"acme": {...}}}` with `usd_per_day`, `usd_per_month`,
+    /// `requests_per_minute`, `tokens_per_minute`) are enforced across them.
     #[new]
     #[pyo3(signature = (
         region_name=None, elasticache_endpoint=None, *, bedrock_endpoint_url=None,
         openai_api_key=None, openai_base_url=None, aws_access_key_id=None,
         aws_secret_access_key=None, aws_session_token=None, dynamodb_endpoint=None,
         dynamodb_table=None, create_dynamodb_table=false, cache=true, cache_ttl=None,
-        failure_threshold=None, recovery_timeout=None, max_attempts=None, timeout=None
+        failure_threshold=None, recovery_timeout=None, max_attempts=None, timeout=None,
+        shared_state_url=None, shared_state_prefix=None, tenant_limits=None
     ))]
     fn new(
         py: Python<'_>,
@@ -135,7 +140,14 @@ impl AwsLlmAdapter {
         recovery_timeout: Option<f64>,
         max_attempts: Option<u32>,
         timeout: Option<f64>,
+        shared_state_url: Option<String>,
+        shared_state_prefix: Option<String>,
+        tenant_limits: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let tenant_limits = tenant_limits
+            .map(|limits| pythonize::depythonize::<failover_shared::LimitsConfig>(&limits))
+            .transpose()
+            .map_err(|error| errors::configuration(py, format!("tenant_limits: {error}")))?;
         let options = AdapterOptions {
             region_name,
             elasticache_endpoint,
@@ -159,6 +171,9 @@ impl AwsLlmAdapter {
                 }
                 other => other,
             },
+            shared_state_url,
+            shared_state_prefix,
+            tenant_limits,
         };
         let built = block_on(py, build(options))?.map_err(|e| errors::configuration(py, e))?;
         Ok(Self {

@@ -10,10 +10,16 @@ use std::time::Duration;
 use failover_bedrock::{BedrockConfigBuilder, BedrockProvider, StaticCredentials};
 use failover_breaker::BreakerConfig;
 use failover_cache::{Cache, KeyDeriver, MemoryCache};
+use failover_core::layers::{ProviderLayer, RequestLayer};
 use failover_core::{AdapterConfig, FailoverAdapter};
 use failover_dynamodb::{DynamoDbUsageSink, DynamoDbUsageSinkBuilder, TableOptions};
 use failover_elasticache::{ElastiCacheCache, ElastiCacheConfig, EncryptionKey};
 use failover_openai::{OpenAiConfigBuilder, OpenAiProvider};
+use failover_provider::Provider;
+use failover_shared::{
+    LimitsConfig, SharedBreaker, SharedBreakerConfig, SharedStore, StoreConfig, TenantLimits,
+    UsageEstimator,
+};
 use failover_usage::{MemoryUsageSink, UsageSink};
 
 /// The constructor's keyword arguments (each `None` when not given).
@@ -36,6 +42,13 @@ pub(crate) struct AdapterOptions {
     pub(crate) recovery_timeout: Option<Duration>,
     pub(crate) max_attempts: Option<u32>,
     pub(crate) timeout: Option<Duration>,
+    /// Redis/ElastiCache shared by every process of the application: the breakers (and the
+    /// tenant limits) live there.
+    pub(crate) shared_state_url: Option<String>,
+    /// The prefix of the shared state's keys (one application, one prefix).
+    pub(crate) shared_state_prefix: Option<String>,
+    /// Budgets and rate limits per tenant (`failover_shared::LimitsConfig`'s shape).
+    pub(crate) tenant_limits: Option<LimitsConfig>,
 }
 
 /// What the constructor built.
@@ -263,11 +276,43 @@ pub(crate) async fn build(options: AdapterOptions) -> Result<Built, String> {
     if let Some(timeout) = options.timeout {
         config = config.with_default_timeout(Some(timeout));
     }
-    let mut builder = FailoverAdapter::builder()
-        .provider(Arc::new(bedrock), breaker.clone())
-        .provider(Arc::new(openai), breaker)
-        .config(config);
+    let mut builder = FailoverAdapter::builder().config(config);
     let mut description = Vec::new();
+    let providers: [Arc<dyn Provider>; 2] = [Arc::new(bedrock), Arc::new(openai)];
+    let store = match &options.shared_state_url {
+        Some(url) => {
+            let mut store_config = StoreConfig::single(url.clone());
+            if let Some(prefix) = &options.shared_state_prefix {
+                store_config = store_config.with_key_prefix(prefix.clone());
+            }
+            Some(
+                SharedStore::new(&store_config)
+                    .map_err(|error| format!("shared_state_url: {error}"))?,
+            )
+        }
+        None if options.tenant_limits.is_some() => {
+            return Err("tenant_limits need shared_state_url (the limits live in Redis)".into());
+        }
+        None => None,
+    };
+    for provider in providers {
+        builder = match &store {
+            Some(store) => {
+                let name = provider.name().to_owned();
+                let shared = SharedBreaker::new(
+                    store.clone(),
+                    &name,
+                    SharedBreakerConfig::new(breaker.clone()),
+                )
+                .map_err(|error| error.to_string())?;
+                builder.provider_with_breaker(provider, Arc::new(shared))
+            }
+            None => builder.provider(provider, breaker.clone()),
+        };
+    }
+    if store.is_some() {
+        description.push("breakers: shared (shared_state_url)".to_owned());
+    }
     let endpoint = options
         .elasticache_endpoint
         .clone()
@@ -289,15 +334,29 @@ pub(crate) async fn build(options: AdapterOptions) -> Result<Built, String> {
         description.push("cache: none".to_owned());
     }
     let dynamodb = dynamodb(&options).await?;
-    match &dynamodb {
+    let ledger: Arc<dyn UsageSink> = match &dynamodb {
         Some((sink, label)) => {
-            builder = builder.usage_sink(Arc::clone(sink) as Arc<dyn UsageSink>);
             description.push(label.clone());
+            Arc::clone(sink) as Arc<dyn UsageSink>
         }
         None => {
-            builder = builder.usage_sink(Arc::new(MemoryUsageSink::default()));
             description.push("usage: memory".to_owned());
+            Arc::new(MemoryUsageSink::default())
         }
+    };
+    builder = builder.usage_sink(Arc::clone(&ledger));
+    if let (Some(store), Some(limits)) = (store, options.tenant_limits) {
+        let estimator = UsageEstimator::new(
+            failover_core::Router::embedded(),
+            failover_usage::PricingTable::embedded(),
+            vec!["bedrock".to_owned(), "openai".to_owned()],
+        );
+        let layer = TenantLimits::with_ledger(store, limits, estimator, ledger)
+            .map_err(|error| format!("tenant_limits: {error}"))?;
+        builder = builder
+            .request_layer(Arc::clone(&layer) as Arc<dyn RequestLayer>)
+            .provider_layer(layer as Arc<dyn ProviderLayer>);
+        description.push("tenant limits: shared (shared_state_url)".to_owned());
     }
     let adapter = builder.build().map_err(|error| error.to_string())?;
     Ok(Built {

@@ -3,6 +3,7 @@
 //! engine's own `Display`.
 
 use failover_core::FailoverError;
+use failover_core::layers::RejectionKind;
 use failover_provider::{AttemptOutcome, AttemptRecord};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -126,9 +127,15 @@ pub(crate) fn failover(py: Python<'_>, error: FailoverError) -> PyErr {
             request_id,
             layer,
             reason,
+            kind,
             ..
         } => (
-            "RequestRejected",
+            match kind {
+                RejectionKind::BudgetExceeded => "BudgetExceeded",
+                RejectionKind::RateLimited => "RateLimited",
+                RejectionKind::LimitUnavailable => "LimitUnavailable",
+                _ => "RequestRejected",
+            },
             Some(request_id.as_str().to_owned()),
             vec![("layer", text(py, layer)), ("reason", text(py, reason))],
         ),

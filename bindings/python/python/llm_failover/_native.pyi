@@ -58,6 +58,9 @@ class AWSLLMAdapter:
         recovery_timeout: Optional[float] = None,
         max_attempts: Optional[int] = None,
         timeout: Optional[float] = None,
+        shared_state_url: Optional[str] = None,
+        shared_state_prefix: Optional[str] = None,
+        tenant_limits: Optional[dict[str, Any]] = None,
     ) -> None: ...
     def generate_completion(
         self,

@@ -58,8 +58,19 @@ class RequestRejected(LLMFailoverError):
     any provider were touched. ``layer`` and ``reason`` say which and why."""
 
 
-BudgetExceeded = RequestRejected
-"""A budget's refusal is a :class:`RequestRejected` from the budget layer."""
+class BudgetExceeded(RequestRejected):
+    """The tenant's budget (USD per day or per month) is used up; the message names the
+    limit and when it resets (``retry_after``, seconds)."""
+
+
+class RateLimited(RequestRejected):
+    """The tenant's rate limit (requests or tokens per minute) is reached; ``retry_after``
+    says when the minute frees it."""
+
+
+class LimitUnavailable(RequestRejected):
+    """The tenant's budget cannot be checked (the shared state does not answer) and budgets
+    fail closed."""
 
 
 class AdapterShutDown(LLMFailoverError):
@@ -86,6 +97,8 @@ __all__ = [
     "StreamInterrupted",
     "RequestRejected",
     "BudgetExceeded",
+    "RateLimited",
+    "LimitUnavailable",
     "AdapterShutDown",
     "UsageLedgerError",
     "CacheError",
