@@ -6,7 +6,7 @@
 -- KEYS[2] reservations (zset: call id -> lease expiry ms)
 -- KEYS[3] reservation amounts (hash: call id -> "nanos,tokens,day,month")
 -- KEYS[4] rates (hash): r:<minute> requests, t:<minute> tokens
--- KEYS[5] the settle marker of this call id (settle only)
+-- KEYS[5] the settle marker of this call id (settle only; kept ten minutes)
 -- ARGV[1] op: reserve | settle | read;  ARGV[2] now ms, or "" for the server's TIME
 -- reserve: ARGV[3] call id, [4] estimate nanos, [5] estimated tokens, [6] lease ms,
 --          [7] USD/day limit nanos, [8] USD/month limit nanos, [9] requests/min,
@@ -68,11 +68,9 @@ local function expire_leases()
   end
 end
 
-expire_leases()
 if op == 'reserve' then
+  expire_leases()
   local id, est, tokens, lease = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-  -- Asked twice for one call id (a retry after a lost reply): reserved once.
-  if redis.call('HEXISTS', amounts, id) == 1 then return { 1 } end
   local day_limit, month_limit = tonumber(ARGV[7]), tonumber(ARGV[8])
   local rpm, tpm = tonumber(ARGV[9]), tonumber(ARGV[10])
   if ARGV[11] == '1' and (day_limit >= 0 or month_limit >= 0)
@@ -102,10 +100,13 @@ if op == 'reserve' then
   if tpm >= 0 and used_tokens + tokens > tpm then
     return { 0, 'tokens_per_minute', MINUTE - (now % MINUTE), tpm, math.floor(used_tokens) }
   end
+  -- Asked twice for one call id (a retry after a lost reply): reserved once.
+  if redis.call('HSETNX', amounts, id, est .. ',' .. tokens .. ',' .. day .. ',' .. month) == 0 then
+    return { 1 }
+  end
   redis.call('HINCRBY', spend, 'rd:' .. day, est)
   redis.call('HINCRBY', spend, 'rm:' .. month, est)
   redis.call('ZADD', resv, now + lease, id)
-  redis.call('HSET', amounts, id, est .. ',' .. tokens .. ',' .. day .. ',' .. month)
   redis.call('HINCRBY', rates, 'r:' .. minute, 1)
   redis.call('HINCRBY', rates, 't:' .. minute, tokens)
   redis.call('PEXPIRE', rates, 3 * MINUTE)
@@ -115,7 +116,9 @@ if op == 'reserve' then
   return { 1 }
 elseif op == 'settle' then
   local id, real, real_tokens = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-  if redis.call('SET', KEYS[5], '1', 'NX', 'PX', 2 * DAY) == false then
+  -- The marker only has to outlive a retry of this call (seconds): ten minutes keeps the
+  -- number of markers to the requests of the last ten minutes.
+  if redis.call('SET', KEYS[5], '1', 'NX', 'PX', 10 * MINUTE) == false then
     return { 0 }
   end
   local amount = redis.call('HGET', amounts, id)
@@ -142,6 +145,7 @@ elseif op == 'seed' then
   redis.call('PEXPIRE', spend, 40 * DAY)
   return { 1 }
 else
+  expire_leases()
   local f = redis.call('HMGET', spend, 'd:' .. day, 'm:' .. month, 'rd:' .. day, 'rm:' .. month)
   return { num(f[1]), num(f[2]), num(f[3]), num(f[4]) }
 end

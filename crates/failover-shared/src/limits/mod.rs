@@ -514,7 +514,8 @@ impl TenantLimits {
     }
 
     /// Settles `call_id`: releases its reservation and adds `cost` to the spend. Once per
-    /// call id: `Ok(false)` when it was settled already.
+    /// call id: `Ok(false)` when it was settled already (a repeat is recognised for ten
+    /// minutes after the first settle, far longer than a retry takes).
     pub async fn settle(
         &self,
         tenant: &str,
