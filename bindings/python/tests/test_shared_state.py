@@ -41,6 +41,19 @@ def test_a_rate_limit_raises_rate_limited_with_retry_after(make_adapter: Callabl
     assert 0 < refused.value.retry_after <= 60
 
 
+def test_an_agent_limit_applies_on_top_of_the_tenants(make_adapter: Callable[..., AWSLLMAdapter], redis_url: str, tenant: str) -> None:
+    limits = {"agents": {f"{tenant}/chatty": {"requests_per_minute": 1}}}
+    adapter = make_adapter(**shared(redis_url, tenant_limits=limits), cache=False)
+    seed = {**SEED, "agent_id": "chatty"}
+    adapter.generate_completion_sync(prompt="What is 2+2?", tenant_id=tenant, **seed)
+    with pytest.raises(RateLimited) as refused:
+        adapter.generate_completion_sync(prompt="What is 2+2?", tenant_id=tenant, **seed)
+    assert str(refused.value).count("agent chatty of tenant") == 1, str(refused.value)
+    # Another agent of the tenant has no limit of its own.
+    for _ in range(2):
+        adapter.generate_completion_sync(prompt="What is 2+2?", tenant_id=tenant, **SEED)
+
+
 def test_two_adapters_share_one_breaker(make_adapter: Callable[..., AWSLLMAdapter], redis_url: str) -> None:
     settings = shared(redis_url)
     first = make_adapter(**settings)

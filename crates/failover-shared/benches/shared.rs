@@ -74,11 +74,16 @@ fn bench_shared(c: &mut Criterion) {
             async move {
                 let cost = Usd::new(rust_decimal::Decimal::new(1, 3));
                 limits
-                    .reserve("tenant", &id, cost, 100)
+                    .reserve("tenant", "agent", &id, cost, 100)
                     .await
                     .unwrap()
                     .unwrap();
-                assert!(limits.settle("tenant", &id, cost, 50).await.unwrap());
+                assert!(
+                    limits
+                        .settle("tenant", "agent", &id, cost, 50)
+                        .await
+                        .unwrap()
+                );
             }
         })
     });

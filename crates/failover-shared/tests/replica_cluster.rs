@@ -24,6 +24,7 @@ failover_testenv::service_test_main! {
         replica_breakers_on_a_cluster_trip_together_and_bound_probes,
         replica_budgets_on_a_cluster_reserve_settle_and_refuse,
         replica_breakers_on_one_node_trip_together_and_bound_probes,
+        replica_agent_limits_on_a_cluster_apply_on_top_of_the_tenants,
     ],
 }
 
@@ -153,33 +154,108 @@ async fn replica_budgets_on_a_cluster_reserve_settle_and_refuse() {
     // Tenants hash to different slots; each keeps its own spend.
     for tenant in ["acme", "beta", "gamma"] {
         limits
-            .reserve(tenant, "a", four_cents, 10)
+            .reserve(tenant, "agent", "a", four_cents, 10)
             .await
             .unwrap()
             .unwrap();
         limits
-            .reserve(tenant, "b", four_cents, 10)
+            .reserve(tenant, "agent", "b", four_cents, 10)
             .await
             .unwrap()
             .unwrap();
         let refused = limits
-            .reserve(tenant, "c", four_cents, 10)
+            .reserve(tenant, "agent", "c", four_cents, 10)
             .await
             .unwrap()
             .unwrap_err();
         assert_eq!(refused.kind, LimitKind::UsdPerDay);
         assert!(refused.resets_in <= Duration::from_secs(86_400));
         // Settling below the estimate frees room; a second settle changes nothing.
-        assert!(limits.settle(tenant, "a", three_cents, 10).await.unwrap());
-        assert!(!limits.settle(tenant, "a", three_cents, 10).await.unwrap());
-        let [spent_day, spent_month, reserved_day, _] = limits.spend(tenant).await.unwrap();
+        assert!(
+            limits
+                .settle(tenant, "agent", "a", three_cents, 10)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !limits
+                .settle(tenant, "agent", "a", three_cents, 10)
+                .await
+                .unwrap()
+        );
+        let [spent_day, spent_month, reserved_day, _] = limits.spend(tenant, None).await.unwrap();
         assert_eq!(spent_day, Decimal::new(3, 2));
         assert_eq!(spent_month, Decimal::new(3, 2));
         assert_eq!(reserved_day, Decimal::new(4, 2));
         limits
-            .reserve(tenant, "c", three_cents, 10)
+            .reserve(tenant, "agent", "c", three_cents, 10)
             .await
             .unwrap()
             .unwrap();
     }
+}
+
+async fn replica_agent_limits_on_a_cluster_apply_on_top_of_the_tenants() {
+    let cluster = require_service!(redis::shared_cluster());
+    let store = SharedStore::new(
+        &StoreConfig::cluster(cluster.urls()).with_key_prefix(unique("lf-cluster")),
+    )
+    .unwrap();
+    let mut config = LimitsConfig::default();
+    config.default.usd_per_day = Some(Decimal::new(10, 2)); // $0.10 per tenant
+    let mut bot = failover_shared::Limits::default();
+    bot.usd_per_day = Some(Decimal::new(5, 2)); // $0.05 for acme's bot
+    config.agents.insert("acme/bot".to_owned(), bot);
+    let estimator = UsageEstimator::new(
+        failover_core::Router::empty(),
+        failover_usage::PricingTable::new(),
+        Vec::new(),
+    );
+    let limits = TenantLimits::new(store, config, estimator).unwrap();
+    let four_cents = Usd::new(Decimal::new(4, 2));
+    // The bot reaches its own limit first…
+    limits
+        .reserve("acme", "bot", "a", four_cents, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    let refused = limits
+        .reserve("acme", "bot", "b", four_cents, 10)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(refused.agent.as_deref(), Some("bot"));
+    assert!(
+        refused.to_string().starts_with("agent bot of tenant acme"),
+        "{refused}"
+    );
+    // …which refused without reserving anything for the tenant.
+    let [_, _, reserved_day, _] = limits.spend("acme", None).await.unwrap();
+    assert_eq!(reserved_day, Decimal::new(4, 2));
+    // Another agent of acme has only the tenant's limit, which the bot's spend counts in.
+    limits
+        .reserve("acme", "triage", "c", four_cents, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    let refused = limits
+        .reserve("acme", "triage", "d", four_cents, 10)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!((refused.agent, refused.kind), (None, LimitKind::UsdPerDay));
+    // Settling releases both scopes of the bot's reservation and spends in both.
+    assert!(
+        limits
+            .settle("acme", "bot", "a", Usd::new(Decimal::new(1, 2)), 10)
+            .await
+            .unwrap()
+    );
+    let [bot_day, _, bot_reserved, _] = limits.spend("acme", Some("bot")).await.unwrap();
+    assert_eq!((bot_day, bot_reserved), (Decimal::new(1, 2), Decimal::ZERO));
+    let [acme_day, _, acme_reserved, _] = limits.spend("acme", None).await.unwrap();
+    assert_eq!(
+        (acme_day, acme_reserved),
+        (Decimal::new(1, 2), Decimal::new(4, 2))
+    );
 }

@@ -97,16 +97,16 @@ async fn replica_spend_is_seeded_from_the_ledger_after_a_redis_flush() {
 
     // Redis knows nothing of the tenant: the ledger's $0.08 is seeded first.
     let refused = limits
-        .reserve(&tenant, "b", three_cents, 10)
+        .reserve(&tenant, "agent", "b", three_cents, 10)
         .await
         .unwrap()
         .unwrap_err();
     assert_eq!(refused.kind, LimitKind::UsdPerDay);
     assert_eq!(refused.used, Decimal::new(8, 2), "{refused}");
-    let [day, month, _, _] = limits.spend(&tenant).await.unwrap();
+    let [day, month, _, _] = limits.spend(&tenant, None).await.unwrap();
     assert_eq!((day, month), (Decimal::new(8, 2), Decimal::new(8, 2)));
     limits
-        .reserve(&tenant, "c", Usd::new(Decimal::new(2, 2)), 10)
+        .reserve(&tenant, "agent", "c", Usd::new(Decimal::new(2, 2)), 10)
         .await
         .unwrap()
         .unwrap();
@@ -115,7 +115,7 @@ async fn replica_spend_is_seeded_from_the_ledger_after_a_redis_flush() {
     server.stop();
     server.restart().unwrap();
     let refused = limits
-        .reserve(&tenant, "d", three_cents, 10)
+        .reserve(&tenant, "agent", "d", three_cents, 10)
         .await
         .unwrap()
         .unwrap_err();

@@ -586,7 +586,8 @@ backend = "none"
             "{EXAMPLE}\n[breaker]\nconsecutive_failures = 4\nopen_ms = 5000\n\n\
              [shared]\nredis_urls = [\"redis://127.0.0.1:6379\"]\n\n\
              [shared.limits.default]\nusd_per_day = \"25\"\nrequests_per_minute = 60\n\n\
-             [shared.limits.tenants.acme]\nusd_per_day = \"100\"\n"
+             [shared.limits.tenants.acme]\nusd_per_day = \"100\"\n\n\
+             [shared.limits.agents.\"acme/support-bot\"]\nrequests_per_minute = 5\n"
         );
         let config: ServeConfig = toml::from_str(&text).unwrap();
         config.check().unwrap();
@@ -620,6 +621,12 @@ backend = "none"
         ))
         .unwrap();
         assert!(negative.check().unwrap_err().contains("negative"));
+        let unkeyed: ServeConfig = toml::from_str(&format!(
+            "{EXAMPLE}\n[shared]\nredis_urls = [\"redis://x\"]\n\
+             [shared.limits.agents.bot]\nusd_per_day = \"1\"\n"
+        ))
+        .unwrap();
+        assert!(unkeyed.check().unwrap_err().contains("tenant/agent"));
     }
 
     #[test]
