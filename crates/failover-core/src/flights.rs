@@ -9,7 +9,8 @@
 //! expiry in a shared store). If another replica holds it, the request waits — at most
 //! [`SharedFlights::wait_bound`], and never past its deadline — for that replica's answer
 //! to appear in the (shared) cache, looking every [`SharedFlights::poll_interval`]; if the
-//! answer does not come, it calls the providers itself. Streams never wait (their time to
+//! answer does not come, or the holder lets go without one (it failed), it calls the
+//! providers itself. Streams never wait (their time to
 //! first token would become the other request's whole generation).
 //!
 //! The answer travels through the cache, so shared flights only help with a cache every
@@ -39,6 +40,9 @@ pub enum FlightClaim {
 /// The future of a claim.
 pub type ClaimFuture<'a> = Pin<Box<dyn Future<Output = FlightClaim> + Send + 'a>>;
 
+/// The future of [`SharedFlights::held`].
+pub type HeldFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+
 /// Flights shared across replicas (see the [module docs](self)).
 ///
 /// # Contract
@@ -53,6 +57,10 @@ pub trait SharedFlights: Send + Sync + fmt::Debug {
     fn claim<'a>(&'a self, key: &'a CacheKey) -> ClaimFuture<'a>;
     /// Releases a claim this process holds.
     fn release(&self, key: &CacheKey, claim: ClaimId);
+    /// Whether some replica still holds the flight of `key`: a waiting request stops
+    /// waiting when the holder let go without an answer (it failed). `true` when the store
+    /// cannot tell (the wait bound then ends the wait).
+    fn held<'a>(&'a self, key: &'a CacheKey) -> HeldFuture<'a>;
     /// How long a request waits for another replica's answer.
     fn wait_bound(&self) -> Duration;
     /// How often a waiting request looks in the cache.

@@ -116,6 +116,12 @@ async fn across_replicas(
                     tokio::time::sleep(interval).await;
                     match cache.lookup(key).await {
                         Ok(Some(hit)) => return Some(hit),
+                        // The holder stores its answer before it lets go: no claim and no
+                        // answer is a holder that failed. Look once more (it may have
+                        // stored and let go between the two reads), then stop waiting.
+                        Ok(None) if !shared.held(key).await => {
+                            return cache.lookup(key).await.ok().flatten();
+                        }
                         Ok(None) => {}
                         Err(CacheUnavailable) => return None,
                     }

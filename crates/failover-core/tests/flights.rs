@@ -10,7 +10,7 @@ use std::time::Duration;
 use failover_breaker::BreakerConfig;
 use failover_cache::{Cache, CacheKey, KeyDeriver, MemoryCache};
 use failover_core::FailoverAdapter;
-use failover_core::flights::{ClaimFuture, ClaimId, FlightClaim, SharedFlights};
+use failover_core::flights::{ClaimFuture, ClaimId, FlightClaim, HeldFuture, SharedFlights};
 use failover_provider::CompletionRequest;
 use failover_testkit::{ScriptedProvider, Step};
 
@@ -53,6 +53,10 @@ impl SharedFlights for Table {
             claims.remove(key);
             self.released.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    fn held<'a>(&'a self, key: &'a CacheKey) -> HeldFuture<'a> {
+        Box::pin(async move { self.claims.lock().unwrap().contains_key(key) })
     }
 
     fn wait_bound(&self) -> Duration {
@@ -142,4 +146,35 @@ async fn a_claim_never_answered_costs_the_wait_bound_then_the_provider_answers()
     );
     assert_eq!(provider.call_count(), 1);
     hung.abort();
+}
+
+#[tokio::test]
+async fn a_holder_that_fails_releases_the_waiting_replica_at_once() {
+    let cache = Arc::new(MemoryCache::new());
+    // A long bound: the test ends far sooner only if the release is seen.
+    let table = Table::new(Duration::from_secs(30));
+    let failing = Arc::new(ScriptedProvider::new("bedrock").otherwise(
+        Step::fail(failover_provider::ErrorKind::Unavailable).after(Duration::from_millis(100)),
+    ));
+    let healthy = Arc::new(ScriptedProvider::always("bedrock", "4"));
+    let first = replica(&cache, &table, &failing);
+    let second = replica(&cache, &table, &healthy);
+    let leading = tokio::spawn(async move { first.generate_completion(request()).await });
+    while table.claims.lock().unwrap().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let started = std::time::Instant::now();
+    let answer = second.generate_completion(request()).await.unwrap();
+    assert!(leading.await.unwrap().is_err(), "the holder failed");
+    assert_eq!((answer.content.as_str(), answer.cached), ("4", false));
+    assert_eq!(
+        healthy.call_count(),
+        1,
+        "the waiting replica called its provider"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "released when the holder let go, not at the 30 s bound: {:?}",
+        started.elapsed()
+    );
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use failover_cache::CacheKey;
-use failover_core::flights::{ClaimFuture, ClaimId, FlightClaim, SharedFlights};
+use failover_core::flights::{ClaimFuture, ClaimId, FlightClaim, HeldFuture, SharedFlights};
 use redis::Script;
 
 use crate::SharedError;
@@ -123,6 +123,15 @@ impl SharedFlights for RedisFlights {
             // Not released: it expires by itself.
             let _ = store.run_idempotent::<i64>(&invocation).await;
         });
+    }
+
+    fn held<'a>(&'a self, key: &'a CacheKey) -> HeldFuture<'a> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("EXISTS");
+            cmd.arg(self.lock_key(key));
+            // Unknown (Redis away) counts as held: the wait bound ends the wait.
+            self.store.query::<i64>(&cmd).await.map_or(true, |n| n > 0)
+        })
     }
 
     fn wait_bound(&self) -> Duration {
