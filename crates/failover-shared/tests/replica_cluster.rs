@@ -135,20 +135,26 @@ async fn replica_breakers_on_one_node_trip_together_and_bound_probes() {
     trip_together_and_bound_probes(store).await;
 }
 
-async fn replica_budgets_on_a_cluster_reserve_settle_and_refuse() {
-    let cluster = require_service!(redis::shared_cluster());
+/// Tenant limits on the cluster under a key prefix of their own; amounts are passed to
+/// `reserve` as they are (no prices needed).
+fn limits_on(cluster: &redis::RedisCluster, config: LimitsConfig) -> Arc<TenantLimits> {
     let store = SharedStore::new(
         &StoreConfig::cluster(cluster.urls()).with_key_prefix(unique("lf-cluster")),
     )
     .unwrap();
-    let mut config = LimitsConfig::default();
-    config.default.usd_per_day = Some(Decimal::new(10, 2)); // $0.10
     let estimator = UsageEstimator::new(
         failover_core::Router::empty(),
         failover_usage::PricingTable::new(),
         Vec::new(),
     );
-    let limits = TenantLimits::new(store, config, estimator).unwrap();
+    TenantLimits::new(store, config, estimator).unwrap()
+}
+
+async fn replica_budgets_on_a_cluster_reserve_settle_and_refuse() {
+    let cluster = require_service!(redis::shared_cluster());
+    let mut config = LimitsConfig::default();
+    config.default.usd_per_day = Some(Decimal::new(10, 2)); // $0.10
+    let limits = limits_on(&cluster, config);
     let four_cents = Usd::new(Decimal::new(4, 2));
     let three_cents = Usd::new(Decimal::new(3, 2));
     // Tenants hash to different slots; each keeps its own spend.
@@ -197,21 +203,12 @@ async fn replica_budgets_on_a_cluster_reserve_settle_and_refuse() {
 
 async fn replica_agent_limits_on_a_cluster_apply_on_top_of_the_tenants() {
     let cluster = require_service!(redis::shared_cluster());
-    let store = SharedStore::new(
-        &StoreConfig::cluster(cluster.urls()).with_key_prefix(unique("lf-cluster")),
-    )
-    .unwrap();
     let mut config = LimitsConfig::default();
     config.default.usd_per_day = Some(Decimal::new(10, 2)); // $0.10 per tenant
     let mut bot = failover_shared::Limits::default();
     bot.usd_per_day = Some(Decimal::new(5, 2)); // $0.05 for acme's bot
     config.agents.insert("acme/bot".to_owned(), bot);
-    let estimator = UsageEstimator::new(
-        failover_core::Router::empty(),
-        failover_usage::PricingTable::new(),
-        Vec::new(),
-    );
-    let limits = TenantLimits::new(store, config, estimator).unwrap();
+    let limits = limits_on(&cluster, config);
     let four_cents = Usd::new(Decimal::new(4, 2));
     // The bot reaches its own limit first…
     limits
